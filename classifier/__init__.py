@@ -1,0 +1,1 @@
+"""Difficulty and stakes scoring for moa-router: features, scorer, training, evaluation."""

@@ -1,0 +1,210 @@
+"""The query scorer: two calibrated logistic heads (difficulty, stakes) over the features.
+
+Inference is numpy and plain Python over the learnt weights; scikit-learn is imported only by `fit`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from classifier.calibration import Platt
+from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
+from classifier.text import messages_to_text
+
+FloatArray = npt.NDArray[np.float64]
+HEADS: tuple[str, str] = ("difficulty", "stakes")
+ARRAY_NAMES: tuple[str, ...] = ("hashed_weights", "dense_weights", "dense_mean", "dense_scale", "intercept")
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Calibrated probabilities for one query."""
+
+    difficulty: float  # the cheap model's answer is inadequate
+    stakes: float  # a wrong answer would cause real harm or cost
+
+
+class NotFittedError(RuntimeError):
+    """The scorer was used before `fit` (or before its weights were loaded)."""
+
+
+class QueryScorer:
+    """Scores queries for difficulty and stakes; follows scikit-learn's estimator contract.
+
+    Parameters are the feature settings (see FeatureConfig), the inverse regularisation strength `C`
+    of both logistic heads, and the number of folds whose out-of-fold logits fit the Platt calibration.
+    """
+
+    def __init__(
+        self,
+        *,
+        buckets_log2: int = 18,
+        char_ngrams: tuple[int, ...] = (3, 5),
+        word_ngrams: tuple[int, ...] = (1, 2),
+        head_chars: int = 768,
+        tail_chars: int = 1280,
+        C: float = 1.0,
+        calibration_folds: int = 5,
+        random_state: int = 0,
+    ) -> None:
+        self.buckets_log2 = buckets_log2
+        self.char_ngrams = char_ngrams
+        self.word_ngrams = word_ngrams
+        self.head_chars = head_chars
+        self.tail_chars = tail_chars
+        self.C = C
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    # scikit-learn's contract without importing scikit-learn here.
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params: Any) -> QueryScorer:
+        for name, value in params.items():
+            if name not in _PARAM_NAMES:
+                raise ValueError(f"unknown parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(
+            buckets_log2=self.buckets_log2,
+            char_ngrams=tuple(self.char_ngrams),
+            word_ngrams=tuple(self.word_ngrams),
+            head_chars=self.head_chars,
+            tail_chars=self.tail_chars,
+        )
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        y_difficulty: Sequence[float] | FloatArray,
+        y_stakes: Sequence[float] | FloatArray,
+        sample_weight: Sequence[float] | FloatArray | None = None,
+    ) -> QueryScorer:
+        """Learn both heads and their calibration from labelled texts (labels 0/1)."""
+        from classifier.fitting import fit_heads  # scikit-learn stays off the inference path
+
+        featurizer = Featurizer(self.feature_config())
+        fitted = fit_heads(
+            featurizer,
+            texts,
+            np.asarray(y_difficulty, dtype=np.float64),
+            np.asarray(y_stakes, dtype=np.float64),
+            None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
+            C=self.C,
+            folds=self.calibration_folds,
+            random_state=self.random_state,
+        )
+        self._set_state(featurizer, fitted.arrays, fitted.platt)
+        return self
+
+    @classmethod
+    def from_state(
+        cls,
+        arrays: Mapping[str, npt.NDArray[Any]],
+        feature_config: FeatureConfig,
+        calibration: Mapping[str, Platt],
+        params: Mapping[str, Any] | None = None,
+    ) -> QueryScorer:
+        """A fitted scorer from saved weights (see classifier.artifacts)."""
+        scorer = cls(**dict(params or {}))
+        scorer.set_params(
+            buckets_log2=feature_config.buckets_log2,
+            char_ngrams=feature_config.char_ngrams,
+            word_ngrams=feature_config.word_ngrams,
+            head_chars=feature_config.head_chars,
+            tail_chars=feature_config.tail_chars,
+        )
+        scorer._set_state(Featurizer(feature_config), arrays, (calibration["difficulty"], calibration["stakes"]))
+        return scorer
+
+    def _set_state(
+        self, featurizer: Featurizer, arrays: Mapping[str, npt.NDArray[Any]], platt: tuple[Platt, Platt]
+    ) -> None:
+        n_buckets, n_dense = featurizer.config.n_buckets, len(DENSE_FEATURE_NAMES)
+        expected = {
+            "hashed_weights": (n_buckets, 2),
+            "dense_weights": (n_dense, 2),
+            "dense_mean": (n_dense,),
+            "dense_scale": (n_dense,),
+            "intercept": (2,),
+        }
+        for name, shape in expected.items():
+            if name not in arrays or arrays[name].shape != shape:
+                got = arrays[name].shape if name in arrays else "missing"
+                raise ValueError(f"weights array {name!r}: expected shape {shape}, got {got}")
+        self.featurizer_ = featurizer
+        self.hashed_weights_ = np.ascontiguousarray(arrays["hashed_weights"], dtype=np.float32)
+        self.dense_weights_ = np.asarray(arrays["dense_weights"], dtype=np.float64)
+        self.dense_mean_ = np.asarray(arrays["dense_mean"], dtype=np.float64)
+        self.dense_scale_ = np.asarray(arrays["dense_scale"], dtype=np.float64)
+        self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        self.platt_ = platt
+        # Standardisation folded into the dense weights and intercept: one matmul per query.
+        self._dense_effective = self.dense_weights_ / self.dense_scale_[:, None]
+        self._bias = self.intercept_ - (self.dense_mean_ / self.dense_scale_) @ self.dense_weights_
+        self._ones = np.ones(0, dtype=np.float32)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "hashed_weights_"):
+            raise NotFittedError("QueryScorer is not fitted: call fit() or load a version")
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The learnt weights, by name, for saving."""
+        self._check_fitted()
+        return {
+            "hashed_weights": self.hashed_weights_,
+            "dense_weights": self.dense_weights_,
+            "dense_mean": self.dense_mean_,
+            "dense_scale": self.dense_scale_,
+            "intercept": self.intercept_,
+        }
+
+    def logits_one(self, text: str) -> tuple[float, float]:
+        """Raw (uncalibrated) logits of both heads for one text."""
+        indices, dense = self.featurizer_.transform_one(text)
+        n = indices.shape[0]
+        z = self._bias + np.asarray(dense) @ self._dense_effective
+        if n:
+            if self._ones.shape[0] < n:
+                self._ones = np.ones(max(n, 2 * self._ones.shape[0]), dtype=np.float32)
+            # ones @ rows sums the gathered rows; much faster than .sum(axis=0) on an (n, 2) gather.
+            z = z + (self._ones[:n] @ self.hashed_weights_.take(indices, axis=0)) / math.sqrt(n)
+        return float(z[0]), float(z[1])
+
+    def decision_function(self, texts: Sequence[str]) -> FloatArray:
+        """Raw logits, shape (n, 2): difficulty, stakes."""
+        self._check_fitted()
+        result = np.empty((len(texts), 2), dtype=np.float64)
+        for row, text in enumerate(texts):
+            result[row] = self.logits_one(text)
+        return result
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        """Calibrated probabilities, shape (n, 2): difficulty, stakes."""
+        logits = self.decision_function(texts)
+        difficulty, stakes = self.platt_
+        return np.stack([difficulty.apply(logits[:, 0]), stakes.apply(logits[:, 1])], axis=1)
+
+    def score_text(self, text: str) -> Scores:
+        """Scores for one already-flattened text."""
+        self._check_fitted()
+        z_difficulty, z_stakes = self.logits_one(text)
+        difficulty, stakes = self.platt_
+        return Scores(difficulty=difficulty.apply_one(z_difficulty), stakes=stakes.apply_one(z_stakes))
+
+    def score_messages(self, messages: Sequence[Mapping[str, Any]]) -> Scores:
+        """Scores for one chat request's messages: the hot path of the router."""
+        return self.score_text(messages_to_text(messages))
+
+
+_FEATURE_PARAM_NAMES = ("buckets_log2", "char_ngrams", "word_ngrams", "head_chars", "tail_chars")
+_PARAM_NAMES: tuple[str, ...] = (*_FEATURE_PARAM_NAMES, "C", "calibration_folds", "random_state")

@@ -1,0 +1,278 @@
+"""POST /v1/chat/completions: authenticate, validate, score, decide, cache, run the route, reply, log."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from router.api import sse
+from router.api.errors import APIError, error_response
+from router.api.schemas import ChatRequest, parse_chat_request
+from router.cache_types import CachedAnswer, CacheSession
+from router.events import RequestEvent
+from router.mixture import CallRecord, QuorumError
+from router.policy import ROUTE_OVERRIDES, RouteDecision, RouteOverride, decide
+from router.providers.base import CompletionRequest, ProviderError
+from router.routes import RouteResult, models_for, run_route, stream_route
+from router.state import AppState, get_state
+
+router = APIRouter()
+
+_STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
+
+
+def _chat_openapi() -> dict[str, Any]:
+    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def parse_override(value: str | None) -> RouteOverride:
+    if value is None or value == "":
+        return "auto"
+    lowered = value.strip().lower()
+    for option in ROUTE_OVERRIDES:
+        if lowered == option:
+            return option
+    raise APIError(400, f"x-moa-route must be one of {', '.join(ROUTE_OVERRIDES)}", "invalid_route", "x-moa-route")
+
+
+def upstream_error(exc: Exception, event: RequestEvent) -> APIError:
+    """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed."""
+    if isinstance(exc, QuorumError):
+        event.calls.extend(call for call in exc.calls if call not in event.calls)
+        return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
+    if isinstance(exc, ProviderError):
+        event.calls.append(CallRecord(exc.model, event.route, "error", 0.0, error=exc.kind))
+        if exc.kind == "timeout":
+            return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
+        return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
+    return APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is {declared} bytes; the limit is {limit}", "body_too_large")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise APIError(413, f"request body exceeds the limit of {limit} bytes", "body_too_large")
+    return bytes(body)
+
+
+class _Exchange:
+    """One request's state as it moves through the path; records its event exactly once."""
+
+    def __init__(self, state: AppState, request: Request) -> None:
+        self.state = state
+        self.request = request
+        self.started = time.perf_counter()
+        self.event = RequestEvent(request_id=f"chatcmpl-{uuid.uuid4().hex}", tenant="")
+        self.headers: dict[str, str] = {"x-request-id": self.event.request_id}
+        self._recorded = False
+
+    def finish(self) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self.event.latency_s = time.perf_counter() - self.started
+            self.state.record(self.event)
+
+    def note_decision(self, decision: RouteDecision, difficulty: float, stakes: float, version: str) -> None:
+        self.event.route, self.event.reason = decision.route, decision.reason
+        self.event.difficulty, self.event.stakes, self.event.classifier_version = difficulty, stakes, version
+        self.headers.update(
+            {
+                "x-moa-route": decision.route,
+                "x-moa-route-reason": decision.reason,
+                "x-moa-difficulty": f"{difficulty:.4f}",
+                "x-moa-stakes": f"{stakes:.4f}",
+                "x-moa-classifier-version": version,
+            }
+        )
+
+    def note_result(self, result: RouteResult) -> None:
+        self.event.calls.extend(result.calls)
+        self.event.fallback = result.fallback
+        if result.fallback:
+            self.headers["x-moa-fallback"] = result.fallback
+        if self.event.messages is not None:
+            self.event.answer = result.text
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "request_id": self.event.request_id,
+            "route": self.event.route,
+            "cache": self.event.cache,
+            "cost_usd": round(self.event.cost_usd, 10),
+            "saved_usd": round(self.event.saved_usd, 10),
+            "fallback": self.event.fallback,
+        }
+
+
+@router.post("/v1/chat/completions", openapi_extra=_chat_openapi(), response_model=None)
+async def chat_completions(request: Request) -> Response:
+    state = get_state(request)
+    ex = _Exchange(state, request)
+    streaming = False
+    try:
+        ex.event.tenant = state.auth.tenant(request.headers)
+        chat = parse_chat_request(
+            await _read_body(request, state.settings.limits.max_body_bytes), state.settings.limits
+        )
+        override = parse_override(request.headers.get("x-moa-route"))
+        ex.event.stream = chat.stream
+        messages = chat.upstream_messages()
+        ex.event.prompt_sha256 = hashlib.sha256(orjson.dumps(messages)).hexdigest()
+        if state.settings.ledger.store_prompts or state.settings.demo:
+            ex.event.messages = messages
+        scored = state.classifier.score(messages)
+        budget = state.budget.state(ex.event.tenant) if state.budget is not None else None
+        decision = decide(scored.scores, scored.thresholds, override, budget)
+        ex.note_decision(decision, scored.scores.difficulty, scored.scores.stakes, scored.version)
+        ex.event.extra["scoring_s"] = scored.elapsed_s
+        session = await state.cache.begin(
+            ex.event.tenant, chat, decision.route, models_for(decision.route, state.providers), request.headers
+        )
+        ex.event.cache = session.status
+        ex.headers["x-moa-cache"] = session.status
+        if session.answer is not None:
+            return _cache_hit(ex, chat, session.answer)
+        upstream = CompletionRequest(
+            messages,
+            chat.requested_max_tokens(),
+            chat.temperature,
+            chat.sampling_params(),
+            state.settings.limits.request_timeout_s,
+        )
+        if chat.stream:
+            response = await _start_stream(ex, chat, session, upstream)
+            streaming = isinstance(response, StreamingResponse)
+            return response
+        return await _complete(ex, chat, session, upstream)
+    except APIError as exc:
+        ex.event.status, ex.event.error = exc.status, exc.code
+        exc.headers.update(ex.headers)
+        return error_response(exc)
+    finally:
+        if not streaming:
+            ex.finish()
+
+
+async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, upstream: CompletionRequest) -> Response:
+    state = ex.state
+    try:
+        result = await asyncio.wait_for(
+            run_route(ex.event.route, upstream, state.providers, state.engine),
+            timeout=state.settings.limits.request_timeout_s,
+        )
+    except (ProviderError, QuorumError, TimeoutError) as exc:
+        await session.abandon()
+        raise upstream_error(exc, ex.event) from exc
+    ex.note_result(result)
+    usage = ex.event.usage
+    if result.finish_reason in _STORABLE_FINISH:
+        await session.store(
+            CachedAnswer(result.text, result.finish_reason, usage, ex.event.cost_usd, result.model, ex.event.route)
+        )
+    else:
+        await session.abandon()
+    ex.headers["x-moa-cost-usd"] = f"{ex.event.cost_usd:.8f}"
+    body = sse.completion_body(ex.event.request_id, result.model, result.text, result.finish_reason, usage, ex.extra())
+    return Response(body, media_type="application/json", headers=ex.headers)
+
+
+def _cache_hit(ex: _Exchange, chat: ChatRequest, answer: CachedAnswer) -> Response:
+    ex.event.route = answer.route or ex.event.route
+    ex.event.saved_usd = answer.cost_usd
+    ex.headers["x-moa-cost-usd"] = "0"
+    if ex.event.messages is not None:
+        ex.event.answer = answer.text
+    if not chat.stream:
+        body = sse.completion_body(
+            ex.event.request_id, answer.model, answer.text, answer.finish_reason, answer.usage, ex.extra()
+        )
+        return Response(body, media_type="application/json", headers=ex.headers)
+    created = int(time.time())
+    rid, model = ex.event.request_id, answer.model
+    parts = [
+        sse.chunk(rid, model, created, {"role": "assistant", "content": ""}),
+        sse.chunk(rid, model, created, {"content": answer.text}),
+        sse.chunk(rid, model, created, {}, answer.finish_reason),
+    ]
+    if chat.stream_options and chat.stream_options.include_usage:
+        parts.append(sse.usage_chunk(rid, model, created, answer.usage, ex.extra()))
+    parts.append(sse.DONE)
+    return Response(b"".join(parts), media_type="text/event-stream", headers=ex.headers)
+
+
+async def _start_stream(
+    ex: _Exchange, chat: ChatRequest, session: CacheSession, upstream: CompletionRequest
+) -> Response:
+    """Waits for the first delta before answering, so that a mixture whose proposers all fail is a
+    502 with a JSON error rather than a 200 stream that breaks."""
+    state = ex.state
+    result = RouteResult()
+    deltas = stream_route(ex.event.route, upstream, state.providers, state.engine, result)
+    try:
+        first: str | None = await asyncio.wait_for(anext(deltas), state.settings.limits.request_timeout_s)
+    except StopAsyncIteration:
+        first = None
+    except (ProviderError, QuorumError, TimeoutError) as exc:
+        await session.abandon()
+        await deltas.aclose()
+        raise upstream_error(exc, ex.event) from exc
+    return StreamingResponse(
+        _sse(ex, chat, session, deltas, first, result), media_type="text/event-stream", headers=ex.headers
+    )
+
+
+async def _sse(
+    ex: _Exchange,
+    chat: ChatRequest,
+    session: CacheSession,
+    deltas: AsyncIterator[str],
+    first: str | None,
+    result: RouteResult,
+) -> AsyncIterator[bytes]:
+    rid, created = ex.event.request_id, int(time.time())
+    model = result.model
+    completed = False
+    try:
+        yield sse.chunk(rid, model, created, {"role": "assistant", "content": ""})
+        if first:
+            yield sse.chunk(rid, model, created, {"content": first})
+        try:
+            async for delta in deltas:
+                yield sse.chunk(rid, model, created, {"content": delta})
+        except ProviderError as exc:
+            result.finish_reason = "error"
+            ex.event.status, ex.event.error = 502, "upstream_stream_error"
+            ex.event.calls.append(CallRecord(exc.model, ex.event.route, "error", 0.0, error=exc.kind))
+            yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
+        ex.note_result(result)
+        if result.finish_reason in _STORABLE_FINISH:
+            yield sse.chunk(rid, model, created, {}, result.finish_reason)
+            if chat.stream_options and chat.stream_options.include_usage:
+                yield sse.usage_chunk(rid, model, created, ex.event.usage, ex.extra())
+            await session.store(
+                CachedAnswer(
+                    result.text, result.finish_reason, ex.event.usage, ex.event.cost_usd, model, ex.event.route
+                )
+            )
+            completed = True
+        yield sse.DONE
+    finally:
+        if not completed:
+            if ex.event.error is None:
+                ex.event.status, ex.event.error = 499, "client_disconnected"
+            await session.abandon()
+        ex.finish()

@@ -1,0 +1,183 @@
+"""The chat request as clients may send it: OpenAI's shape, checked strictly, with clear errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from router.api.errors import APIError
+from router.config import LimitSettings
+
+# OpenAI parameters the router cannot honour through a mixture: refused by name, never silently dropped.
+UNSUPPORTED_PARAMS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "audio",
+        "modalities",
+        "prediction",
+        "web_search_options",
+        "reasoning_effort",
+        "service_tier",
+        "store",
+    }
+)
+# Clients never choose where a request goes upstream, nor with which credentials.
+FORBIDDEN_PARAMS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "custom_llm_provider",
+        "extra_headers",
+        "headers",
+        "organization",
+    }
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: Annotated[str, Field(max_length=64)] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+    def as_upstream(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        if self.name:
+            message["name"] = self.name
+        return message
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: Literal["text", "json_object", "json_schema"]
+
+
+class CacheControl(_Strict):
+    """Per-request cache controls (also settable by the `x-moa-cache-control` header)."""
+
+    no_cache: bool = False  # skip the lookup (the answer may still be stored)
+    no_store: bool = False  # do not store this answer
+    ttl_s: Annotated[int, Field(ge=1, le=30 * 86400)] | None = None
+    namespace: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")] | None = None
+
+
+class ChatRequest(_Strict):
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    n: Literal[1] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    response_format: ResponseFormat | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    metadata: dict[str, str] | None = None
+    cache: CacheControl | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _needs_user_turn(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" for m in messages):
+            raise ValueError("messages must contain at least one message with role 'user'")
+        return messages
+
+    def upstream_messages(self) -> list[dict[str, Any]]:
+        return [m.as_upstream() for m in self.messages]
+
+    def sampling_params(self) -> dict[str, Any]:
+        """The parameters passed through to upstream models (each changes the answer: cache key too)."""
+        params: dict[str, Any] = {}
+        for name in ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        if self.response_format is not None:
+            params["response_format"] = self.response_format.model_dump()
+        return params
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+def _describe(error: Any) -> tuple[str, str | None]:
+    loc = [str(part) for part in error.get("loc", ())]
+    # pydantic puts the union member's type name in the location; it means nothing to a client.
+    loc = [p for p in loc if not p.startswith(("list[", "str", "function-", "literal[")) and p != "TextPart"]
+    param = ".".join(loc) or None
+    return f"{param}: {error.get('msg')}" if param else str(error.get("msg")), param
+
+
+def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
+    """Parse and check a request body; every problem is an APIError with a 4xx status."""
+    if len(body) > limits.max_body_bytes:
+        raise APIError(
+            413, f"request body is {len(body)} bytes; the limit is {limits.max_body_bytes}", "body_too_large"
+        )
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc.msg}", "invalid_json") from exc
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", "invalid_request")
+    for name in data:
+        if name in FORBIDDEN_PARAMS:
+            raise APIError(
+                400, f"parameter '{name}' is not accepted: the router chooses upstreams", "forbidden_param", name
+            )
+        if name in UNSUPPORTED_PARAMS:
+            raise APIError(400, f"parameter '{name}' is not supported by moa-router", "unsupported_param", name)
+    try:
+        chat = ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        message, param = _describe(errors[0])
+        if errors[0].get("type") == "extra_forbidden":
+            message = f"unknown parameter '{param}'"
+        raise APIError(400, message, "invalid_request", param) from exc
+    if len(chat.messages) > limits.max_messages:
+        raise APIError(
+            400, f"{len(chat.messages)} messages; the limit is {limits.max_messages}", "too_many_messages", "messages"
+        )
+    wanted = chat.requested_max_tokens()
+    if wanted is not None and wanted > limits.max_tokens_cap:
+        raise APIError(
+            400,
+            f"max_tokens {wanted} exceeds the limit of {limits.max_tokens_cap}",
+            "max_tokens_too_large",
+            "max_tokens",
+        )
+    return chat

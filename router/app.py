@@ -1,0 +1,61 @@
+"""The app factory: wires settings, providers, classifier, cache and sinks together at startup."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from router import __version__
+from router.api import chat, health
+from router.api.errors import install_error_handlers
+from router.auth import Authenticator
+from router.cache_types import NoCache
+from router.config import Settings
+from router.mixture import MixtureEngine
+from router.providers.registry import build_providers, make_http_client
+from router.scoring import ActiveClassifier
+from router.state import AppState
+
+logger = logging.getLogger(__name__)
+
+# Startup steps of the service's parts, in order; each is given the state and an exit stack on which
+# it registers its own cleanup (run in reverse order at shutdown).
+StartupStep = Callable[[AppState, AsyncExitStack], Awaitable[None]]
+STARTUP_STEPS: tuple[StartupStep, ...] = ()
+
+
+async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
+    http = make_http_client()
+    stack.push_async_callback(http.aclose)
+    providers = build_providers(settings, http)
+    state = AppState(
+        settings=settings,
+        http=http,
+        providers=providers,
+        engine=MixtureEngine(providers.proposers, providers.aggregator, settings.mixture),
+        classifier=ActiveClassifier.from_data_dir(settings.data_dir, settings.policy),
+        auth=Authenticator(settings.auth, open_mode=settings.demo),
+        cache=NoCache(),
+    )
+    for step in STARTUP_STEPS:
+        await step(state, stack)
+    return state
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.moa = await build_state(settings, stack)
+            logger.info("moa-router ready: classifier %s", app.state.moa.classifier.version)
+            yield
+
+    app = FastAPI(title="moa-router", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse)
+    install_error_handlers(app)
+    app.include_router(chat.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,70 @@
+"""What the request path needs of the response cache; router.cache implements it on Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from router.providers.base import Usage
+
+if TYPE_CHECKING:
+    from router.api.schemas import ChatRequest
+
+CacheStatus = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    text: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float  # what computing it cost upstream: the saving a hit counts
+    model: str
+    route: str
+
+
+class CacheSession(Protocol):
+    """One request's use of the cache: a hit carries the answer; a miss may hold the single-flight
+    lease for its key, and must end with `store` (finished answers only) or `abandon`."""
+
+    @property
+    def status(self) -> CacheStatus: ...
+
+    @property
+    def answer(self) -> CachedAnswer | None: ...
+
+    async def store(self, answer: CachedAnswer) -> None: ...
+
+    async def abandon(self) -> None: ...
+
+
+class CacheFront(Protocol):
+    async def begin(
+        self,
+        tenant: str,
+        chat: ChatRequest,
+        route: str,
+        models: Sequence[str],
+        headers: Mapping[str, str],
+    ) -> CacheSession: ...
+
+
+class BypassSession:
+    status: CacheStatus = "bypass"
+    answer: CachedAnswer | None = None
+
+    async def store(self, answer: CachedAnswer) -> None:
+        return None
+
+    async def abandon(self) -> None:
+        return None
+
+
+class NoCache:
+    """The cache when it is disabled: every request bypasses it."""
+
+    async def begin(
+        self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], headers: Mapping[str, str]
+    ) -> CacheSession:
+        return BypassSession()

@@ -1,0 +1,92 @@
+"""`moa-router serve`: run the service; `--demo` runs it with the simulated fleet and no keys."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from router.config import ConfigError, Settings, load_settings, settings_from_mapping
+
+logger = logging.getLogger("router.serve")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("serve", help="run the OpenAI-compatible router service")
+    parser.add_argument("--config", help="YAML config file (default: $MOA_ROUTER_CONFIG)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--demo", action="store_true", help="no keys, no external service: simulated providers and an embedded Redis"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (needs --config, not --demo)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def demo_settings(base_url: str, overrides: dict[str, Any] | None = None) -> Settings:
+    """The whole product against the simulated fleet; it serves no real users, so auth is open and prompt
+    texts are kept for retraining."""
+    from router.simulator.fleet import default_fleet, demo_model_entries
+
+    fleet = default_fleet()
+    entries = demo_model_entries(base_url, fleet)
+    for role_entries in (entries["proposers"], [entries["cheap"], entries["aggregator"], entries["judge"]]):
+        for entry in role_entries:
+            model = fleet.model_named(entry["model"].split("/", 1)[1])
+            entry["family"] = model.family if model else None
+    data: dict[str, Any] = {
+        **entries,
+        "demo": True,
+        "auth": {"open": True},
+        "ledger": {"store_prompts": True},
+        "shadow": {"cheap_sample_rate": 0.1},
+        "mixture": {"proposer_deadline_s": 10.0, "quorum": 2},
+        **(overrides or {}),
+    }
+    return settings_from_mapping(data, source="--demo")
+
+
+@contextlib.contextmanager
+def _demo_fleet() -> Iterator[str]:
+    from router.simulator.fleet import default_fleet
+    from router.simulator.runner import SimulatorServer
+
+    with SimulatorServer(default_fleet()) as server:
+        yield server.base_url
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.ExitStack() as stack:
+        try:
+            if args.demo:
+                base_url = stack.enter_context(_demo_fleet())
+                settings = demo_settings(base_url)
+            else:
+                settings = load_settings(args.config)
+        except ConfigError as exc:
+            print(f"moa-router: {exc}", file=sys.stderr)
+            return 2
+        app = create_app(settings)
+        where = f"http://{args.host}:{args.port}"
+        if args.demo:
+            print(f"moa-router demo: simulated providers at {base_url}; auth is OPEN (demo only)", flush=True)
+        print(f"moa-router serving OpenAI-compatible API at {where}/v1  dashboard: {where}/dashboard", flush=True)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    return 0

@@ -1,0 +1,62 @@
+"""`moa-router simulate`: serve the simulated provider fleet as a stand-alone OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_PORT = 8001
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `simulate` subcommand."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="serve the simulated provider fleet (OpenAI-compatible) on loopback",
+        description=__doc__,
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--fleet", metavar="FILE", help="fleet YAML file (default: the demo fleet)")
+    parser.add_argument(
+        "--latency-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply every model's latencies by X (0 = answer at once)",
+    )
+    parser.add_argument("--seed", type=int, help="override the fleet's seed")
+    parser.add_argument("--api-key", help="require this bearer token on /v1/* requests")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns the process exit code."""
+    import uvicorn
+
+    from router.simulator.fleet import default_fleet, load_fleet
+    from router.simulator.server import create_simulator_app, quiet_deliberate_drops
+
+    if args.latency_scale < 0:
+        print("moa-router simulate: --latency-scale must be >= 0")
+        return 2
+    fleet = load_fleet(args.fleet) if args.fleet else default_fleet()
+    overrides: dict[str, object] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.api_key:
+        overrides["api_key"] = args.api_key
+    fleet = fleet.scaled(args.latency_scale).model_copy(update=overrides)
+
+    config = uvicorn.Config(
+        create_simulator_app(fleet),
+        host=args.host,
+        port=args.port,
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    quiet_deliberate_drops()
+    print(f"Simulated fleet at http://{args.host}:{args.port}/v1 (seed {fleet.seed})")
+    for model in fleet.models:
+        print(f"  {model.name:<16} family={model.family:<10} ttft={model.ttft_s * 1000:.0f} ms")
+    uvicorn.Server(config).run()
+    return 0

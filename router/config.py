@@ -1,0 +1,213 @@
+"""One settings object: a YAML file (`--config` or MOA_ROUTER_CONFIG) plus environment variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+logger = logging.getLogger(__name__)
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in a config file must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(_Section):
+    """One upstream model, in litellm's terms (`provider/model`)."""
+
+    model: str = Field(min_length=3)
+    api_base: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    family: str | None = None  # the model family, when the name does not tell it (diversity check)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelEntry:
+        if "/" not in self.model:
+            raise ValueError(f"model {self.model!r} needs litellm's 'provider/model' form")
+        if self.api_key and self.api_key_env:
+            raise ValueError("give api_key or api_key_env, not both")
+        if (self.input_cost_per_token is None) != (self.output_cost_per_token is None):
+            raise ValueError("give both input_cost_per_token and output_cost_per_token, or neither")
+        return self
+
+    @property
+    def provider(self) -> str:
+        return self.model.split("/", 1)[0]
+
+    @property
+    def family_name(self) -> str:
+        """The model family (e.g. gpt, claude, gemini, llama), to warn about near-identical proposers."""
+        if self.family:
+            return self.family.lower()
+        name = self.model.split("/", 1)[1].lower().rsplit("/", 1)[-1]
+        return name.split("-")[0] if "-" in name else name
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return self.api_key
+
+
+class MixtureSettings(_Section):
+    layers: int = Field(default=1, ge=1, le=4)
+    proposer_deadline_s: float = Field(default=30.0, gt=0)
+    quorum: int = Field(default=2, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    aggregator_temperature: float = Field(default=0.3, ge=0, le=2)
+
+
+class PolicySettings(_Section):
+    """Thresholds override the classifier version's calibrated ones when set."""
+
+    difficulty: float | None = Field(default=None, ge=0, le=1)
+    stakes: float | None = Field(default=None, ge=0, le=1)
+    stakes_min_difficulty: float | None = Field(default=None, ge=0, le=1)
+
+
+class LimitSettings(_Section):
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_messages: int = Field(default=256, ge=1)
+    max_tokens_cap: int = Field(default=8192, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    ttl_s: int = Field(default=3600, ge=1)
+    deterministic_only: bool = True
+    timeout_ms: float = Field(default=50.0, gt=0)
+    single_flight_wait_s: float = Field(default=60.0, gt=0)
+
+
+class LedgerSettings(_Section):
+    store_prompts: bool = False
+    retention: int = Field(default=1_000_000, ge=100)
+    batch_size: int = Field(default=200, ge=1)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+
+
+class ShadowSettings(_Section):
+    cheap_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    mixture_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    daily_budget_usd: float = Field(default=1.0, ge=0)
+
+
+class BudgetSettings(_Section):
+    mixture_daily_usd: float | None = Field(default=None, ge=0)
+    mixture_daily_usd_per_tenant: float | None = Field(default=None, ge=0)
+    fallback: Literal["cheap", "strong"] = "cheap"
+
+
+class TenantKey(_Section):
+    tenant: str = Field(min_length=1, max_length=64)
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class AuthSettings(_Section):
+    open: bool = False
+    keys: tuple[TenantKey, ...] = ()
+    admin_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class Settings(_Section):
+    cheap: ModelEntry
+    proposers: tuple[ModelEntry, ...] = Field(min_length=1)
+    aggregator: ModelEntry
+    judge: ModelEntry | None = None
+    strong: ModelEntry | None = None  # the single strong model of the "strong" budget fallback
+    mixture: MixtureSettings = MixtureSettings()
+    policy: PolicySettings = PolicySettings()
+    limits: LimitSettings = LimitSettings()
+    cache: CacheSettings = CacheSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    shadow: ShadowSettings = ShadowSettings()
+    budget: BudgetSettings = BudgetSettings()
+    auth: AuthSettings = AuthSettings()
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="moa", pattern=r"^[A-Za-z0-9_.-]+$")
+    data_dir: Path = Path(".moa-router")
+    lean_openai_path: bool = True
+    demo: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.mixture.quorum > len(self.proposers):
+            raise ValueError(
+                f"mixture.quorum ({self.mixture.quorum}) exceeds the number of proposers ({len(self.proposers)})"
+            )
+        return self
+
+    @property
+    def judge_entry(self) -> ModelEntry:
+        return self.judge or self.aggregator
+
+    @property
+    def strong_entry(self) -> ModelEntry:
+        return self.strong or self.aggregator
+
+    def diversity_warning(self) -> str | None:
+        families = {entry.family_name for entry in self.proposers}
+        if len(self.proposers) > 1 and len(families) == 1:
+            return (
+                f"all {len(self.proposers)} proposers are of one model family ({families.pop()}): "
+                "a mixture gains most from diverse proposers"
+            )
+        return None
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the bad field."""
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def settings_from_mapping(data: dict[str, Any], source: str = "config") -> Settings:
+    env_overrides: dict[str, Any] = {}
+    if os.environ.get("REDIS_URL"):
+        env_overrides["redis_url"] = os.environ["REDIS_URL"]
+    if os.environ.get("MOA_ROUTER_DATA_DIR"):
+        env_overrides["data_dir"] = os.environ["MOA_ROUTER_DATA_DIR"]
+    try:
+        settings = Settings.model_validate({**data, **env_overrides})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from exc
+    warning = settings.diversity_warning()
+    if warning:
+        logger.warning(warning)
+    return settings
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load the YAML file named by `path` or MOA_ROUTER_CONFIG; environment variables win."""
+    chosen = path or os.environ.get("MOA_ROUTER_CONFIG")
+    if not chosen:
+        raise ConfigError("no configuration: pass --config FILE, set MOA_ROUTER_CONFIG, or use --demo")
+    file = Path(chosen)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping at the top level")
+    return settings_from_mapping(data, source=str(file))

@@ -1,0 +1,51 @@
+"""The outcome event: one record per request, fanned out to the outcome log, stats and metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from router.mixture import CallRecord
+from router.providers.base import Usage
+
+
+@dataclass(slots=True)
+class RequestEvent:
+    request_id: str
+    tenant: str
+    started_at: float = field(default_factory=time.time)  # epoch seconds
+    route: str = ""  # cheap | mixture | strong | "" when the request failed before routing
+    reason: str = ""
+    difficulty: float | None = None
+    stakes: float | None = None
+    classifier_version: str = ""
+    cache: str = "bypass"  # hit | miss | bypass
+    stream: bool = False
+    status: int = 200
+    error: str | None = None  # the error code when status >= 400
+    latency_s: float = 0.0
+    calls: list[CallRecord] = field(default_factory=list)
+    saved_usd: float = 0.0  # upstream cost a cache hit avoided
+    fallback: str | None = None
+    prompt_sha256: str = ""
+    messages: list[dict[str, Any]] | None = None  # only when the config stores prompt texts
+    answer: str | None = None  # only when the config stores prompt texts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(call.cost_usd for call in self.calls)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+
+class EventSink(Protocol):
+    """Receives every finished request's event. Must not block: queue the work, do I/O elsewhere."""
+
+    def record(self, event: RequestEvent) -> None: ...

@@ -1,0 +1,206 @@
+"""The Mixture-of-Agents engine: proposers in parallel under a deadline and quorum, optional extra
+layers, one aggregator (streaming when the client streams), usage and cost summed over every call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from router.config import MixtureSettings
+from router.prompts import with_candidates
+from router.providers.base import CallResult, CompletionRequest, Message, Provider, ProviderError, Usage
+
+CallStatus = Literal["ok", "error", "late"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One upstream call of a request, for cost accounting and the outcome log."""
+
+    model: str
+    role: str  # cheap | proposer | aggregator | strong | judge
+    status: CallStatus
+    latency_s: float
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    layer: int = 0
+    error: str | None = None
+
+    @classmethod
+    def from_result(cls, result: CallResult, role: str, layer: int = 0) -> CallRecord:
+        return cls(result.model, role, "ok", result.latency_s, result.usage, result.cost_usd, layer)
+
+
+@dataclass(slots=True)
+class MixtureResult:
+    text: str = ""
+    finish_reason: str = "stop"
+    calls: list[CallRecord] = field(default_factory=list)
+    fallback: str | None = None  # "proposer" when the aggregator failed and a proposer's answer stands
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(call.cost_usd for call in self.calls)
+
+
+class QuorumError(Exception):
+    """Fewer proposers answered than the quorum: the mixture cannot give a trustworthy answer."""
+
+    def __init__(self, answered: int, quorum: int, calls: list[CallRecord]) -> None:
+        super().__init__(f"only {answered} of the proposers answered; the mixture needs {quorum}")
+        self.calls = calls
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def consensus_pick(answers: Sequence[str]) -> int:
+    """The index of the answer that agrees most with the others: the fallback when the aggregator fails."""
+    words = [set(answer.lower().split()) for answer in answers]
+    scores = [sum(_overlap(w, other) for j, other in enumerate(words) if j != i) for i, w in enumerate(words)]
+    return max(range(len(answers)), key=lambda i: (scores[i], len(answers[i])))
+
+
+class MixtureEngine:
+    """Runs the mixture over whatever providers it is given, so tests can hand in their own."""
+
+    def __init__(self, proposers: Sequence[Provider], aggregator: Provider, settings: MixtureSettings) -> None:
+        self._proposers = tuple(proposers)
+        self._aggregator = aggregator
+        self._settings = settings
+
+    def _proposer_request(self, base: CompletionRequest, messages: Sequence[Message]) -> CompletionRequest:
+        deadline = self._settings.proposer_deadline_s
+        timeout = deadline if base.timeout_s is None else min(deadline, base.timeout_s)
+        return CompletionRequest(messages, base.max_tokens, base.temperature, base.params, timeout)
+
+    async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[str]:
+        started = time.perf_counter()
+        tasks = {
+            asyncio.create_task(provider.complete(request), name=provider.name): provider
+            for provider in self._proposers
+        }
+        quorum = self._settings.quorum
+        answers: dict[Provider, str] = {}
+        failures = 0
+        pending = set(tasks)
+        deadline = started + self._settings.proposer_deadline_s
+        try:
+            while pending and failures <= len(tasks) - quorum:
+                done, pending = await asyncio.wait(
+                    pending,
+                    timeout=max(0.0, deadline - time.perf_counter()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    break  # the deadline passed
+                for task in done:
+                    provider = tasks[task]
+                    try:
+                        result = task.result()
+                    except ProviderError as exc:
+                        failures += 1
+                        calls.append(
+                            CallRecord(
+                                provider.name,
+                                "proposer",
+                                "error",
+                                time.perf_counter() - started,
+                                layer=layer,
+                                error=exc.kind,
+                            )
+                        )
+                        continue
+                    answers[provider] = result.text
+                    calls.append(CallRecord.from_result(result, "proposer", layer))
+        finally:
+            for task in pending:
+                task.cancel()
+                calls.append(
+                    CallRecord(
+                        tasks[task].name,
+                        "proposer",
+                        "late",
+                        time.perf_counter() - started,
+                        layer=layer,
+                        error="deadline",
+                    )
+                )
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        if len(answers) < quorum:
+            raise QuorumError(len(answers), quorum, calls)
+        # Keep the configured proposer order so the aggregator's input does not depend on timing.
+        return [answers[p] for p in self._proposers if p in answers]
+
+    async def propose(self, request: CompletionRequest, calls: list[CallRecord]) -> list[str]:
+        """Every layer of proposers; each layer after the first sees the previous layer's answers."""
+        answers = await self._layer(self._proposer_request(request, request.messages), 1, calls)
+        for layer in range(2, self._settings.layers + 1):
+            messages = with_candidates(request.messages, answers)
+            answers = await self._layer(self._proposer_request(request, messages), layer, calls)
+        return answers
+
+    def _aggregator_request(self, request: CompletionRequest, answers: Sequence[str]) -> CompletionRequest:
+        return CompletionRequest(
+            with_candidates(request.messages, answers),
+            request.max_tokens,
+            self._settings.aggregator_temperature if request.temperature is None else request.temperature,
+            request.params,
+            request.timeout_s,
+        )
+
+    async def run(self, request: CompletionRequest) -> MixtureResult:
+        result = MixtureResult()
+        answers = await self.propose(request, result.calls)
+        started = time.perf_counter()
+        try:
+            final = await self._aggregator.complete(self._aggregator_request(request, answers))
+        except ProviderError as exc:
+            result.calls.append(
+                CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=exc.kind)
+            )
+            result.text = answers[consensus_pick(answers)]
+            result.fallback = "proposer"
+            return result
+        result.calls.append(CallRecord.from_result(final, "aggregator"))
+        result.text, result.finish_reason = final.text, final.finish_reason
+        return result
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[str | MixtureResult]:
+        """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult.
+        Raises QuorumError before the first delta when the proposers fail."""
+        result = MixtureResult()
+        answers = await self.propose(request, result.calls)
+        started = time.perf_counter()
+        sent_any = False
+        try:
+            async for item in self._aggregator.stream(self._aggregator_request(request, answers)):
+                if isinstance(item, str):
+                    sent_any = True
+                    yield item
+                else:
+                    result.calls.append(CallRecord.from_result(item, "aggregator"))
+                    result.text, result.finish_reason = item.text, item.finish_reason
+        except ProviderError as exc:
+            result.calls.append(
+                CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=exc.kind)
+            )
+            if sent_any:
+                result.finish_reason = "error"  # cut off mid-answer: never cached, the client is told
+            else:
+                result.text = answers[consensus_pick(answers)]
+                result.fallback = "proposer"
+                yield result.text
+        yield result

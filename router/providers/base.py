@@ -1,0 +1,98 @@
+"""The one interface for calling a model: a completion (text, usage, cost) or a stream of text deltas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from router.config import ModelEntry
+
+Message = Mapping[str, Any]
+ErrorKind = Literal["timeout", "rate_limit", "upstream", "connection", "malformed", "bad_request", "auth"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def as_openai(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What the router asks of one model. `params` holds the sampling parameters passed through as they
+    are (top_p, stop, seed, presence_penalty, frequency_penalty, response_format)."""
+
+    messages: Sequence[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None  # the caller's remaining deadline; the entry's timeout also applies
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    model: str
+    text: str
+    usage: Usage
+    cost_usd: float
+    latency_s: float
+    finish_reason: str = "stop"
+    usage_estimated: bool = False  # the upstream gave no usage, so tokens were counted by the router
+
+
+class ProviderError(Exception):
+    """A failed upstream call, classified so that callers can decide on retries and fallbacks."""
+
+    def __init__(
+        self,
+        model: str,
+        kind: ErrorKind,
+        message: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"{model}: {kind}: {message}")
+        self.model = model
+        self.kind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        # Only faults that a second attempt can fix; a 4xx other than 429 would fail the same way.
+        return self.kind in ("timeout", "rate_limit", "connection") or (
+            self.kind == "upstream" and (self.status is None or self.status >= 500)
+        )
+
+
+# A stream yields text deltas and, last, the finished call's CallResult (with usage and cost).
+StreamItem = str | CallResult
+
+
+class Provider(Protocol):
+    """A model that can be called. Real ones are in this package; tests may hand in their own."""
+
+    @property
+    def entry(self) -> ModelEntry: ...
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(self, request: CompletionRequest) -> CallResult: ...
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]: ...

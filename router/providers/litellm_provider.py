@@ -1,0 +1,130 @@
+"""The general path: any provider litellm knows, called through `litellm.acompletion`.
+
+litellm is imported on first use, not at import time: its import costs seconds and ~190 MiB, and a
+deployment whose upstreams are all OpenAI-compatible never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+from router.config import ModelEntry
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.providers.openai_compat import request_body
+from router.providers.pricing import Prices, estimate_tokens
+
+
+def _litellm() -> ModuleType:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices at import
+    import litellm
+
+    litellm.telemetry = False
+    return litellm
+
+
+def _provider_error(model: str, exc: Exception) -> ProviderError:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(model, "timeout", "upstream timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError(model, "connection", "cannot reach upstream")
+    status = getattr(exc, "status_code", None)
+    message = str(getattr(exc, "message", "") or type(exc).__name__)[:300]
+    if status == 429:
+        return ProviderError(model, "rate_limit", message, status)
+    if status in (401, 403):
+        return ProviderError(model, "auth", message, status)
+    if isinstance(status, int) and 400 <= status < 500:
+        return ProviderError(model, "bad_request", message, status)
+    return ProviderError(model, "upstream", message, status if isinstance(status, int) else None)
+
+
+def _usage(obj: Any) -> Usage | None:
+    usage = getattr(obj, "usage", None)
+    if usage is None:
+        return None
+    try:
+        return Usage(int(usage.prompt_tokens), int(usage.completion_tokens))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+class LiteLLMProvider:
+    def __init__(self, entry: ModelEntry, prices: Prices) -> None:
+        self._entry = entry
+        self._prices = prices
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self._entry
+
+    @property
+    def name(self) -> str:
+        return self._entry.model
+
+    def _kwargs(self, request: CompletionRequest, stream: bool) -> dict[str, Any]:
+        kwargs = request_body(self._entry.model, request, stream)
+        timeout = self._entry.timeout_s if request.timeout_s is None else min(self._entry.timeout_s, request.timeout_s)
+        kwargs.update(timeout=max(0.001, timeout), num_retries=0)  # retries are the router's, not litellm's
+        if self._entry.api_base:
+            kwargs["api_base"] = self._entry.api_base
+        key = self._entry.resolved_api_key()
+        if key:
+            kwargs["api_key"] = key
+        return kwargs
+
+    def _result(
+        self, text: str, usage: Usage | None, finish: str, request: CompletionRequest, started: float
+    ) -> CallResult:
+        estimated = usage is None
+        if usage is None:
+            prompt = sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
+            usage = Usage(prompt, estimate_tokens(text))
+        return CallResult(
+            self.name, text, usage, self._prices.cost(usage), time.perf_counter() - started, finish, estimated
+        )
+
+    async def complete(self, request: CompletionRequest) -> CallResult:
+        import openai
+
+        litellm = _litellm()
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(**self._kwargs(request, stream=False))
+        except openai.APIError as exc:
+            raise _provider_error(self.name, exc) from exc
+        try:
+            choice = response.choices[0]
+            text = choice.message.content or ""
+            finish = choice.finish_reason or "stop"
+        except (AttributeError, IndexError) as exc:
+            raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
+        return self._result(str(text), _usage(response), str(finish), request, started)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+        import openai
+
+        litellm = _litellm()
+        started = time.perf_counter()
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish = "stop"
+        try:
+            response = await litellm.acompletion(**self._kwargs(request, stream=True))
+            async for chunk in response:
+                usage = _usage(chunk) or usage
+                for choice in getattr(chunk, "choices", None) or ():
+                    delta = getattr(choice.delta, "content", None)
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except openai.APIError as exc:
+            raise _provider_error(self.name, exc) from exc
+        yield self._result("".join(parts), usage, finish, request, started)

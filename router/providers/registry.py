@@ -1,0 +1,53 @@
+"""Builds the configured providers at startup, with one shared HTTP client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from router.config import ModelEntry, Settings
+from router.providers.base import Provider
+from router.providers.litellm_provider import LiteLLMProvider
+from router.providers.openai_compat import OpenAICompatibleProvider
+from router.providers.pricing import prices_for
+
+
+def build_provider(entry: ModelEntry, client: httpx.AsyncClient, lean: bool = True) -> Provider:
+    """OpenAI-compatible entries take the lean httpx path when `lean`; everything else goes through
+    litellm. Both report the same CallResult, priced by the same function."""
+    prices = prices_for(entry)  # fails at startup, not at the first request, when a price is unknown
+    if lean and entry.provider == "openai":
+        return OpenAICompatibleProvider(entry, prices, client)
+    return LiteLLMProvider(entry, prices)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSet:
+    cheap: Provider
+    proposers: tuple[Provider, ...]
+    aggregator: Provider
+    judge: Provider
+    strong: Provider
+
+    def all(self) -> tuple[Provider, ...]:
+        return (self.cheap, *self.proposers, self.aggregator, self.judge, self.strong)
+
+
+def build_providers(settings: Settings, client: httpx.AsyncClient) -> ProviderSet:
+    def make(entry: ModelEntry) -> Provider:
+        return build_provider(entry, client, settings.lean_openai_path)
+
+    return ProviderSet(
+        cheap=make(settings.cheap),
+        proposers=tuple(make(entry) for entry in settings.proposers),
+        aggregator=make(settings.aggregator),
+        judge=make(settings.judge_entry),
+        strong=make(settings.strong_entry),
+    )
+
+
+def make_http_client(max_connections: int = 512) -> httpx.AsyncClient:
+    # One pool for every upstream; keep-alive matters more than anything else for added latency.
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0))

@@ -1,0 +1,67 @@
+import logging
+from pathlib import Path
+
+import pytest
+
+from router.config import ConfigError, load_settings, settings_from_mapping
+
+BASE = {
+    "cheap": {"model": "openai/gpt-4o-mini"},
+    "proposers": [{"model": "anthropic/claude-sonnet-4-5"}, {"model": "gemini/gemini-2.5-pro"},
+                  {"model": "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"}],
+    "aggregator": {"model": "openai/gpt-4o"},
+}
+
+
+def test_design_example_loads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings(path)
+    assert settings.cheap.model == "openai/gpt-4o-mini"
+    assert len(settings.proposers) == 3
+    assert settings.judge_entry == settings.aggregator
+    assert "one model family" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"cheap": {"model": "gpt-4o-mini"}}, "cheap"),
+        ({"cheap": {"model": "openai/x", "timeout_s": -1}}, "cheap.timeout_s"),
+        ({"mixture": {"quorum": 5}}, "quorum"),
+        ({"mixture": {"layerz": 2}}, "mixture.layerz"),
+        ({"cheap": {"model": "openai/x", "input_cost_per_token": 1e-6}}, "cheap"),
+        ({"proposers": []}, "proposers"),
+    ],
+)
+def test_bad_config_names_the_field(change: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping({**BASE, **change})
+    assert named in str(info.value)
+
+
+def test_warns_when_proposers_are_one_family(caplog: pytest.LogCaptureFixture) -> None:
+    same = {**BASE, "proposers": [{"model": "openai/gpt-4o"}, {"model": "openai/gpt-4o-2024-08-06"}]}
+    with caplog.at_level(logging.WARNING):
+        settings_from_mapping(same)
+    assert "one model family" in caplog.text
+
+
+def test_missing_or_bad_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cheap: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+
+
+def test_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", "/tmp/x")
+    settings = settings_from_mapping(BASE)
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
+    assert str(settings.data_dir) == "/tmp/x"
