@@ -11,6 +11,12 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
+def sigmoid(z: FloatArray) -> FloatArray:
+    # The tanh form does not overflow for large |z|, unlike 1 / (1 + exp(-z)).
+    result: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * z))
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class Platt:
     """p = sigmoid(a * logit + b): maps a head's raw logit to a calibrated probability."""
@@ -19,8 +25,7 @@ class Platt:
     b: float = 0.0
 
     def apply(self, logits: FloatArray) -> FloatArray:
-        result: FloatArray = 1.0 / (1.0 + np.exp(-(self.a * logits + self.b)))
-        return result
+        return sigmoid(self.a * logits + self.b)
 
     def apply_one(self, logit: float) -> float:
         z = self.a * logit + self.b
@@ -54,8 +59,9 @@ def fit_platt(
         raise ValueError("calibration needs both positive and negative examples")
     target = np.where(y > 0.5, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
     a, b = 1.0, math.log((positives + 1.0) / (negatives + 1.0))
+    loss = _cross_entropy(a * x + b, target, w)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        p = sigmoid(a * x + b)
         residual = w * (p - target)
         curvature = w * p * (1.0 - p) + 1e-12
         gradient = np.array([float((residual * x).sum()), float(residual.sum())])
@@ -66,10 +72,25 @@ def fit_platt(
             ]
         )
         step = np.linalg.solve(hessian, gradient)
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.abs(step).max()) < 1e-10:
+        # Backtracking: a full Newton step can overshoot when the logits are far from calibrated.
+        scale = 1.0
+        while scale > 1e-8:
+            new_a, new_b = a - scale * float(step[0]), b - scale * float(step[1])
+            new_loss = _cross_entropy(new_a * x + new_b, target, w)
+            if new_loss <= loss:
+                break
+            scale /= 2.0
+        else:
+            break  # no step improves: converged as far as floating point allows
+        a, b, loss = new_a, new_b, new_loss
+        if float(np.abs(scale * step).max()) < 1e-10:
             break
     return Platt(a=a, b=b)
+
+
+def _cross_entropy(z: FloatArray, target: FloatArray, weight: FloatArray) -> float:
+    # log(1 + exp(z)) - target * z, computed stably.
+    return float((weight * (np.logaddexp(0.0, z) - target * z)).sum())
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +153,8 @@ def choose_thresholds(
     grid = np.unique(np.concatenate([np.quantile(d, np.linspace(0, 1, 41)), [above_all]]))
     stakes_grid = np.unique(np.concatenate([np.quantile(s, np.linspace(0.5, 1, 21)), [above_all]]))
     best: ThresholdChoice | None = None
-    for t_stakes in stakes_grid:
+    # Highest stakes threshold first ("never by stakes" before all): on a tie the simpler rule is kept.
+    for t_stakes in stakes_grid[::-1]:
         for t_min in grid:
             candidate = _best_rule(
                 d, s, yd, ys, benefit, float(t_stakes), float(t_min), target_escalation_rate, target_quality

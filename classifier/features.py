@@ -81,7 +81,7 @@ class FeatureConfig:
     few-shot examples), and the cap bounds the per-query cost whatever the prompt's length.
     """
 
-    buckets_log2: int = 18
+    buckets_log2: int = 17
     char_ngrams: tuple[int, ...] = (3, 5)
     word_ngrams: tuple[int, ...] = (1, 2)
     head_chars: int = 768

@@ -19,7 +19,15 @@ from classifier.text import messages_to_text
 
 FloatArray = npt.NDArray[np.float64]
 HEADS: tuple[str, str] = ("difficulty", "stakes")
-ARRAY_NAMES: tuple[str, ...] = ("hashed_weights", "dense_weights", "dense_mean", "dense_scale", "intercept")
+ARRAY_NAMES: tuple[str, ...] = (
+    "hashed_weights",
+    "dense_weights",
+    "dense_mean",
+    "dense_scale",
+    "dense_low",
+    "dense_high",
+    "intercept",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +52,12 @@ class QueryScorer:
     def __init__(
         self,
         *,
-        buckets_log2: int = 18,
+        buckets_log2: int = 17,
         char_ngrams: tuple[int, ...] = (3, 5),
         word_ngrams: tuple[int, ...] = (1, 2),
         head_chars: int = 768,
         tail_chars: int = 1280,
-        C: float = 1.0,
+        C: float = 4.0,
         calibration_folds: int = 5,
         random_state: int = 0,
     ) -> None:
@@ -135,6 +143,8 @@ class QueryScorer:
             "dense_weights": (n_dense, 2),
             "dense_mean": (n_dense,),
             "dense_scale": (n_dense,),
+            "dense_low": (n_dense,),
+            "dense_high": (n_dense,),
             "intercept": (2,),
         }
         for name, shape in expected.items():
@@ -146,6 +156,10 @@ class QueryScorer:
         self.dense_weights_ = np.asarray(arrays["dense_weights"], dtype=np.float64)
         self.dense_mean_ = np.asarray(arrays["dense_mean"], dtype=np.float64)
         self.dense_scale_ = np.asarray(arrays["dense_scale"], dtype=np.float64)
+        # Signals are clipped to the range seen in training: a linear head must not extrapolate
+        # (a prompt ten times longer than any training row is not ten times "harder").
+        self.dense_low_ = np.asarray(arrays["dense_low"], dtype=np.float64)
+        self.dense_high_ = np.asarray(arrays["dense_high"], dtype=np.float64)
         self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         self.platt_ = platt
         # Standardisation folded into the dense weights and intercept: one matmul per query.
@@ -165,6 +179,8 @@ class QueryScorer:
             "dense_weights": self.dense_weights_,
             "dense_mean": self.dense_mean_,
             "dense_scale": self.dense_scale_,
+            "dense_low": self.dense_low_,
+            "dense_high": self.dense_high_,
             "intercept": self.intercept_,
         }
 
@@ -172,7 +188,7 @@ class QueryScorer:
         """Raw (uncalibrated) logits of both heads for one text."""
         indices, dense = self.featurizer_.transform_one(text)
         n = indices.shape[0]
-        z = self._bias + np.asarray(dense) @ self._dense_effective
+        z = self._bias + np.clip(dense, self.dense_low_, self.dense_high_) @ self._dense_effective
         if n:
             if self._ones.shape[0] < n:
                 self._ones = np.ones(max(n, 2 * self._ones.shape[0]), dtype=np.float32)

@@ -1,22 +1,46 @@
-"""Client API keys -> tenants, and the admin key. Keys are kept only as SHA-256 hashes."""
+"""Client API keys -> tenants, and the admin key. Keys are kept only as SHA-256 hashes.
+
+Keys come from the config file (`auth.keys`) and from Redis: the hash `<prefix>:auth:keys` maps a key's
+SHA-256 (hex) to its tenant, so that keys can be issued and revoked on a running fleet:
+
+    redis-cli HSET moa:auth:keys "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" tenant-a
+
+Every replica re-reads that hash every `auth.redis_refresh_s` seconds; checking a key never waits on
+Redis, and a Redis outage keeps the keys last read.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
 
 from router.api.errors import APIError
 from router.config import AuthSettings
 
+if TYPE_CHECKING:
+    from router.state import AppState
+
 logger = logging.getLogger(__name__)
 
 OPEN_TENANT = "open"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_TENANT_MAX_LEN = 64
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def redis_keys_name(prefix: str) -> str:
+    return f"{prefix}:auth:keys"
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -27,19 +51,46 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def _decode(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def parse_redis_keys(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """The usable entries of the Redis key hash; malformed ones are skipped (and counted in the log)."""
+    keys: dict[str, str] = {}
+    for digest, tenant in raw.items():
+        digest_text, tenant_text = _decode(digest).strip().lower(), _decode(tenant).strip()
+        if _SHA256_HEX.match(digest_text) and 0 < len(tenant_text) <= _TENANT_MAX_LEN:
+            keys[digest_text] = tenant_text
+    if len(keys) != len(raw):
+        logger.warning("ignored %d malformed entries of the Redis key hash", len(raw) - len(keys))
+    return keys
+
+
 class Authenticator:
     """Resolves the caller's tenant. In open mode (the demo) any bearer token, or none, is accepted."""
 
     def __init__(self, settings: AuthSettings, open_mode: bool = False) -> None:
         self._open = open_mode or settings.open
-        self._tenants = {entry.key_sha256: entry.tenant for entry in settings.keys}
+        self._config_keys = tuple((entry.key_sha256, entry.tenant) for entry in settings.keys)
+        self._redis_keys: tuple[tuple[str, str], ...] = ()
         self._admin_hash = settings.admin_key_sha256
         if self._open:
             logger.warning("auth is OPEN: any caller is accepted (demo mode or auth.open in the config)")
+        elif not self._config_keys and not settings.redis_keys:
+            logger.warning("auth has no client keys: every request will be refused with 401")
 
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    def key_count(self) -> int:
+        return len(self._config_keys) + len(self._redis_keys)
+
+    def set_redis_keys(self, keys: Mapping[str, str]) -> None:
+        """Replace the keys read from Redis (config keys stay); a key removed there is revoked here."""
+        self._redis_keys = tuple(sorted(keys.items()))
 
     def tenant(self, headers: Mapping[str, str]) -> str:
         token = bearer_token(headers)
@@ -48,9 +99,10 @@ class Authenticator:
         if token is None:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
         digest = hash_key(token)
-        # Compare against every stored hash in constant time, so timing says nothing about near misses.
+        # Compare against every stored hash in constant time, so timing says nothing about near misses;
+        # a config entry wins over a Redis entry for the same key.
         found: str | None = None
-        for stored, tenant in self._tenants.items():
+        for stored, tenant in self._redis_keys + self._config_keys:
             if hmac.compare_digest(stored, digest):
                 found = tenant
         if found is None:
@@ -65,3 +117,66 @@ class Authenticator:
             raise APIError(401, "missing admin key: send 'Authorization: Bearer <admin key>'", "missing_api_key")
         if self._admin_hash is None or not hmac.compare_digest(self._admin_hash, hash_key(token)):
             raise APIError(403, "this endpoint needs the admin key", "admin_required")
+
+    async def load_redis_keys(self, redis: Any, prefix: str) -> int:
+        """Read the Redis key hash once; returns how many keys it holds. Raises on Redis errors."""
+        keys = parse_redis_keys(await redis.hgetall(redis_keys_name(prefix)))
+        self.set_redis_keys(keys)
+        return len(keys)
+
+
+async def store_key(redis: Any, prefix: str, tenant: str, key: str) -> None:
+    """Issue `key` to `tenant` in Redis (only its hash is stored); replicas see it within a refresh."""
+    if not 0 < len(tenant) <= _TENANT_MAX_LEN:
+        raise ValueError(f"a tenant name has 1 to {_TENANT_MAX_LEN} characters")
+    await redis.hset(redis_keys_name(prefix), hash_key(key), tenant)
+
+
+async def revoke_key(redis: Any, prefix: str, key: str) -> bool:
+    """Revoke `key` in Redis; True if it was there."""
+    return bool(await redis.hdel(redis_keys_name(prefix), hash_key(key)))
+
+
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+async def _refresh_forever(state: AppState, interval_s: float) -> None:
+    failing = False
+    while True:
+        await asyncio.sleep(interval_s)
+        if state.redis is None:
+            continue
+        try:
+            await asyncio.wait_for(state.auth.load_redis_keys(state.redis, state.settings.redis_prefix), interval_s)
+        except _REDIS_FAILURES as exc:
+            if not failing:  # one line per outage, not one per refresh
+                logger.warning(
+                    "cannot refresh API keys from Redis (%s); keeping the keys last read", type(exc).__name__
+                )
+            failing = True
+            continue
+        if failing:
+            logger.info("API keys from Redis refreshed again")
+        failing = False
+
+
+async def watch_redis_keys(state: AppState, stack: AsyncExitStack) -> None:
+    """Startup step: read the Redis key hash now (when Redis answers) and then every `redis_refresh_s`."""
+    settings = state.settings.auth
+    if state.auth.is_open or not settings.redis_keys:
+        return
+    if state.redis is not None:
+        try:
+            count = await asyncio.wait_for(
+                state.auth.load_redis_keys(state.redis, state.settings.redis_prefix), settings.redis_refresh_s
+            )
+            logger.info("auth: %d keys from the config, %d from Redis", len(settings.keys), count)
+        except _REDIS_FAILURES as exc:
+            logger.warning("cannot read API keys from Redis at startup (%s); will retry", type(exc).__name__)
+    task = asyncio.create_task(_refresh_forever(state, settings.redis_refresh_s), name="moa-auth-refresh")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)

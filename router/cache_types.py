@@ -34,6 +34,11 @@ class CacheSession(Protocol):
     @property
     def answer(self) -> CachedAnswer | None: ...
 
+    @property
+    def detail(self) -> str:
+        """Why the status is what it is (e.g. `redis-timeout`, `not-deterministic`), or ""."""
+        ...
+
     async def store(self, answer: CachedAnswer) -> None: ...
 
     async def abandon(self) -> None: ...
@@ -54,6 +59,9 @@ class BypassSession:
     status: CacheStatus = "bypass"
     answer: CachedAnswer | None = None
 
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+
     async def store(self, answer: CachedAnswer) -> None:
         return None
 
@@ -67,4 +75,4 @@ class NoCache:
     async def begin(
         self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], headers: Mapping[str, str]
     ) -> CacheSession:
-        return BypassSession()
+        return BypassSession("disabled")

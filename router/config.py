@@ -29,6 +29,8 @@ class ModelEntry(_Section):
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
     family: str | None = None  # the model family, when the name does not tell it (diversity check)
+    # Where this model's traffic goes while it is cooled down after repeated failures (router.resilience).
+    fallback: ModelEntry | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelEntry:
@@ -95,18 +97,28 @@ class LedgerSettings(_Section):
     retention: int = Field(default=1_000_000, ge=100)
     batch_size: int = Field(default=200, ge=1)
     flush_interval_s: float = Field(default=0.2, gt=0)
+    # "builtin" (masks e-mails, key-like tokens, card and phone numbers), "none", or "module:function".
+    redact: str = Field(default="builtin", min_length=1)
+    feedback_window_s: int = Field(default=7 * 86400, ge=60)  # how long a request can still be rated
+    max_buffer: int = Field(default=100_000, ge=1)  # events held in memory while Redis is unreachable
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class ShadowSettings(_Section):
     cheap_sample_rate: float = Field(default=0.0, ge=0, le=1)
     mixture_sample_rate: float = Field(default=0.0, ge=0, le=1)
     daily_budget_usd: float = Field(default=1.0, ge=0)
+    concurrency: int = Field(default=2, ge=1)
+    queue_size: int = Field(default=64, ge=1)
+    judge_max_tokens: int = Field(default=256, ge=16)
 
 
 class BudgetSettings(_Section):
     mixture_daily_usd: float | None = Field(default=None, ge=0)
     mixture_daily_usd_per_tenant: float | None = Field(default=None, ge=0)
     fallback: Literal["cheap", "strong"] = "cheap"
+    # How often each replica adds its mixture spend to the shared totals in Redis and reads them back.
+    sync_interval_s: float = Field(default=1.0, gt=0)
 
 
 class TenantKey(_Section):
@@ -114,12 +126,39 @@ class TenantKey(_Section):
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class TenantLimits(_Section):
+    """Per-tenant rate limits that replace the defaults of `auth` for that tenant."""
+
+    tenant: str = Field(min_length=1, max_length=64)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
 class AuthSettings(_Section):
     open: bool = False
     keys: tuple[TenantKey, ...] = ()
     admin_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Keys may also live in Redis (hash `<prefix>:auth:keys`, sha256 -> tenant), re-read this often.
+    redis_keys: bool = True
+    redis_refresh_s: float = Field(default=2.0, gt=0)
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
+    tenant_limits: tuple[TenantLimits, ...] = ()
+    # The rate limiter's Redis round trip gives up after this long and lets the request through.
+    rate_limit_timeout_ms: float = Field(default=25.0, gt=0)
+
+
+class ResilienceSettings(_Section):
+    """Retries of failed upstream calls (only where safe, within the request deadline) and the per-model
+    circuit breaker that cools a failing model down and sends its traffic to the entry's fallback."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)  # a longer retry-after is not waited for
+    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the breaker
+    cooldown_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, gt=0)  # how long shutdown waits for in-flight requests
 
 
 class Settings(_Section):
@@ -136,6 +175,7 @@ class Settings(_Section):
     shadow: ShadowSettings = ShadowSettings()
     budget: BudgetSettings = BudgetSettings()
     auth: AuthSettings = AuthSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
     redis_url: str | None = None
     redis_prefix: str = Field(default="moa", pattern=r"^[A-Za-z0-9_.-]+$")
     data_dir: Path = Path(".moa-router")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from router.mixture import CallRecord
-from router.providers.base import Usage
+from router.providers.base import CompletionRequest, Usage
 
 
 @dataclass(slots=True)
@@ -32,6 +32,10 @@ class RequestEvent:
     messages: list[dict[str, Any]] | None = None  # only when the config stores prompt texts
     answer: str | None = None  # only when the config stores prompt texts
     extra: dict[str, Any] = field(default_factory=dict)
+    # In-process only, never written to the outcome log: the request as sent upstream and the answer
+    # text, so that shadow evaluation can re-run the request even when prompt texts are not stored.
+    upstream: CompletionRequest | None = None
+    answer_text: str | None = None
 
     @property
     def cost_usd(self) -> float:

@@ -53,14 +53,14 @@ def _fleet(seed: int = 7, api_key: str | None = None) -> FleetConfig:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorServer]:
+def faulty_sim() -> Iterator[SimulatorServer]:
     with SimulatorServer(_fleet()) as server:
         yield server
 
 
 @pytest.fixture
-def client(sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.root_url, timeout=WAIT_LIMIT_S) as http:
+def client(faulty_sim: SimulatorServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=faulty_sim.root_url, timeout=WAIT_LIMIT_S) as http:
         http.post("/_sim/reset").raise_for_status()
         yield http
 
@@ -275,7 +275,9 @@ def test_patch_rejects_bad_changes(client: httpx.Client, path: str, body: Any, s
     assert "message" in response.json()["error"]
 
 
-def test_stats_count_calls_and_concurrency_and_reset_zeroes_them(sim: SimulatorServer, client: httpx.Client) -> None:
+def test_stats_count_calls_and_concurrency_and_reset_zeroes_them(
+    faulty_sim: SimulatorServer, client: httpx.Client
+) -> None:
     for _ in range(3):
         _chat(client, "beta")
     _chat(client, "gamma")
@@ -285,7 +287,7 @@ def test_stats_count_calls_and_concurrency_and_reset_zeroes_them(sim: SimulatorS
     assert stats["models"]["gamma"]["calls"] == 1
 
     async def hang_three_then_leave() -> None:
-        async with httpx.AsyncClient(base_url=sim.root_url) as http:
+        async with httpx.AsyncClient(base_url=faulty_sim.root_url) as http:
             body = {"model": "hanging", "messages": QUESTION}
             calls = [asyncio.ensure_future(http.post("/v1/chat/completions", json=body)) for _ in range(3)]
             deadline = time.monotonic() + WAIT_LIMIT_S
@@ -346,12 +348,12 @@ def test_models_endpoint_lists_the_fleet(client: httpx.Client) -> None:
     assert [m["id"] for m in body["data"]] == [m.name for m in _fleet().models]
 
 
-def test_official_openai_client_works_streamed_and_not(sim: SimulatorServer) -> None:
+def test_official_openai_client_works_streamed_and_not(faulty_sim: SimulatorServer) -> None:
     import openai
     from openai.types.chat import ChatCompletionMessageParam
 
     question: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION[0]["content"]}]
-    with openai.OpenAI(base_url=sim.base_url, api_key="anything", max_retries=0) as oai:
+    with openai.OpenAI(base_url=faulty_sim.base_url, api_key="anything", max_retries=0) as oai:
         completion = oai.chat.completions.create(model="alpha", messages=question)
         assert completion.usage is not None
         content = completion.choices[0].message.content or ""
@@ -395,13 +397,14 @@ def test_stop_releases_hanging_calls_and_ends_the_thread() -> None:
     caller = threading.Thread(target=call)
     caller.start()
     _wait_until(lambda: server.state.stats()["in_flight"] == 1)
+    base_url = server.base_url
     server.stop()
     caller.join(timeout=WAIT_LIMIT_S)
     assert not caller.is_alive()
     assert outcome and outcome[0] != 200
     assert set(threading.enumerate()) <= threads_before
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{server.base_url}/models")
+        httpx.get(f"{base_url}/models")
 
 
 def test_fleet_loads_from_yaml_and_validates(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from router.events import RequestEvent
 from router.mixture import CallRecord, QuorumError
 from router.policy import ROUTE_OVERRIDES, RouteDecision, RouteOverride, decide
 from router.providers.base import CompletionRequest, ProviderError
+from router.ratelimit import check_rate_limit
 from router.routes import RouteResult, models_for, run_route, stream_route
 from router.state import AppState, get_state
 
@@ -123,8 +124,10 @@ async def chat_completions(request: Request) -> Response:
     state = get_state(request)
     ex = _Exchange(state, request)
     streaming = False
+    session: CacheSession | None = None
     try:
         ex.event.tenant = state.auth.tenant(request.headers)
+        await check_rate_limit(state, ex.event.tenant)
         chat = parse_chat_request(
             await _read_body(request, state.settings.limits.max_body_bytes), state.settings.limits
         )
@@ -144,6 +147,8 @@ async def chat_completions(request: Request) -> Response:
         )
         ex.event.cache = session.status
         ex.headers["x-moa-cache"] = session.status
+        if session.detail:
+            ex.event.extra["cache_detail"] = session.detail
         if session.answer is not None:
             return _cache_hit(ex, chat, session.answer)
         upstream = CompletionRequest(
@@ -164,6 +169,8 @@ async def chat_completions(request: Request) -> Response:
         return error_response(exc)
     finally:
         if not streaming:
+            if session is not None:
+                await session.abandon()  # frees the single-flight lease on any failure; no-op after store
             ex.finish()
 
 
@@ -179,7 +186,7 @@ async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, ups
         raise upstream_error(exc, ex.event) from exc
     ex.note_result(result)
     usage = ex.event.usage
-    if result.finish_reason in _STORABLE_FINISH:
+    if result.finish_reason in _STORABLE_FINISH and result.fallback is None:  # a fallback answer is not kept
         await session.store(
             CachedAnswer(result.text, result.finish_reason, usage, ex.event.cost_usd, result.model, ex.event.route)
         )
@@ -263,16 +270,16 @@ async def _sse(
             yield sse.chunk(rid, model, created, {}, result.finish_reason)
             if chat.stream_options and chat.stream_options.include_usage:
                 yield sse.usage_chunk(rid, model, created, ex.event.usage, ex.extra())
-            await session.store(
-                CachedAnswer(
-                    result.text, result.finish_reason, ex.event.usage, ex.event.cost_usd, model, ex.event.route
+            if result.fallback is None:  # a proposer's answer standing in for the aggregator is not kept
+                await session.store(
+                    CachedAnswer(
+                        result.text, result.finish_reason, ex.event.usage, ex.event.cost_usd, model, ex.event.route
+                    )
                 )
-            )
             completed = True
         yield sse.DONE
     finally:
-        if not completed:
-            if ex.event.error is None:
-                ex.event.status, ex.event.error = 499, "client_disconnected"
-            await session.abandon()
+        if not completed and ex.event.error is None:
+            ex.event.status, ex.event.error = 499, "client_disconnected"
+        await session.abandon()  # a no-op after store
         ex.finish()

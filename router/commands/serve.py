@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"moa-router: {exc}", file=sys.stderr)
             return 2
+        if args.workers > 1:
+            return _serve_workers(args, settings)
         app = create_app(settings)
         where = f"http://{args.host}:{args.port}"
         if args.demo:
@@ -87,6 +89,43 @@ def run(args: argparse.Namespace) -> int:
             loop="uvloop",
             http="httptools",
             access_log=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=int(settings.resilience.shutdown_grace_s),
+        )
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """N worker processes, each building the app from MOA_ROUTER_CONFIG (router.asgi). They share one
+    Redis: REDIS_URL, or else one embedded Redis that this parent process runs for all of them."""
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from router.asgi import LOG_LEVEL_ENV
+    from router.redis_server import EmbeddedRedis
+
+    chosen = args.config or os.environ.get("MOA_ROUTER_CONFIG")
+    if args.demo or not chosen:
+        print("moa-router: --workers needs --config FILE (the demo runs in one process)", file=sys.stderr)
+        return 2
+    os.environ["MOA_ROUTER_CONFIG"] = str(Path(chosen).resolve())
+    os.environ[LOG_LEVEL_ENV] = args.log_level
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            redis = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis", persist=True))
+            os.environ["REDIS_URL"] = redis.url
+        print(f"moa-router serving at http://{args.host}:{args.port}/v1 with {args.workers} workers", flush=True)
+        uvicorn.run(
+            "router.asgi:app_from_env",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.resilience.shutdown_grace_s),
         )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 DEFAULT_PORT = 8001
 
@@ -58,5 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Simulated fleet at http://{args.host}:{args.port}/v1 (seed {fleet.seed})")
     for model in fleet.models:
         print(f"  {model.name:<16} family={model.family:<10} ttft={model.ttft_s * 1000:.0f} ms")
-    uvicorn.Server(config).run()
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal for the caller to see.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
     return 0

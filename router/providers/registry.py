@@ -11,6 +11,7 @@ from router.providers.base import Provider
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compat import OpenAICompatibleProvider
 from router.providers.pricing import prices_for
+from router.resilience import Breakers, resilient
 
 
 def build_provider(entry: ModelEntry, client: httpx.AsyncClient, lean: bool = True) -> Provider:
@@ -29,14 +30,20 @@ class ProviderSet:
     aggregator: Provider
     judge: Provider
     strong: Provider
+    breakers: Breakers | None = None  # per-model circuit breakers (router.resilience), for health and metrics
 
     def all(self) -> tuple[Provider, ...]:
         return (self.cheap, *self.proposers, self.aggregator, self.judge, self.strong)
 
 
 def build_providers(settings: Settings, client: httpx.AsyncClient) -> ProviderSet:
+    breakers = Breakers(settings.resilience)
+
     def make(entry: ModelEntry) -> Provider:
-        return build_provider(entry, client, settings.lean_openai_path)
+        # Every provider retries where safe and has a breaker per model, falling back per its entry.
+        return resilient(
+            entry, lambda e: build_provider(e, client, settings.lean_openai_path), settings.resilience, breakers
+        )
 
     return ProviderSet(
         cheap=make(settings.cheap),
@@ -44,6 +51,7 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> ProviderSe
         aggregator=make(settings.aggregator),
         judge=make(settings.judge_entry),
         strong=make(settings.strong_entry),
+        breakers=breakers,
     )
 
 

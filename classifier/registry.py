@@ -1,0 +1,172 @@
+"""Classifier versions on disk: list, load, save, promote, roll back.
+
+Layout under `models_dir` (`$MOA_ROUTER_DATA_DIR/models`): one directory per version, a file ACTIVE
+naming the promoted version, and HISTORY listing the versions promoted before it (for rollback).
+Version "seed" is the artifact shipped inside the package, so a fresh install scores untrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from classifier import artifacts
+from classifier.artifacts import ArtifactError
+from classifier.scorer import QueryScorer
+
+SEED_VERSION = "seed"
+SEED_DIR = Path(__file__).parent / "artifacts" / SEED_VERSION
+ACTIVE_FILE = "ACTIVE"
+HISTORY_FILE = "HISTORY"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get("MOA_ROUTER_DATA_DIR") or ".moa-router") / "models"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    version: str
+    created_at: str
+    n_train: int
+    metrics: dict[str, Any]
+    active: bool
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    version: str
+    scorer: QueryScorer
+    meta: dict[str, Any]
+
+
+class VersionNotFoundError(LookupError):
+    """No classifier version by that name."""
+
+
+class ModelRegistry:
+    """The classifier versions under one models directory."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = Path(models_dir)
+
+    def path_of(self, version: str) -> Path:
+        if version == SEED_VERSION and not (self.models_dir / SEED_VERSION).is_dir():
+            return SEED_DIR
+        if not _VERSION_RE.match(version):
+            raise VersionNotFoundError(f"invalid version name {version!r}")
+        path = self.models_dir / version
+        if not (path / artifacts.META_FILE).is_file():
+            raise VersionNotFoundError(f"no classifier version {version!r} in {self.models_dir}")
+        return path
+
+    def list_versions(self) -> list[VersionInfo]:
+        """Every loadable version, oldest first, the shipped seed included."""
+        active = self.active_version()
+        paths = {SEED_VERSION: SEED_DIR} if SEED_DIR.is_dir() else {}
+        if self.models_dir.is_dir():
+            for child in self.models_dir.iterdir():
+                if child.is_dir() and not child.name.startswith(".") and (child / artifacts.META_FILE).is_file():
+                    paths[child.name] = child
+        infos = []
+        for version, path in paths.items():
+            try:
+                meta = artifacts.read_meta(path)
+            except ArtifactError:
+                continue  # a broken directory is reported by `load`, not listed as usable
+            infos.append(
+                VersionInfo(
+                    version=version,
+                    created_at=str(meta["created_at"]),
+                    n_train=int(meta["n_train"]),
+                    metrics=dict(meta["metrics"]),
+                    active=version == active,
+                    path=path,
+                )
+            )
+        return sorted(infos, key=lambda info: (info.created_at, info.version))
+
+    def active_version(self) -> str:
+        try:
+            name = (self.models_dir / ACTIVE_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return SEED_VERSION
+        return name or SEED_VERSION
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Load a version (the active one by default)."""
+        name = version or self.active_version()
+        artifact = artifacts.load(self.path_of(name))
+        return LoadedModel(version=name, scorer=artifact.scorer, meta=artifact.meta)
+
+    def save(self, scorer: QueryScorer, meta: dict[str, Any]) -> str:
+        """Store a new version and return its id, e.g. "v20261125-153000-ab12cd" (not promoted)."""
+        now = datetime.now(UTC)
+        digest = hashlib.sha256(scorer.arrays()["hashed_weights"].tobytes()).hexdigest()[:6]
+        version = f"v{now:%Y%m%d-%H%M%S}-{digest}"
+        full_meta = {"created_at": now.isoformat(timespec="seconds"), **meta, "version": version}
+        artifacts.save(self.models_dir / version, scorer, full_meta)
+        return version
+
+    def update_meta(self, version: str, meta: dict[str, Any]) -> str:
+        """Replace a version's meta.json; returns the version holding it.
+
+        The shipped seed is read-only, so updating it stores a copy as a new version instead.
+        """
+        path = self.path_of(version)
+        if path == SEED_DIR:
+            scorer = artifacts.load(path).scorer
+            kept = {key: value for key, value in meta.items() if key not in ("version", "created_at")}
+            return self.save(scorer, {**kept, "derived_from": SEED_VERSION})
+        artifacts.write_meta(path, meta)
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make `version` the active one; the previous active version goes on the rollback history."""
+        self.load(version)  # only a loadable version may become active
+        previous = self.active_version()
+        if previous == version:
+            return
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        history = self._history()
+        history.append(previous)
+        self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
+        self._write(ACTIVE_FILE, version + "\n")
+
+    def rollback(self) -> str:
+        """Re-activate the version that was active before the last promotion; returns its name."""
+        history = self._history()
+        if not history:
+            raise VersionNotFoundError("nothing to roll back to: no earlier promotion recorded")
+        previous = history.pop()
+        self._write(ACTIVE_FILE, previous + "\n")
+        self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
+        return previous
+
+    def _history(self) -> list[str]:
+        try:
+            text = (self.models_dir / HISTORY_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def _write(self, name: str, text: str) -> None:
+        path = self.models_dir / name
+        staging = path.with_name(f".{name}.{os.getpid()}.tmp")
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, path)
+
+
+def load_model(spec: str | None, models_dir: Path | None = None) -> LoadedModel:
+    """What a `--model` option names: a version directory's path, a version id, or (None) the active one."""
+    if spec is not None and Path(spec).is_dir() and (Path(spec) / artifacts.META_FILE).is_file():
+        artifact = artifacts.load(Path(spec))
+        return LoadedModel(version=str(artifact.meta.get("version", spec)), scorer=artifact.scorer, meta=artifact.meta)
+    return ModelRegistry(models_dir or default_models_dir()).load(spec)

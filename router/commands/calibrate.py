@@ -1,0 +1,100 @@
+"""`moa-router calibrate`: set the routing policy's thresholds on held-back labelled data.
+
+With --target-escalation-rate R, the thresholds send at most a share R of the held-back queries to
+the mixture, choosing the rule that catches the most benefit (difficult queries first, high-stakes
+ones next). With --target-quality Q, they are the cheapest rule that escalates at least a share Q of
+the difficult queries. The thresholds are written into the version's meta.json; the shipped seed
+version is read-only, so calibrating it saves a copy as a new version (promoted if seed was active).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from classifier.artifacts import ArtifactError
+from classifier.calibration import choose_thresholds
+from classifier.dataset import DatasetError, load_rows, split_rows
+from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.training import LabelledData
+
+DEFAULT_DATA = Path("training_data")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="set the policy thresholds on held-back data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-escalation-rate", type=float, metavar="RATE", help="0..1")
+    target.add_argument("--target-quality", type=float, metavar="RECALL", help="share of difficult queries, 0..1")
+    parser.add_argument("--model", metavar="VERSION", help="version to calibrate (default: the active one)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSON lines (file or directory)")
+    parser.add_argument(
+        "--held-back-fraction",
+        type=float,
+        help="split of --data to calibrate on (default: the version's own training split)",
+    )
+    parser.add_argument("--stakes-weight", type=float, default=0.5, help="value of escalating a high-stakes query")
+    parser.add_argument("--no-promote", action="store_true", help="when a copy is made, do not activate it")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("target_escalation_rate", "target_quality"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            print(f"moa-router calibrate: --{name.replace('_', '-')} must be within 0..1", file=sys.stderr)
+            return 2
+    registry = ModelRegistry(default_models_dir())
+    try:
+        model = registry.load(args.model)
+        rows = load_rows(args.data)
+    except (VersionNotFoundError, ArtifactError, DatasetError) as exc:
+        print(f"moa-router calibrate: {exc}", file=sys.stderr)
+        return 2
+    fraction = args.held_back_fraction or float(model.meta.get("split", {}).get("held_back_fraction", 0.2))
+    _, held_rows = split_rows(rows, fraction)
+    if not held_rows:
+        print("moa-router calibrate: no held-back rows in --data", file=sys.stderr)
+        return 2
+    held = LabelledData.from_rows(held_rows)
+    probabilities = model.scorer.predict_proba(held.texts)
+    choice = choose_thresholds(
+        probabilities[:, 0],
+        probabilities[:, 1],
+        held.difficulty,
+        held.stakes,
+        target_escalation_rate=args.target_escalation_rate,
+        target_quality=args.target_quality,
+        stakes_weight=args.stakes_weight,
+    )
+    meta = dict(model.meta)
+    meta["thresholds"] = choice.thresholds()
+    meta["threshold_choice"] = {
+        "target_escalation_rate": args.target_escalation_rate,
+        "target_quality": args.target_quality,
+        "stakes_weight": args.stakes_weight,
+        "n_rows": len(held_rows),
+        "escalation_rate": choice.escalation_rate,
+        "difficult_recall": choice.difficult_recall,
+        "stakes_recall": choice.stakes_recall,
+    }
+    was_active = registry.active_version() == model.version
+    stored = registry.update_meta(model.version, meta)
+    print(f"thresholds {choice.thresholds()} on {len(held_rows)} held-back rows")
+    print(
+        f"escalation rate {choice.escalation_rate:.3f}, difficult recall {choice.difficult_recall:.3f}, "
+        f"high-stakes recall {choice.stakes_recall:.3f}"
+    )
+    if stored == model.version:
+        print(f"written to {model.version}")
+    else:
+        print(f"{model.version} is read-only: saved as {stored}")
+        if was_active and not args.no_promote:
+            registry.promote(stored)
+            print(f"promoted {stored}")
+    return 0

@@ -1,0 +1,51 @@
+"""`moa-router models list|promote VERSION|rollback`: manage classifier versions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from classifier.artifacts import ArtifactError
+from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError, default_models_dir
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("models", help="list, promote or roll back classifier versions")
+    actions = parser.add_subparsers(dest="models_action", required=True)
+    actions.add_parser("list", help="list versions (the active one is marked *)")
+    promote = actions.add_parser("promote", help="make a version the active one")
+    promote.add_argument("version")
+    actions.add_parser("rollback", help="re-activate the version active before the last promotion")
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = ModelRegistry(default_models_dir())
+    try:
+        if args.models_action == "list":
+            print(_table(registry.list_versions()))
+        elif args.models_action == "promote":
+            registry.promote(args.version)
+            print(f"promoted {args.version}")
+        else:
+            print(f"rolled back to {registry.rollback()}")
+    except (VersionNotFoundError, ArtifactError) as exc:
+        print(f"moa-router models: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _auroc(metrics: dict[str, Any], head: str) -> str:
+    value = metrics.get("held_back", {}).get(head, {}).get("auroc")
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(versions: list[VersionInfo]) -> str:
+    lines = [f"  {'version':28} {'created':26} {'n_train':>8} {'auroc_d':>8} {'auroc_s':>8}"]
+    for info in versions:
+        mark = "*" if info.active else " "
+        lines.append(
+            f"{mark} {info.version:28} {info.created_at:26} {info.n_train:>8} "
+            f"{_auroc(info.metrics, 'difficulty'):>8} {_auroc(info.metrics, 'stakes'):>8}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""`moa-router score`: JSON lines of prompts on stdin -> JSON lines of scores and routes on stdout.
+
+Each input line is `{"prompt": str}` or `{"messages": [...]}`; each output line, in the same order,
+is `{"difficulty": float, "stakes": float, "route": "cheap"|"mixture"}`.
+
+Invalid lines are never dropped: the output keeps one line per input line, an invalid line yields
+`{"error": {"line": N, "message": "..."}}`, the same message goes to stderr as "line N: ...", and
+the command exits with status 1 once all lines are done (0 when every line was valid). Blank lines
+are invalid too, so that output line N always answers input line N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
+
+import orjson
+
+from classifier.artifacts import ArtifactError
+from classifier.registry import LoadedModel, VersionNotFoundError, load_model
+from classifier.text import messages_to_text
+from router.policy import Thresholds, decide
+
+EXIT_INVALID_LINES = 1
+EXIT_NO_MODEL = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="score prompts (JSON lines on stdin) for difficulty, stakes and route",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="a classifier version id or version directory (default: the active version)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load_model(args.model)
+    except (VersionNotFoundError, ArtifactError) as exc:
+        print(f"moa-router score: {exc}", file=sys.stderr)
+        return EXIT_NO_MODEL
+    return score_stream(model, sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+
+
+def score_stream(model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors: IO[str]) -> int:
+    """Score every line of `source` into `sink`; returns the exit status."""
+    thresholds = Thresholds.from_meta(model.meta.get("thresholds"))
+    invalid = 0
+    for line_number, line in enumerate(source, start=1):
+        try:
+            if not line.strip():
+                raise _InvalidLine("blank line")
+            text = _input_text(orjson.loads(line))
+        except (orjson.JSONDecodeError, _InvalidLine) as exc:
+            message = _describe(exc)
+            invalid += 1
+            errors.write(f"line {line_number}: {message}\n")
+            sink.write(orjson.dumps({"error": {"line": line_number, "message": message}}) + b"\n")
+            continue
+        scores = model.scorer.score_text(text)
+        route = decide(scores, thresholds).route
+        sink.write(
+            orjson.dumps({"difficulty": round(scores.difficulty, 6), "stakes": round(scores.stakes, 6), "route": route})
+            + b"\n"
+        )
+    sink.flush()
+    if invalid:
+        errors.write(f"moa-router score: {invalid} invalid line(s); each got an error object in the output\n")
+        return EXIT_INVALID_LINES
+    return 0
+
+
+class _InvalidLine(ValueError):
+    pass
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not valid JSON ({exc.msg})" if exc.msg else "not valid JSON"
+    return str(exc)
+
+
+def _input_text(value: Any) -> str:
+    if not isinstance(value, Mapping):
+        raise _InvalidLine('expected a JSON object with "prompt" or "messages"')
+    if "prompt" in value and "messages" in value:
+        raise _InvalidLine('give "prompt" or "messages", not both')
+    if "prompt" in value:
+        if not isinstance(value["prompt"], str):
+            raise _InvalidLine('"prompt" must be a string')
+        return value["prompt"]
+    if "messages" in value:
+        messages = value["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise _InvalidLine('"messages" must be a non-empty list')
+        for index, message in enumerate(messages):
+            if not isinstance(message, Mapping):
+                raise _InvalidLine(f"messages[{index}] must be an object")
+            content = message.get("content")
+            if content is not None and not isinstance(content, str | list):
+                raise _InvalidLine(f"messages[{index}].content must be a string or a list of parts")
+        return messages_to_text(messages)
+    raise _InvalidLine('expected "prompt" or "messages"')

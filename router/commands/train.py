@@ -1,0 +1,100 @@
+"""`moa-router train`: train a classifier version from labelled data and promote it if not worse.
+
+The new version is always saved; it is promoted only when its AUROC on the held-back split is not
+worse than the active version's on the same rows (both heads, small tolerance), unless --no-promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from classifier import artifacts
+from classifier.artifacts import ArtifactError
+from classifier.dataset import DatasetError, load_rows, split_rows
+from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.report import labelled_table
+from classifier.training import (
+    DEFAULT_ESCALATION_RATE,
+    DEFAULT_HELD_BACK_FRACTION,
+    labelled_metrics,
+    not_worse,
+    train_version,
+)
+
+DEFAULT_DATA = Path("training_data")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("train", help="train a new classifier version", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSON-lines file or directory of them")
+    parser.add_argument("--no-promote", action="store_true", help="save the version but do not activate it")
+    parser.add_argument("--held-back-fraction", type=float, default=DEFAULT_HELD_BACK_FRACTION)
+    parser.add_argument(
+        "--target-escalation-rate",
+        type=float,
+        default=DEFAULT_ESCALATION_RATE,
+        help="share of held-back queries the initial thresholds send to the mixture",
+    )
+    parser.add_argument("--C", type=float, default=4.0, dest="C", help="inverse regularisation strength")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="write the version to this new directory instead of the registry (how the shipped seed is built)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = load_rows(args.data)
+    except DatasetError as exc:
+        print(f"moa-router train: {exc}", file=sys.stderr)
+        return 2
+    registry = ModelRegistry(default_models_dir())
+    try:
+        scorer, meta = train_version(
+            rows,
+            held_back_fraction=args.held_back_fraction,
+            target_escalation_rate=args.target_escalation_rate,
+            params={"C": args.C},
+        )
+    except ValueError as exc:
+        print(f"moa-router train: {exc}", file=sys.stderr)
+        return 2
+    meta["training_data"] = str(args.data)
+    if args.output is not None:
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        artifacts.save(args.output, scorer, {**meta, "version": args.output.name, "created_at": created})
+        print(f"trained on {meta['n_train']} rows, held back {meta['n_held_back']}; wrote {args.output}")
+        print(labelled_table({args.output.name: meta["metrics"]["held_back"]}))
+        print(f"thresholds: {meta['thresholds']}")
+        return 0
+    version = registry.save(scorer, meta)
+    print(f"trained {version} on {meta['n_train']} rows; held back {meta['n_held_back']}")
+
+    _, held_rows = split_rows(rows, args.held_back_fraction)
+    candidate = meta["metrics"]["held_back"]
+    columns = {version: candidate}
+    active_name = registry.active_version()
+    try:
+        active = registry.load(active_name)
+    except (VersionNotFoundError, ArtifactError) as exc:
+        print(f"active version {active_name!r} cannot be loaded ({exc}); comparing with nothing")
+        incumbent = None
+    else:
+        incumbent = labelled_metrics(active.scorer, held_rows)
+        columns[f"{active_name} (active)"] = incumbent
+    print(labelled_table(columns))
+    print(f"thresholds: {meta['thresholds']}")
+
+    if args.no_promote:
+        print(f"not promoted (--no-promote); promote with: moa-router models promote {version}")
+        return 0
+    if incumbent is not None and not not_worse(candidate, incumbent):
+        print(f"not promoted: worse than {active_name} on the held-back split")
+        return 0
+    registry.promote(version)
+    print(f"promoted {version}")
+    return 0

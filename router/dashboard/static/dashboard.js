@@ -1,0 +1,296 @@
+// The dashboard: fetches /v1/stats and draws it. No build step; uPlot is vendored beside this file.
+"use strict";
+
+const REFRESH_MS = 15000;
+const COLORS = { cheap: "#2e9d6b", mixture: "#6e4fd8", strong: "#e08a1e", shadow: "#98a2b3",
+  counterfactual: "#c8372d", saved: "#1f7a4d", cache: "#2f5bd3", all: "#1d2330" };
+const WINDOW_LABELS = { hour: "last hour", day: "last 24 hours", week: "last 7 days", "30d": "last 30 days" };
+const charts = {};
+let current = null; // the last stats shown
+let lastGood = null;
+
+// ---- formatting (tests/test_dashboard_browser.py mirrors these rules) ----
+function withCommas(text) {
+  const [whole, frac] = text.split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return frac === undefined ? grouped : grouped + "." + frac;
+}
+function usd(v) {
+  if (v === null || v === undefined) return "—";
+  const a = Math.abs(v);
+  const digits = a === 0 || a >= 1 ? 2 : a >= 0.01 ? 4 : 6;
+  return (v < 0 ? "−$" : "$") + withCommas(a.toFixed(digits));
+}
+function pct(r) { return r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%"; }
+function count(n) { return n === null || n === undefined ? "—" : withCommas(String(Math.round(n))); }
+function ms(v) {
+  if (v === null || v === undefined) return "—";
+  return v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms";
+}
+
+// ---- fetching ----
+function windowName() {
+  const m = /window=([a-z0-9]+)/.exec(location.hash);
+  return m && WINDOW_LABELS[m[1]] ? m[1] : "hour";
+}
+function adminKey() { return sessionStorage.getItem("moa-admin-key") || ""; }
+
+async function load() {
+  const headers = {};
+  if (adminKey()) headers.authorization = "Bearer " + adminKey();
+  const status = document.getElementById("status");
+  let response;
+  try {
+    response = await fetch("/v1/stats?window=" + windowName() + "&top=15", { headers, cache: "no-store" });
+  } catch (err) {
+    return showStale("the service did not answer");
+  }
+  if (response.status === 401 || response.status === 403) {
+    document.getElementById("keyform").hidden = false;
+    document.getElementById("keyerror").textContent = adminKey() ? "that key was refused" : "";
+    status.textContent = "admin key needed";
+    return;
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok || body === null) {
+    return showStale(body && body.error ? body.error.message : "HTTP " + response.status);
+  }
+  document.getElementById("keyform").hidden = true;
+  lastGood = new Date();
+  render(body);
+  status.classList.remove("stale");
+  status.textContent = "updated " + lastGood.toLocaleTimeString() + " · classifier " + body.classifier_version +
+    " · refreshes every " + REFRESH_MS / 1000 + " s";
+}
+
+function showStale(reason) {
+  const status = document.getElementById("status");
+  status.classList.add("stale");
+  status.textContent = "stats unavailable: " + reason + (lastGood ? " — showing " + lastGood.toLocaleTimeString() : "");
+}
+
+// ---- headline figures ----
+function setFigure(key, value, format) {
+  for (const el of document.querySelectorAll('[data-figure="' + key + '"]')) {
+    el.textContent = format(value);
+    el.dataset.value = value === null || value === undefined ? "" : String(value);
+  }
+}
+function setText(id, text) { document.getElementById(id).textContent = text; }
+function joinCounts(map, format) {
+  const parts = Object.entries(map || {}).sort((a, b) => b[1] - a[1]).map(([k, v]) => k + " " + format(v));
+  return parts.length ? parts.join(" · ") : "none";
+}
+
+function renderFigures(stats) {
+  const t = stats.totals;
+  setFigure("spend_usd", t.spend_usd, usd);
+  setText("spend-sub", joinCounts(t.spend_by_route, usd));
+  setFigure("saved_usd", t.saved_usd, usd);
+  setFigure("saved_rate", t.saved_rate, pct);
+  setFigure("counterfactual_usd", t.counterfactual_usd, usd);
+  setFigure("cache_saved_usd", t.cache.saved_usd, usd);
+  setFigure("cache_hit_rate", t.cache.hit_rate, pct);
+  setText("cache-sub", count(t.cache.hit) + " hits, " + count(t.cache.miss) + " misses, " +
+    count(t.cache.bypass) + " bypassed");
+  setFigure("requests", t.requests, count);
+  setFigure("error_rate", t.error_rate, pct);
+  setText("errors-sub", count(t.errors) + " failed, " + count(t.client_errors) + " refused (4xx)");
+  setFigure("escalation_rate", t.escalation_rate, pct);
+  setText("escalation-sub", count(t.routes.mixture || 0) + " of " + count(t.requests) + " requests" +
+    (t.budget_degraded ? " · " + count(t.budget_degraded) + " held back by the budget" : ""));
+  setFigure("latency_p50", t.latency_ms.all.p50, ms);
+  setFigure("latency_p95", t.latency_ms.all.p95, ms);
+  const byRoute = ["cheap", "mixture", "strong"].filter((r) => t.latency_ms[r])
+    .map((r) => r + " p95 " + ms(t.latency_ms[r].p95));
+  setText("latency-sub", byRoute.length ? byRoute.join(" · ") : "no answered requests");
+  setFigure("proposer_failures", t.proposer_failures, count);
+  document.querySelector('[data-figure="proposer_failures"]').classList.toggle("warn", t.quorum_failures > 0);
+  setText("mixture-sub", "proposer failures · " + count(t.quorum_failures) + " quorum failures · " +
+    count(t.aggregator_fallbacks) + " aggregator fallbacks");
+  renderBudget(stats.budget);
+}
+
+function renderBudget(budget) {
+  const meter = document.getElementById("budget-meter");
+  if (!budget) {
+    setFigure("budget", null, () => "no cap");
+    meter.style.width = "0";
+    setText("budget-sub", "set budget.mixture_daily_usd to cap mixture spend");
+    return;
+  }
+  setFigure("budget", budget.mixture_spent_usd, usd);
+  const used = budget.used_rate === null ? 0 : Math.min(1, budget.used_rate);
+  meter.style.width = (used * 100).toFixed(1) + "%";
+  meter.classList.toggle("over", !budget.mixture_allowed);
+  const parts = [];
+  if (budget.mixture_cap_usd !== null) parts.push(pct(budget.used_rate) + " of " + usd(budget.mixture_cap_usd));
+  if (budget.per_tenant_cap_usd !== null) {
+    const over = budget.tenants.filter((x) => x.over_cap).length;
+    parts.push(usd(budget.per_tenant_cap_usd) + " per tenant, " + over + " over");
+  }
+  parts.push(budget.mixture_allowed ? "mixture allowed" : "capped: escalations go to " + budget.fallback);
+  setText("budget-sub", parts.join(" · "));
+}
+
+// ---- charts ----
+function chartWidth(el) { return Math.max(300, el.clientWidth); }
+
+function draw(name, series, data, format) {
+  const el = document.getElementById("chart-" + name);
+  if (charts[name]) charts[name].destroy();
+  const opts = {
+    width: chartWidth(el), height: 230,
+    scales: { x: { time: true } },
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash,
+      fill: s.fill ? s.color + "22" : undefined, points: { show: data[0].length < 3 },
+      value: (u, v) => (v === null || v === undefined ? "—" : format(v)) }))],
+    axes: [{ grid: { stroke: "#eef0f3" } },
+      { size: 70, grid: { stroke: "#eef0f3" }, values: (u, vals) => vals.map((v) => format(v)) }],
+    legend: { live: true },
+    hooks: { draw: [(u) => { el.dataset.rendered = String(u.data[0].length); }] },
+  };
+  charts[name] = new uPlot(opts, data, el);
+}
+
+function renderCharts(stats) {
+  const s = stats.series;
+  const x = s.map((p) => p.t);
+  const routes = ["cheap", "mixture", "strong", "shadow"].filter((r) => s.some((p) => p.spend_by_route[r] > 0));
+  draw("spend", [
+    ...routes.map((r) => ({ label: r, color: COLORS[r], fill: true })),
+    { label: "mixture on everything", color: COLORS.counterfactual, dash: [6, 4] },
+  ], [x, ...routes.map((r) => s.map((p) => p.spend_by_route[r])), s.map((p) => p.counterfactual_usd)], usd);
+  let saved = 0, cache = 0;
+  draw("savings", [
+    { label: "saved vs mixture on everything", color: COLORS.saved, fill: true },
+    { label: "saved by the cache", color: COLORS.cache, fill: true },
+  ], [x, s.map((p) => (saved += p.saved_usd)), s.map((p) => (cache += p.cache_saved_usd))], usd);
+  draw("rates", [
+    { label: "escalation", color: COLORS.mixture },
+    { label: "cache hits", color: COLORS.cache },
+  ], [x, s.map((p) => p.escalation_rate), s.map((p) => p.cache_hit_rate)], pct);
+  const latency = [{ label: "p50 all", color: COLORS.all, key: ["all", "p50"] },
+    { label: "p95 all", color: COLORS.all, dash: [6, 4], key: ["all", "p95"] },
+    ...["cheap", "mixture", "strong"].filter((r) => stats.totals.latency_ms[r])
+      .map((r) => ({ label: "p95 " + r, color: COLORS[r], key: [r, "p95"] }))];
+  draw("latency", latency, [x, ...latency.map((l) => s.map((p) => p.latency_ms[l.key[0]][l.key[1]]))], ms);
+}
+
+// ---- tables ----
+function cell(row, text, cls, title) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (cls) td.className = cls;
+  if (title) td.title = title;
+  return td;
+}
+function pill(row, route, reason) {
+  const td = row.insertCell();
+  const span = document.createElement("span");
+  span.className = "pill " + route;
+  span.textContent = route;
+  td.append(span, reason ? " " + reason : "");
+}
+function ago(t) {
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 60) return Math.round(s) + " s ago";
+  if (s < 3600) return Math.round(s / 60) + " min ago";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
+  return (s / 86400).toFixed(1) + " d ago";
+}
+function score(v) { return v === null || v === undefined ? "—" : v.toFixed(2); }
+
+function renderTables(stats) {
+  const body = document.querySelector("#expensive tbody");
+  body.replaceChildren();
+  for (const r of stats.expensive) {
+    const row = body.insertRow();
+    cell(row, ago(r.t), "", new Date(r.t * 1000).toLocaleString());
+    cell(row, usd(r.cost_usd), "num");
+    pill(row, r.route, r.reason);
+    cell(row, r.models.join(", "));
+    cell(row, ms(r.latency_ms), "num");
+    cell(row, r.tenant);
+    cell(row, score(r.difficulty) + " · " + score(r.stakes), "num");
+    cell(row, r.preview || "(not stored)", "prompt", r.preview || "");
+    cell(row, r.request_id.replace(/^chatcmpl-/, "").slice(0, 12), "rid", r.request_id);
+  }
+  const models = document.querySelector("#models tbody");
+  models.replaceChildren();
+  const entries = Object.entries(stats.totals.models).sort((a, b) => b[1].spend_usd - a[1].spend_usd);
+  for (const [name, m] of entries) {
+    const row = models.insertRow();
+    cell(row, name);
+    cell(row, count(m.calls), "num");
+    cell(row, count(m.errors), "num");
+    cell(row, count(m.prompt_tokens), "num");
+    cell(row, count(m.completion_tokens), "num");
+    cell(row, usd(m.spend_usd), "num");
+  }
+  const t = stats.totals;
+  const facts = [
+    ["Routes", joinCounts(t.routes, count)],
+    ["Reasons", joinCounts(t.reasons, count)],
+    ["Held back by the budget", count(t.budget_degraded)],
+    ["Cache", count(t.cache.hit) + " hits · " + count(t.cache.miss) + " misses · " + count(t.cache.bypass) + " bypassed"],
+    ["Errors by code", joinCounts(t.errors_by_code, count)],
+    ["Proposer failures", count(t.proposer_failures) + " · quorum failures " + count(t.quorum_failures)],
+    ["Shadow evaluations", t.shadow.runs ? count(t.shadow.runs) + " runs, " + count(t.shadow.judged) + " judged · cheap answer enough " +
+      pct(t.shadow.cheap_enough_rate) + " · cost " + usd(t.shadow.cost_usd) : "none in this window"],
+    ["Classifier versions", joinCounts(t.classifier_versions, count)],
+  ];
+  const table = document.querySelector("#facts tbody");
+  table.replaceChildren();
+  for (const [name, value] of facts) {
+    const row = table.insertRow();
+    cell(row, name);
+    cell(row, value);
+  }
+}
+
+function render(stats) {
+  current = stats;
+  renderFigures(stats);
+  const empty = stats.totals.requests === 0 && stats.totals.shadow.runs === 0;
+  document.getElementById("empty").hidden = !empty;
+  document.getElementById("charts").hidden = empty;
+  document.getElementById("tables").hidden = empty;
+  if (empty) {
+    setText("empty-example", "curl " + location.origin + "/v1/chat/completions \\\n  -H 'content-type: application/json'" +
+      " -H 'authorization: Bearer $KEY' \\\n  -d '{\"model\": \"moa-router\", \"messages\": [{\"role\": \"user\", " +
+      "\"content\": \"Hello\"}]}'");
+  } else {
+    renderCharts(stats);
+    renderTables(stats);
+  }
+  document.body.dataset.ready = "1";
+  document.body.dataset.window = stats.window;
+}
+
+// ---- wiring ----
+function selectWindow() {
+  const name = windowName();
+  for (const b of document.querySelectorAll("[data-window]")) {
+    b.setAttribute("aria-pressed", String(b.dataset.window === name));
+  }
+  document.title = "moa-router · " + WINDOW_LABELS[name];
+}
+
+for (const b of document.querySelectorAll("[data-window]")) {
+  b.addEventListener("click", () => { location.hash = "window=" + b.dataset.window; });
+}
+window.addEventListener("hashchange", () => { selectWindow(); load(); });
+document.getElementById("keyform").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("moa-admin-key", document.getElementById("adminkey").value.trim());
+  load();
+});
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { if (current && !document.getElementById("charts").hidden) renderCharts(current); }, 150);
+});
+setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+selectWindow();
+load();

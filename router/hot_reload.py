@@ -1,0 +1,139 @@
+"""Hot reload: every replica follows the promoted classifier version within seconds, without a restart.
+
+The promoted version is announced in Redis under `<prefix>:classifier:active` (by `moa-router train`
+and `moa-router models promote|rollback`); the registry's ACTIVE file in the shared data directory
+says the same on disk. Each replica polls both every `POLL_INTERVAL_S` and, when either changes,
+loads that version from the registry (in a thread) and swaps it in with one assignment, so requests in
+flight finish with the version they started with and none is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from classifier.artifacts import ArtifactError
+from classifier.registry import VersionNotFoundError
+from router.scoring import ActiveClassifier
+
+if TYPE_CHECKING:
+    from router.state import AppState
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+
+
+def active_version_key(prefix: str) -> str:
+    return f"{prefix}:classifier:active"
+
+
+class HotReloader:
+    """Polls the announced version (Redis key, then the registry's ACTIVE file) and swaps on change."""
+
+    def __init__(
+        self, redis: Any, prefix: str, classifier: ActiveClassifier, poll_interval_s: float = POLL_INTERVAL_S
+    ) -> None:
+        self._redis = redis
+        self._key = active_version_key(prefix)
+        self._classifier = classifier
+        self._poll_interval_s = poll_interval_s
+        self._seen_key: str | None = None
+        self._seen_file: str | None = classifier.registry.active_version()
+        self._failed: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.reloads = 0
+
+    async def _announced(self) -> str | None:
+        """The version to run when an announcement changed since the last poll, else None."""
+        wanted: str | None = None
+        on_file = await asyncio.to_thread(self._classifier.registry.active_version)
+        if on_file != self._seen_file:
+            self._seen_file = wanted = on_file
+        if self._redis is not None:
+            raw = await self._redis.get(self._key)
+            in_redis = None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
+            if in_redis is not None and in_redis != self._seen_key:
+                self._seen_key = wanted = in_redis  # the cluster-wide announcement wins over the file
+        return wanted
+
+    async def check(self) -> bool:
+        """One poll; True when a new version was swapped in."""
+        wanted = await self._announced()
+        if wanted is None or wanted == self._classifier.version:
+            return False
+        try:
+            model = await asyncio.to_thread(self._classifier.registry.load, wanted)
+        except (VersionNotFoundError, ArtifactError) as exc:
+            if self._failed != wanted:
+                logger.error("cannot hot-reload classifier %s: %s (keeping %s)", wanted, exc, self._classifier.version)
+            self._failed = wanted
+            # Forget the announcement so the next poll tries again (the files may still be arriving).
+            self._seen_key = self._seen_file = None
+            return False
+        previous = self._classifier.version
+        self._classifier.swap(model)
+        self._failed = None
+        self.reloads += 1
+        logger.info("classifier hot-reloaded: %s -> %s", previous, model.version)
+        return True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except (RedisError, OSError) as exc:
+                logger.debug("hot reload poll failed: %s", exc)
+            await asyncio.sleep(self._poll_interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="classifier-hot-reload")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+async def start_hot_reload(state: AppState, stack: AsyncExitStack) -> None:
+    """Startup step: follow promotions; the first check runs now, so a replica that starts after a
+    promotion announced in Redis serves that version from its first request."""
+    reloader = HotReloader(state.redis, state.settings.redis_prefix, state.classifier)
+    with contextlib.suppress(RedisError, OSError):
+        await reloader.check()
+    reloader.start()
+    stack.push_async_callback(reloader.close)
+    state.components["hot_reload"] = reloader
+
+
+def announce_active_version(client: Any, prefix: str, version: str) -> None:
+    """Tell every replica (sync client, for the command line) which version is now active."""
+    client.set(active_version_key(prefix), version)
+
+
+def announce_from_command_line(version: str) -> str:
+    """After `models promote|rollback` or `train`: set the Redis key when a Redis is configured
+    (REDIS_URL or the config file); otherwise replicas sharing the data directory follow the ACTIVE
+    file. Returns a line for the command to print."""
+    from redis import Redis
+
+    from router.outcomes import LogLocation
+
+    location = LogLocation.from_environment()
+    if location.redis_url is None:
+        return "no REDIS_URL: running replicas that share this data directory pick it up from its ACTIVE file"
+    client = Redis.from_url(location.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        announce_active_version(client, location.prefix, version)
+    except (RedisError, OSError) as exc:
+        return f"could not announce {version} in Redis ({exc}); replicas follow the ACTIVE file instead"
+    finally:
+        client.close()
+    return f"announced {version} to running replicas ({active_version_key(location.prefix)})"

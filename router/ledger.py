@@ -1,0 +1,350 @@
+"""The outcome log: every request's event appended to a Redis Stream, in batches, off the request path.
+
+`OutcomeLog` is an EventSink. `record` only appends to an in-memory buffer; a writer task sends the
+buffer to Redis in batches (one MULTI/EXEC per batch, XADD with an approximate MAXLEN of
+`ledger.retention`). When Redis is unreachable the batch stays in the buffer and is retried with
+backoff; the buffer is bounded by `ledger.max_buffer` and what falls off it is counted as dropped.
+`close` (at shutdown) writes everything still buffered, within `ledger.shutdown_timeout_s`.
+
+Keys (all under `settings.redis_prefix`):
+- `<prefix>:ledger:events`           stream of request events (field `e`: the event as JSON)
+- `<prefix>:ledger:outcomes`         stream of outcomes: feedback and shadow verdicts (field `o`)
+- `<prefix>:ledger:request:<id>`     "<stream id> <summary JSON>" per request, for feedback lookups;
+                                     expires after `ledger.feedback_window_s`
+
+Prompt and answer texts are written only when `ledger.store_prompts` is set (the demo sets it), after
+the redaction hook (`ledger.redact`); otherwise only the prompt's SHA-256 is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from router.config import LedgerSettings, Settings
+from router.events import RequestEvent
+
+if TYPE_CHECKING:
+    from router.state import AppState
+
+logger = logging.getLogger(__name__)
+
+Redactor = Callable[[str], str]
+RECORD_VERSION = 1
+
+# XADD and the request index in one script, so the index can point at the stream entry.
+_APPEND_EVENT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+redis.call('SET', KEYS[2], id .. ' ' .. ARGV[3], 'EX', ARGV[4])
+return id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerKeys:
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:ledger:events"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}:ledger:outcomes"
+
+    def request(self, request_id: str) -> str:
+        return f"{self.prefix}:ledger:request:{request_id}"
+
+    def feedback(self, request_id: str) -> str:
+        return f"{self.prefix}:feedback:{request_id}"
+
+
+# --- redaction ---------------------------------------------------------------------------------------
+
+_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "[email]"),
+    (re.compile(r"\b(?:sk|pk|rk|ghp|gho|xox[abp]|AKIA)[-_A-Za-z0-9]{12,}\b"), "[secret]"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}"), "Bearer [secret]"),
+    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[number]"),  # card and account numbers
+    (re.compile(r"(?<![\w.])\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b"), "[phone]"),
+)
+
+
+def redact_common_secrets(text: str) -> str:
+    """The built-in redaction hook: masks e-mail addresses, API-key-like tokens, long card or account
+    numbers and phone numbers. Not a guarantee; name your own hook in `ledger.redact` when it matters."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+def load_redactor(spec: str) -> Redactor:
+    """`builtin`, `none`, or `package.module:function` (a str -> str function)."""
+    if spec == "builtin":
+        return redact_common_secrets
+    if spec == "none":
+        return _unchanged
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"ledger.redact must be 'builtin', 'none' or 'module:function', got {spec!r}")
+    function = getattr(importlib.import_module(module_name), attribute)
+    if not callable(function):
+        raise ValueError(f"ledger.redact: {spec} is not callable")
+    redactor: Redactor = function
+    return redactor
+
+
+def redact_messages(messages: Sequence[Mapping[str, Any]], redact: Redactor) -> list[dict[str, Any]]:
+    """Messages with every text content passed through `redact` (string contents and text parts)."""
+    result: list[dict[str, Any]] = []
+    for message in messages:
+        copy = dict(message)
+        content = copy.get("content")
+        if isinstance(content, str):
+            copy["content"] = redact(content)
+        elif isinstance(content, list):
+            copy["content"] = [
+                {**part, "text": redact(part["text"])}
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+                else part
+                for part in content
+            ]
+        result.append(copy)
+    return result
+
+
+# --- records -----------------------------------------------------------------------------------------
+
+
+def event_record(event: RequestEvent, store_prompts: bool, redact: Redactor) -> dict[str, Any]:
+    """The event as it is logged: everything but the transient fields, texts only when stored."""
+    usage = event.usage
+    record: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "kind": "request",
+        "request_id": event.request_id,
+        "t": event.started_at,
+        "tenant": event.tenant,
+        "route": event.route,
+        "reason": event.reason,
+        "difficulty": event.difficulty,
+        "stakes": event.stakes,
+        "classifier_version": event.classifier_version,
+        "cache": event.cache,
+        "stream": event.stream,
+        "status": event.status,
+        "error": event.error,
+        "latency_s": event.latency_s,
+        "cost_usd": event.cost_usd,
+        "saved_usd": event.saved_usd,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "fallback": event.fallback,
+        "prompt_sha256": event.prompt_sha256,
+        "calls": [
+            {
+                "model": call.model,
+                "role": call.role,
+                "status": call.status,
+                "latency_s": call.latency_s,
+                "prompt_tokens": call.usage.prompt_tokens,
+                "completion_tokens": call.usage.completion_tokens,
+                "cost_usd": call.cost_usd,
+                "layer": call.layer,
+                "error": call.error,
+            }
+            for call in event.calls
+        ],
+        "extra": event.extra,
+    }
+    if store_prompts and event.messages is not None:
+        record["messages"] = redact_messages(event.messages, redact)
+        record["answer"] = None if event.answer is None else redact(event.answer)
+    return record
+
+
+def index_summary(event: RequestEvent) -> dict[str, Any]:
+    """What a feedback lookup needs to know without reading the stream entry."""
+    return {"tenant": event.tenant, "route": event.route, "status": event.status, "cache": event.cache}
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    event: RequestEvent | None = None
+    outcome: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class LedgerCounters:
+    recorded: int = 0  # events and outcomes handed to the log
+    written: int = 0  # of those, written to Redis
+    dropped: int = 0  # lost: the buffer overflowed, or Redis stayed down through shutdown
+    write_failures: int = 0  # batches that failed and were retried
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
+
+
+class OutcomeLog:
+    """The EventSink that writes the outcome log. Create it, `start()` it, `close()` it at shutdown."""
+
+    def __init__(self, redis: Any, settings: Settings, redact: Redactor | None = None) -> None:
+        self._redis = redis
+        self._settings: LedgerSettings = settings.ledger
+        self.keys = LedgerKeys(settings.redis_prefix)
+        self._store_prompts = settings.ledger.store_prompts or settings.demo
+        self._redact = redact or load_redactor(settings.ledger.redact)
+        self._script = redis.register_script(_APPEND_EVENT)
+        self._pending: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self.counters = LedgerCounters()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def stores_prompts(self) -> bool:
+        return self._store_prompts
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redact
+
+    def record(self, event: RequestEvent) -> None:
+        self._enqueue(_Pending(event=event))
+
+    def record_outcome(self, outcome: dict[str, Any]) -> None:
+        """Queue an outcome (a shadow verdict) for the outcomes stream."""
+        self._enqueue(_Pending(outcome=outcome))
+
+    def is_pending(self, request_id: str) -> bool:
+        return any(item.event is not None and item.event.request_id == request_id for item in self._pending)
+
+    def _enqueue(self, item: _Pending) -> None:
+        self.counters.recorded += 1
+        self._pending.append(item)
+        if len(self._pending) > self._settings.max_buffer:
+            self._pending.popleft()
+            self.counters.dropped += 1
+            if self.counters.dropped == 1 or self.counters.dropped % 1000 == 0:
+                logger.error("outcome log buffer full: %d events dropped so far", self.counters.dropped)
+        if len(self._pending) >= self._settings.batch_size:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outcome-log-writer")
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if len(self._pending) < self._settings.batch_size:
+                self._wake.clear()
+                await _wait(self._wake, self._settings.flush_interval_s)
+            if self._stop.is_set() or not self._pending:
+                continue
+            if await self._write_batch():
+                failures = 0
+            else:
+                failures += 1
+                # Back off while Redis is away; the buffer holds the events meanwhile.
+                await _wait(self._stop, min(2.0, 0.05 * 2**failures))
+
+    async def _write_batch(self) -> bool:
+        """Write up to one batch; on failure put it back at the front, in order. True when written."""
+        async with self._write_lock:
+            batch = [self._pending.popleft() for _ in range(min(self._settings.batch_size, len(self._pending)))]
+            if not batch:
+                return True
+            try:
+                await self._send(batch)
+            except (RedisError, OSError) as exc:
+                self.counters.write_failures += 1
+                if self.counters.write_failures == 1 or self.counters.write_failures % 100 == 0:
+                    logger.warning("outcome log: Redis write failed (%s); %d events buffered", exc, self.pending)
+                self._pending.extendleft(reversed(batch))
+                while len(self._pending) > self._settings.max_buffer:
+                    self._pending.popleft()
+                    self.counters.dropped += 1
+                return False
+            self.counters.written += len(batch)
+            return True
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        maxlen = str(self._settings.retention)
+        ttl = str(self._settings.feedback_window_s)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for item in batch:
+                if item.event is not None:
+                    event = item.event
+                    record = orjson.dumps(event_record(event, self._store_prompts, self._redact))
+                    await self._script(
+                        keys=[self.keys.events, self.keys.request(event.request_id)],
+                        args=[maxlen, record, orjson.dumps(index_summary(event)), ttl],
+                        client=pipe,
+                    )
+                elif item.outcome is not None:
+                    pipe.xadd(
+                        self.keys.outcomes,
+                        {"o": orjson.dumps(item.outcome)},
+                        maxlen=self._settings.retention,
+                        approximate=True,
+                    )
+            await pipe.execute()
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Write everything buffered now; True when the buffer is empty at the end."""
+        deadline = time.monotonic() + (self._settings.shutdown_timeout_s if timeout_s is None else timeout_s)
+        while self._pending and time.monotonic() < deadline:
+            if not await self._write_batch():
+                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return not self._pending
+
+    async def close(self) -> None:
+        """Stop the writer and write what is left (a normal shutdown loses nothing while Redis is up)."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if not await self.flush():
+            self.counters.dropped += len(self._pending)
+            logger.error("outcome log: Redis unreachable at shutdown; %d events lost", len(self._pending))
+            self._pending.clear()
+        logger.info(
+            "outcome log closed: %d written, %d dropped", self.counters.written, self.counters.dropped
+        )
+
+
+async def start_outcome_log(state: AppState, stack: AsyncExitStack) -> None:
+    """Startup step: the outcome log as a sink, in `state.components["ledger"]`; closed (flushed) at
+    shutdown. Needs `state.redis` (the connect_redis step runs first)."""
+    if state.redis is None:
+        logger.warning("no Redis client: the outcome log is off, feedback and retraining from it too")
+        return
+    ledger = OutcomeLog(state.redis, state.settings)
+    ledger.start()
+    stack.push_async_callback(ledger.close)
+    state.sinks.append(ledger)
+    state.components["ledger"] = ledger

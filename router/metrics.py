@@ -1,0 +1,144 @@
+"""Prometheus metrics on the service's own registry (made at startup, never the process-global one,
+so that two apps in one process, as in tests, do not share counters), and `GET /metrics`.
+
+With several worker processes each worker has its own registry: scrape them one by one or run one
+worker per container, as Prometheus' client recommends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.responses import Response
+
+from router.events import RequestEvent
+from router.state import AppState, get_state
+
+router = APIRouter()
+
+# Request latency from about 5 ms (a cache hit) to minutes (a multi-layer mixture).
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+# The classifier scores in microseconds; a millisecond is already slow.
+_SCORING_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
+
+
+class Metrics:
+    """Every series the service exports. An EventSink: `record` only updates in-memory counters."""
+
+    def __init__(self, components: Mapping[str, Any] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "moa_requests", "Requests answered, by route and HTTP status", ["route", "status"], registry=r
+        )
+        self.decisions = Counter("moa_route_decisions", "Routing decisions, by route and reason", ["route", "reason"],
+                                 registry=r)
+        self.latency = Histogram(
+            "moa_request_latency_seconds", "Request latency by route", ["route"], buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.spend = Counter("moa_spend_usd", "Upstream spend in USD, by model", ["model"], registry=r)
+        self.tokens = Counter("moa_tokens", "Upstream tokens, by model and kind (prompt|completion)",
+                              ["model", "kind"], registry=r)
+        self.cache = Counter("moa_cache_requests", "Cache outcomes (hit|miss|bypass)", ["result"], registry=r)
+        self.cache_saved = Counter("moa_cache_saved_usd", "Upstream cost that cache hits avoided", registry=r)
+        self.upstream_errors = Counter(
+            "moa_upstream_errors", "Failed upstream calls, by model, role and kind", ["model", "role", "kind"],
+            registry=r,
+        )
+        self.quorum_failures = Counter(
+            "moa_mixture_quorum_failures", "Mixture runs with fewer proposer answers than the quorum", registry=r
+        )
+        self.aggregator_fallbacks = Counter(
+            "moa_mixture_aggregator_fallbacks", "Mixture runs answered by a proposer after the aggregator failed",
+            registry=r,
+        )
+        self.scoring = Histogram("moa_classifier_scoring_seconds", "Time to score one query",
+                                 buckets=_SCORING_BUCKETS_S, registry=r)
+        self.cache_bypasses = Counter(
+            "moa_cache_bypasses", "Requests that bypassed the cache, by why (e.g. redis-timeout)", ["reason"],
+            registry=r,
+        )
+        # Series with labels appear only once used: create the known ones so a scrape always has them.
+        for result in ("hit", "miss", "bypass"):
+            self.cache.labels(result)
+        self._dropped: dict[str, int] = {}
+        r.register(_DroppedEvents(self._dropped, components if components is not None else {}))
+
+    def record(self, event: RequestEvent) -> None:
+        route = event.route or "none"
+        self.requests.labels(route, str(event.status)).inc()
+        if event.reason:
+            self.decisions.labels(route, event.reason).inc()
+        self.latency.labels(route).observe(event.latency_s)
+        self.cache.labels(event.cache).inc()
+        if event.cache == "bypass":
+            self.cache_bypasses.labels(str(event.extra.get("cache_detail") or "unknown")).inc()
+        if event.cache == "hit":
+            self.cache_saved.inc(event.saved_usd)
+        if event.error == "mixture_quorum_failed":
+            self.quorum_failures.inc()
+        if event.fallback:
+            self.aggregator_fallbacks.inc()
+        scoring_s = event.extra.get("scoring_s")
+        if isinstance(scoring_s, float):
+            self.scoring.observe(scoring_s)
+        for call in event.calls:
+            if call.cost_usd:
+                self.spend.labels(call.model).inc(call.cost_usd)
+            if call.usage.prompt_tokens:
+                self.tokens.labels(call.model, "prompt").inc(call.usage.prompt_tokens)
+            if call.usage.completion_tokens:
+                self.tokens.labels(call.model, "completion").inc(call.usage.completion_tokens)
+            if call.status != "ok":
+                self.upstream_errors.labels(call.model, call.role, call.error or call.status).inc()
+
+    def dropped(self, sink: str, count: int = 1) -> None:
+        """For event sinks without their own counter to report events they could not keep."""
+        self._dropped[sink] = self._dropped.get(sink, 0) + count
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def start_metrics(state: AppState, stack: AsyncExitStack) -> None:
+    """Startup step: the registry and its event sink, as `state.components["metrics"]`."""
+    metrics = Metrics(state.components)
+    state.components["metrics"] = metrics
+    state.sinks.append(metrics)
+
+
+class _DroppedEvents(Collector):
+    """`moa_events_dropped_total{sink}`: read at scrape time from the counters the outcome log and the
+    shadow sampler keep themselves (`counters.dropped`), plus what was reported through `dropped()`."""
+
+    _SINKS = ("ledger", "shadow", "stats")
+
+    def __init__(self, reported: Mapping[str, int], components: Mapping[str, Any]) -> None:
+        self._reported = reported
+        self._components = components
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily("moa_events_dropped", "Request events an event sink had to drop", labels=["sink"])
+        for sink in sorted({*self._SINKS, *self._reported}):
+            counters = getattr(self._components.get(sink), "counters", None)
+            own = getattr(counters, "dropped", 0)
+            family.add_metric([sink], float(self._reported.get(sink, 0) + (own if isinstance(own, int) else 0)))
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    found = get_state(request).components.get("metrics")
+    if not isinstance(found, Metrics):
+        return Response("metrics are not enabled\n", status_code=404, media_type="text/plain")
+    return Response(found.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,307 @@
+"""Shadow evaluation: some answered requests also run the other route in the background, and a judge
+model says whether the mixture was needed. Each comparison becomes an outcome (see router.outcomes).
+
+A sampled cheap-routed request (`shadow.cheap_sample_rate`) also runs the mixture; a sampled
+mixture-routed one (`shadow.mixture_sample_rate`) also runs the cheap model. The judge
+(`settings.judge_entry`, through the same providers) sees both answers in random order and gives a
+verdict; "the mixture's answer is better" means the mixture was needed. The client is never delayed:
+`record` is a sampling decision and a non-blocking queue put; a bounded pool of workers does the rest
+and a full queue drops the sample. Spend (other route + judge) is held to `shadow.daily_budget_usd` per
+UTC day across replicas by a Redis counter; an over-budget sample is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from redis.exceptions import RedisError
+
+from router.config import Settings
+from router.events import RequestEvent
+from router.ledger import RECORD_VERSION, OutcomeLog, redact_messages
+from router.mixture import MixtureEngine, QuorumError
+from router.outcomes import shadow_label
+from router.providers.base import CompletionRequest, Message, ProviderError
+from router.providers.registry import ProviderSet
+from router.routes import run_route
+
+if TYPE_CHECKING:
+    from router.state import AppState
+
+logger = logging.getLogger(__name__)
+
+Verdict = Literal["mixture", "cheap", "tie", "unclear"]
+_STOP_GRACE_S = 5.0
+_BUDGET_KEY_TTL_S = 3 * 86400
+_MAX_JUDGED_CHARS = 6000  # per request and per answer: bounds the judge's cost on long inputs
+
+JUDGE_INSTRUCTIONS = """\
+You are judging two answers to the same request. Decide which answer serves the user better: \
+correctness first, then completeness, then clarity. If they are about equally good, or equally bad, \
+call it a tie. Do not prefer an answer for being longer.
+Give one or two sentences of reasoning, then end with a last line that is exactly one of:
+VERDICT: A
+VERDICT: B
+VERDICT: TIE"""
+_VERDICT = re.compile(r"VERDICT:\s*\**\s*(A|B|TIE)\b", re.IGNORECASE)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_JUDGED_CHARS else text[:_MAX_JUDGED_CHARS] + " [...]"
+
+
+def _render(messages: Sequence[Message]) -> str:
+    from classifier.text import content_text
+
+    return _clip("\n\n".join(f"{m.get('role', 'user')}: {content_text(m.get('content'))}" for m in messages))
+
+
+def judge_messages(request: Sequence[Message], answer_a: str, answer_b: str) -> list[dict[str, str]]:
+    user = f"Request:\n{_render(request)}\n\nAnswer A:\n{_clip(answer_a)}\n\nAnswer B:\n{_clip(answer_b)}"
+    return [{"role": "system", "content": JUDGE_INSTRUCTIONS}, {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str) -> Literal["A", "B", "TIE"] | None:
+    """The judge's last VERDICT line, or None when it gave none."""
+    found = _VERDICT.findall(text)
+    if not found:
+        return None
+    last = found[-1].upper()
+    return "A" if last == "A" else "B" if last == "B" else "TIE"
+
+
+def mixture_verdict(choice: Literal["A", "B", "TIE"] | None, mixture_is_a: bool) -> Verdict:
+    if choice is None:
+        return "unclear"
+    if choice == "TIE":
+        return "tie"
+    return "mixture" if (choice == "A") == mixture_is_a else "cheap"
+
+
+class ShadowBudget:
+    """The day's shadow spend in Redis, shared by every replica. A run reserves its expected cost
+    first (so concurrent runs cannot all pass a nearly spent budget) and settles the actual cost after."""
+
+    def __init__(self, redis: Any, prefix: str, daily_usd: float) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.daily_usd = daily_usd
+
+    def key(self, now: float | None = None) -> str:
+        day = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y-%m-%d")
+        return f"{self._prefix}:shadow:spend:{day}"
+
+    async def spent(self) -> float:
+        value = await self._redis.get(self.key())
+        return float(value) if value is not None else 0.0
+
+    async def reserve(self, amount: float) -> str | None:
+        """The day's key when `amount` fits in what is left of the budget, else None."""
+        key = self.key()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrbyfloat(key, amount)
+            pipe.expire(key, _BUDGET_KEY_TTL_S)
+            total, _ = await pipe.execute()
+        before = float(total) - amount
+        if before >= self.daily_usd or float(total) > self.daily_usd:
+            await self._redis.incrbyfloat(key, -amount)
+            return None
+        return key
+
+    async def settle(self, key: str, reserved: float, actual: float) -> None:
+        if actual != reserved:
+            await self._redis.incrbyfloat(key, actual - reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    event: RequestEvent
+    request: CompletionRequest
+    answer: str  # the answer the client got
+    other_route: str
+
+
+@dataclass(slots=True)
+class ShadowCounters:
+    sampled: int = 0
+    completed: int = 0  # a verdict (or an unclear one) was logged
+    over_budget: int = 0
+    dropped: int = 0  # the queue was full, or the service stopped first
+    no_input: int = 0  # the request or answer text was not available in process
+    failed: int = 0  # the other route or the judge failed, or Redis did
+    spent_usd: float = 0.0
+
+
+class ShadowEvaluator:
+    """The EventSink that samples requests for shadow evaluation; `start` its workers, `close` them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        providers: ProviderSet,
+        engine: MixtureEngine,
+        redis: Any,
+        ledger: OutcomeLog,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings.shadow
+        self._default_max_tokens = settings.mixture.max_tokens
+        self._providers = providers
+        self._engine = engine
+        self._ledger = ledger
+        self._budget = ShadowBudget(redis, settings.redis_prefix, settings.shadow.daily_budget_usd)
+        self._rng = rng or random.Random()
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=settings.shadow.queue_size)
+        self._workers: list[asyncio.Task[None]] = []
+        self._expected_cost = 0.0  # running mean of one run's cost: what a run reserves
+        self.counters = ShadowCounters()
+
+    @property
+    def budget(self) -> ShadowBudget:
+        return self._budget
+
+    def _rate(self, route: str) -> float:
+        if route == "cheap":
+            return self._settings.cheap_sample_rate
+        if route == "mixture":
+            return self._settings.mixture_sample_rate
+        return 0.0
+
+    def record(self, event: RequestEvent) -> None:
+        if event.status != 200 or event.cache == "hit" or event.fallback is not None:
+            return
+        rate = self._rate(event.route)
+        if rate <= 0.0 or self._rng.random() >= rate:
+            return
+        self.counters.sampled += 1
+        request = event.upstream
+        if request is None and event.messages is not None:
+            request = CompletionRequest(event.messages, self._default_max_tokens)
+        answer = event.answer_text if event.answer_text is not None else event.answer
+        if request is None or answer is None:
+            self.counters.no_input += 1
+            return
+        other = "mixture" if event.route == "cheap" else "cheap"
+        try:
+            self._queue.put_nowait(_Job(event, request, answer, other))
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"shadow-worker-{i}") for i in range(self._settings.concurrency)
+        ]
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                await self._evaluate(job)
+            except (RedisError, OSError) as exc:
+                self.counters.failed += 1
+                logger.warning("shadow evaluation of %s failed on Redis: %s", job.event.request_id, exc)
+            finally:
+                self._queue.task_done()
+
+    async def _evaluate(self, job: _Job) -> None:
+        reserved = self._expected_cost
+        key = await self._budget.reserve(reserved)
+        if key is None:
+            self.counters.over_budget += 1
+            return
+        cost, error, judge_text = 0.0, None, ""
+        verdict: Verdict = "unclear"
+        try:
+            result = await run_route(job.other_route, job.request, self._providers, self._engine)
+            cost += result.cost_usd
+            mixture_is_a = self._rng.random() < 0.5
+            mixture_answer, cheap_answer = (
+                (result.text, job.answer) if job.other_route == "mixture" else (job.answer, result.text)
+            )
+            a, b = (mixture_answer, cheap_answer) if mixture_is_a else (cheap_answer, mixture_answer)
+            judged = await self._providers.judge.complete(
+                CompletionRequest(
+                    judge_messages(job.request.messages, a, b), self._settings.judge_max_tokens, 0.0, {}, None
+                )
+            )
+            cost += judged.cost_usd
+            judge_text = judged.text
+            verdict = mixture_verdict(parse_verdict(judged.text), mixture_is_a)
+        except ProviderError as exc:
+            error = f"{exc.model}: {exc.kind}"
+        except QuorumError as exc:
+            error = f"mixture: {exc}"
+            cost += sum(call.cost_usd for call in exc.calls)
+        finally:
+            await self._budget.settle(key, reserved, cost)
+            self.counters.spent_usd += cost
+            self._expected_cost += (cost - self._expected_cost) / max(1, self.counters.completed + 1)
+        if error is not None:
+            self.counters.failed += 1
+        self.counters.completed += 1
+        self._ledger.record_outcome(self._outcome(job, verdict, cost, error, judge_text))
+
+    def _outcome(
+        self, job: _Job, verdict: Verdict, cost: float, error: str | None, judge_text: str
+    ) -> dict[str, Any]:
+        event = job.event
+        needed = None if verdict == "unclear" else verdict == "mixture"
+        outcome: dict[str, Any] = {
+            "v": RECORD_VERSION,
+            "kind": "shadow",
+            "request_id": event.request_id,
+            "t": time.time(),
+            "tenant": event.tenant,
+            "route": event.route,
+            "shadow_route": job.other_route,
+            "verdict": verdict,
+            "mixture_needed": needed,
+            "label": shadow_label(needed).to_json(),
+            "judge_model": self._providers.judge.name,
+            "shadow_cost_usd": cost,
+            "error": error,
+            "classifier_version": event.classifier_version,
+            "difficulty": event.difficulty,
+            "stakes": event.stakes,
+            "prompt_sha256": event.prompt_sha256,
+        }
+        if self._ledger.stores_prompts:
+            outcome["messages"] = redact_messages(job.request.messages, self._ledger.redactor)
+            outcome["judge_reasoning"] = self._ledger.redactor(judge_text)
+        return outcome
+
+    async def close(self) -> None:
+        """Let runs in progress finish for a few seconds, then stop; queued samples are dropped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), _STOP_GRACE_S)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self.counters.dropped += self._queue.qsize()
+
+
+async def start_shadow(state: AppState, stack: AsyncExitStack) -> None:
+    """Startup step (after the outcome log's): the shadow sampler as a sink, in
+    `state.components["shadow"]`, when a sample rate is set."""
+    shadow = state.settings.shadow
+    ledger = state.components.get("ledger")
+    if shadow.cheap_sample_rate <= 0 and shadow.mixture_sample_rate <= 0:
+        return
+    if not isinstance(ledger, OutcomeLog):
+        logger.warning("shadow evaluation is configured but the outcome log is off: no shadow runs")
+        return
+    evaluator = ShadowEvaluator(state.settings, state.providers, state.engine, state.redis, ledger)
+    evaluator.start()
+    stack.push_async_callback(evaluator.close)
+    state.sinks.append(evaluator)
+    state.components["shadow"] = evaluator

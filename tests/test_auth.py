@@ -1,0 +1,177 @@
+"""API keys -> tenants (from the config and from Redis, stored hashed), the admin key, and 401/403."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from router.api.errors import APIError
+from router.auth import OPEN_TENANT, Authenticator, hash_key, parse_redis_keys, redis_keys_name, revoke_key, store_key
+from router.config import AuthSettings
+
+CHAT = {"model": "moa-router", "messages": [{"role": "user", "content": "What is two plus two?"}]}
+
+
+def settings(**fields: Any) -> AuthSettings:
+    return AuthSettings.model_validate(
+        {
+            "keys": [{"tenant": "acme", "key_sha256": hash_key("sk-acme")}],
+            "admin_key_sha256": hash_key("sk-admin"),
+            **fields,
+        }
+    )
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def refused(call: Any) -> APIError:
+    with pytest.raises(APIError) as raised:
+        call()
+    return raised.value
+
+
+def test_a_configured_key_resolves_to_its_tenant() -> None:
+    auth = Authenticator(settings())
+    assert auth.tenant(bearer("sk-acme")) == "acme"
+    assert auth.tenant({"authorization": "bearer   sk-acme  "}) == "acme"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "missing_api_key"),
+        ({"authorization": "Basic c2stYWNtZQ=="}, "missing_api_key"),
+        (bearer("sk-acm"), "invalid_api_key"),
+        (bearer("sk-admin"), "invalid_api_key"),  # the admin key is not a client key
+        (bearer(hash_key("sk-acme")), "invalid_api_key"),  # the stored hash is not a key
+    ],
+    ids=["none", "basic", "near-miss", "admin", "hash"],
+)
+async def test_other_keys_are_refused_with_401(headers: dict[str, str], code: str) -> None:
+    error = refused(lambda: Authenticator(settings()).tenant(headers))
+    assert (error.status, error.code, error.type) == (401, code, "authentication_error")
+
+
+def test_the_admin_key_is_checked_apart() -> None:
+    auth = Authenticator(settings())
+    auth.require_admin(bearer("sk-admin"))
+    assert refused(lambda: auth.require_admin({})).status == 401
+    forbidden = refused(lambda: auth.require_admin(bearer("sk-acme")))
+    assert (forbidden.status, forbidden.type) == (403, "permission_error")
+    no_admin = Authenticator(settings(admin_key_sha256=None))
+    assert refused(lambda: no_admin.require_admin(bearer("sk-admin"))).status == 403
+
+
+def test_open_mode_accepts_anyone_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="router.auth"):
+        auth = Authenticator(AuthSettings(), open_mode=True)
+    assert auth.is_open and auth.tenant({}) == OPEN_TENANT and auth.tenant(bearer("anything")) == OPEN_TENANT
+    auth.require_admin({})
+    assert any("auth is OPEN" in record.getMessage() for record in caplog.records)
+
+
+def test_only_hashes_are_kept() -> None:
+    auth = Authenticator(settings())
+    assert "sk-acme" not in repr(vars(auth)) and hash_key("sk-acme") in repr(vars(auth))
+
+
+def test_malformed_redis_entries_are_skipped() -> None:
+    good = hash_key("k1")
+    raw = {good.encode(): b"t1", b"not-a-hash": b"t2", hash_key("k3").encode(): b"", hash_key("k4"): "x" * 65}
+    assert parse_redis_keys(raw) == {good: "t1"}
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_keys_issued_and_revoked_in_redis(redis: Redis) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    auth = Authenticator(settings())
+    await store_key(redis, prefix, "globex", "sk-globex")
+    assert await redis.hget(redis_keys_name(prefix), hash_key("sk-globex")) == b"globex"
+    assert b"sk-globex" not in b"".join(await redis.hkeys(redis_keys_name(prefix)))
+    assert await auth.load_redis_keys(redis, prefix) == 1
+    assert auth.tenant(bearer("sk-globex")) == "globex"
+    assert auth.tenant(bearer("sk-acme")) == "acme"  # config keys stay
+    assert await revoke_key(redis, prefix, "sk-globex")
+    await auth.load_redis_keys(redis, prefix)
+    assert refused(lambda: auth.tenant(bearer("sk-globex"))).status == 401
+
+
+async def test_a_config_key_wins_over_the_same_key_in_redis(redis: Redis) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    auth = Authenticator(settings())
+    await store_key(redis, prefix, "intruder", "sk-acme")
+    await auth.load_redis_keys(redis, prefix)
+    assert auth.tenant(bearer("sk-acme")) == "acme"
+
+
+def keyed_service(make_service: Any, redis_url: str, prefix: str) -> str:
+    base: str = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        auth={
+            "open": False,
+            "keys": [{"tenant": "acme", "key_sha256": hash_key("sk-acme")}],
+            "admin_key_sha256": hash_key("sk-admin"),
+            "redis_refresh_s": 0.1,
+        },
+    )
+    return base
+
+
+def test_the_service_answers_401_in_openai_shape(make_service: Any, redis_url: str) -> None:
+    base = keyed_service(make_service, redis_url, f"t{uuid.uuid4().hex[:10]}")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for headers, code in (({}, "missing_api_key"), (bearer("sk-wrong"), "invalid_api_key")):
+            response = client.post("/v1/chat/completions", json=CHAT, headers=headers)
+            assert response.status_code == 401
+            assert response.json() == {
+                "error": {
+                    "message": response.json()["error"]["message"],
+                    "type": "authentication_error",
+                    "code": code,
+                    "param": None,
+                }
+            }
+            assert "sk-wrong" not in response.text
+        assert client.get("/v1/models").status_code == 401
+        assert client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-acme")).status_code == 200
+
+
+async def test_a_key_issued_in_redis_works_on_a_running_service(
+    make_service: Any, redis_url: str, redis: Redis
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = await asyncio.to_thread(keyed_service, make_service, redis_url, prefix)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-new"))).status_code == 401
+        await store_key(redis, prefix, "newco", "sk-new")
+        assert await _eventually_status(client, "sk-new", 200)
+        await revoke_key(redis, prefix, "sk-new")
+        assert await _eventually_status(client, "sk-new", 401)
+
+
+async def _eventually_status(client: httpx.AsyncClient, key: str, status: int, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        if response.status_code == status:
+            return True
+        await asyncio.sleep(0.05)
+    return False

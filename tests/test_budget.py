@@ -1,0 +1,155 @@
+"""The budget guard: daily mixture caps, overall and per tenant, shared by replicas through Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from router.budget import BudgetGuard
+from router.config import BudgetSettings
+from router.events import RequestEvent
+from router.mixture import CallRecord
+from router.providers.base import Usage
+
+DAY = 86400.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def mixture_event(tenant: str, cost: float, at: float, route: str = "mixture") -> RequestEvent:
+    event = RequestEvent(request_id=uuid.uuid4().hex, tenant=tenant, started_at=at, route=route)
+    event.calls.append(CallRecord("openai/agg", "aggregator", "ok", 0.1, Usage(10, 10), cost))
+    return event
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Any]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def test_overall_cap_degrades_to_the_fallback_until_the_day_ends() -> None:
+    clock = Clock(20 * DAY + 3600)
+    guard = BudgetGuard(BudgetSettings(mixture_daily_usd=1.0, fallback="strong"), None, "p", clock)
+    assert guard.state("a").mixture_allowed
+    guard.record(mixture_event("a", 0.6, clock.now))
+    guard.record(mixture_event("b", 0.6, clock.now, route="cheap"))  # cheap spend is not mixture spend
+    assert guard.state("b").mixture_allowed
+    guard.record(mixture_event("b", 0.4, clock.now))
+    state = guard.state("c")
+    assert not state.mixture_allowed and state.fallback == "strong"
+    assert guard.snapshot()["mixture_spent_usd"] == pytest.approx(1.0)
+    clock.now = 21 * DAY + 1  # a new UTC day: a new budget
+    assert guard.state("c").mixture_allowed
+    assert guard.spent() == 0.0
+
+
+def test_per_tenant_cap_holds_back_only_that_tenant() -> None:
+    clock = Clock(30 * DAY)
+    guard = BudgetGuard(BudgetSettings(mixture_daily_usd_per_tenant=0.5), None, "p", clock)
+    guard.record(mixture_event("heavy", 0.5, clock.now))
+    assert not guard.state("heavy").mixture_allowed
+    assert guard.state("light").mixture_allowed
+    snapshot = guard.snapshot()
+    assert snapshot["tenants"][0] == {"tenant": "heavy", "mixture_spent_usd": 0.5, "over_cap": True}
+    assert snapshot["mixture_allowed"]  # no overall cap
+
+
+async def test_replicas_share_the_totals_through_redis(redis_client: Any) -> None:
+    prefix = f"tbudget{uuid.uuid4().hex[:8]}"
+    clock = Clock(time.time())
+    settings = BudgetSettings(mixture_daily_usd=1.0, mixture_daily_usd_per_tenant=0.7)
+    first = BudgetGuard(settings, redis_client, prefix, clock)
+    second = BudgetGuard(settings, redis_client, prefix, clock)
+    assert second.state("acme").mixture_allowed  # the second replica serves acme too
+    first.record(mixture_event("acme", 0.4, clock.now))
+    first.record(mixture_event("other", 0.3, clock.now))
+    second.record(mixture_event("acme", 0.3, clock.now))
+    assert first.state("acme").mixture_allowed and second.state("acme").mixture_allowed  # neither knows yet
+    await first.sync()
+    await second.sync()
+    await first.sync()
+    for guard in (first, second):
+        assert guard.spent() == pytest.approx(1.0)
+        assert guard.spent("acme") == pytest.approx(0.7)
+        assert not guard.state("acme").mixture_allowed
+    # A third replica starting now reads today's totals at its first sync.
+    third = BudgetGuard(settings, redis_client, prefix, clock)
+    third.state("other")
+    await third.sync()
+    assert third.spent() == pytest.approx(1.0) and third.spent("other") == pytest.approx(0.3)
+
+
+async def test_spend_is_kept_while_redis_is_down(own_redis: Any) -> None:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(own_redis.url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        guard = BudgetGuard(BudgetSettings(mixture_daily_usd=1.0), client, "tdown")
+        own_redis.stop()
+        guard.record(mixture_event("a", 0.25, time.time()))
+        with pytest.raises((RedisError, OSError)):
+            await guard.sync()
+        assert guard.spent() == pytest.approx(0.25)  # still counted locally
+        own_redis.start()
+        await guard.sync()
+        assert float(await client.get(f"tdown:budget:mixture:{guard.snapshot()['day']}")) == pytest.approx(0.25)
+    finally:
+        await client.aclose()
+
+
+def _chat(base: str, key: str, content: str) -> httpx.Response:
+    response = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}", "x-moa-route": "mixture"},
+        json={"model": "moa-router", "messages": [{"role": "user", "content": content}]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_service_degrades_escalations_once_a_tenant_reaches_its_cap(make_service: Any, redis_url: str) -> None:
+    keys = {"small": "key-small", "big": "key-big"}
+    admin = "key-admin"
+    base = make_service(
+        redis_url=redis_url,
+        # Far below one mixture run's cost: the first run uses the whole budget.
+        budget={"mixture_daily_usd_per_tenant": 1e-9, "fallback": "cheap"},
+        auth={
+            "open": False,
+            "keys": [{"tenant": t, "key_sha256": hashlib.sha256(k.encode()).hexdigest()} for t, k in keys.items()],
+            "admin_key_sha256": hashlib.sha256(admin.encode()).hexdigest(),
+        },
+    )
+    first = _chat(base, keys["small"], "Explain the proof of the four colour theorem.")
+    assert first.headers["x-moa-route"] == "mixture"
+    held_back = _chat(base, keys["small"], "Explain the proof of the four colour theorem, again.")
+    assert held_back.headers["x-moa-route"] == "cheap"
+    assert held_back.headers["x-moa-route-reason"] == "budget"
+    # Another tenant keeps its own budget.
+    assert _chat(base, keys["big"], "Outline Gödel's incompleteness proof.").headers["x-moa-route"] == "mixture"
+
+    stats = httpx.get(f"{base}/v1/stats?window=hour", headers={"authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert stats["totals"]["budget_degraded"] == 1
+    assert stats["totals"]["reasons"]["budget"] == 1
+    budget = stats["budget"]
+    tenants = {entry["tenant"]: entry for entry in budget["tenants"]}
+    assert tenants["small"]["over_cap"] and tenants["big"]["over_cap"]
+    assert tenants["small"]["mixture_spent_usd"] == pytest.approx(float(first.headers["x-moa-cost-usd"]), abs=1e-8)

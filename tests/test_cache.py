@@ -1,0 +1,258 @@
+"""ResponseCache against a real Redis: hits and misses, controls, single flight, leases, degrading."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router import cache as cache_module
+from router.api.errors import APIError
+from router.api.schemas import ChatRequest
+from router.cache import ResponseCache, decode_answer, encode_answer, request_controls
+from router.cache_types import CachedAnswer, CacheSession
+from router.config import Settings, settings_from_mapping
+from router.providers.base import Usage
+from router.redis_client import make_redis_client
+from router.redis_server import EmbeddedRedis
+from tests.conftest import settings_dict
+
+MODELS = ["openai/cheap-1"]
+ANSWER = CachedAnswer("A balanced search tree.", "stop", Usage(12, 5), 0.00042, "openai/cheap-1", "cheap")
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return settings_from_mapping(settings_dict("http://127.0.0.1:9/v1", tmp_path, **overrides))
+
+
+def ask(text: str = "What is a B-tree?", **body: Any) -> ChatRequest:
+    return ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": text}], "temperature": 0, **body}
+    )
+
+
+@asynccontextmanager
+async def response_cache(url: str, settings: Settings, timeout_s: float = 2.0) -> AsyncIterator[ResponseCache]:
+    client = make_redis_client(url, timeout_s)
+    cache = ResponseCache(client, settings)
+    try:
+        yield cache
+    finally:
+        await cache.close()
+        await client.aclose()
+
+
+async def entry_keys(cache: ResponseCache) -> list[bytes]:
+    pattern = f"{cache._prefix}:cache:*"
+    return [key async for key in cache._redis.scan_iter(match=pattern) if not key.endswith(b":lease")]
+
+
+async def begin(cache: ResponseCache, chat: ChatRequest, tenant: str = "t1", **headers: str) -> CacheSession:
+    return await cache.begin(tenant, chat, "cheap", MODELS, headers)
+
+
+def test_controls_from_body_and_headers() -> None:
+    assert request_controls(ask(), {}).model_dump() == {
+        "no_cache": False,
+        "no_store": False,
+        "ttl_s": None,
+        "namespace": None,
+    }
+    body = ask(cache={"no_store": True, "ttl_s": 30, "namespace": "a"})
+    assert request_controls(body, {}) == body.cache
+    merged = request_controls(body, {"x-moa-cache-control": "No-Cache, ttl=60", "x-moa-cache-namespace": "b"})
+    assert (merged.no_cache, merged.no_store, merged.ttl_s, merged.namespace) == (True, True, 60, "b")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-moa-cache-control": "max-age=5"},
+        {"x-moa-cache-control": "ttl=abc"},
+        {"x-moa-cache-control": "ttl=0"},
+        {"x-moa-cache-namespace": "has space"},
+        {"x-moa-cache-namespace": "x" * 65},
+    ],
+)
+def test_bad_cache_headers_are_client_errors(headers: dict[str, str]) -> None:
+    with pytest.raises(APIError) as caught:
+        request_controls(ask(), headers)
+    assert caught.value.status == 400
+    assert caught.value.code == "invalid_cache_control"
+
+
+def test_entries_round_trip_and_unreadable_ones_are_ignored() -> None:
+    assert decode_answer(encode_answer(ANSWER)) == ANSWER
+    assert decode_answer(b"not json") is None
+    assert decode_answer(b'[99, "x"]') is None
+    assert decode_answer(b"{}") is None
+
+
+async def test_miss_then_store_then_hit_with_ttl(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, cache={"ttl_s": 100})
+    async with response_cache(redis_url, settings) as cache:
+        first = await begin(cache, ask())
+        assert (first.status, first.answer) == ("miss", None)
+        await first.store(ANSWER)
+        second = await begin(cache, ask())
+        assert (second.status, second.answer) == ("hit", ANSWER)
+        keys = [key async for key in cache._redis.scan_iter(match=f"{settings.redis_prefix}:cache:*")]
+        assert len(keys) == 1 and keys == await entry_keys(cache)  # the entry; the lease is gone
+        assert 95_000 < await cache._redis.pttl(keys[0]) <= 100_000
+        other_tenant = await begin(cache, ask(), tenant="t2")
+        assert other_tenant.status == "miss"
+        await other_tenant.abandon()
+        assert cache.counts["hit"] == 1 and cache.counts["miss"] == 2
+
+
+async def test_ttl_override_and_namespace(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with response_cache(redis_url, settings) as cache:
+        session = await begin(cache, ask(), **{"x-moa-cache-control": "ttl=7", "x-moa-cache-namespace": "exp1"})
+        await session.store(ANSWER)
+        assert (await begin(cache, ask(), **{"x-moa-cache-namespace": "exp1"})).status == "hit"
+        elsewhere = await begin(cache, ask())
+        assert elsewhere.status == "miss"
+        await elsewhere.abandon()
+        keys = await entry_keys(cache)
+        assert len(keys) == 1 and 0 < await cache._redis.pttl(keys[0]) <= 7000
+
+
+async def test_only_deterministic_requests_by_default(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        warm = await begin(cache, ask(temperature=0.7))
+        assert (warm.status, warm.detail) == ("bypass", "not-deterministic")
+        seeded = await begin(cache, ask(temperature=0.7, seed=3))
+        assert seeded.status == "miss"
+        await seeded.abandon()
+    async with response_cache(redis_url, make_settings(tmp_path, cache={"deterministic_only": False})) as cache:
+        anything = await begin(cache, ask(temperature=0.7))
+        assert anything.status == "miss"
+        await anything.abandon()
+
+
+async def test_no_store_and_no_cache(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        no_store = await begin(cache, ask(cache={"no_store": True}))
+        assert (no_store.status, no_store.detail) == ("miss", "no-store")
+        holder = await begin(cache, ask())  # no-store took no lease, so this one gets it at once
+        assert (holder.status, holder.detail) == ("miss", "")
+        await no_store.store(ANSWER)
+        assert await entry_keys(cache) == []
+        await holder.abandon()
+        assert (await begin(cache, ask(cache={"no_store": True}))).status == "miss"  # nothing was stored
+
+        stored = await begin(cache, ask())
+        await stored.store(ANSWER)
+        fresh = await begin(cache, ask(), **{"x-moa-cache-control": "no-cache"})
+        assert (fresh.status, fresh.detail) == ("miss", "no-cache")  # skips the lookup...
+        newer = CachedAnswer("Newer.", "stop", Usage(1, 1), 0.1, "m", "cheap")
+        await fresh.store(newer)  # ...but stores its answer
+        assert (await begin(cache, ask())).answer == newer
+        both = await begin(cache, ask(), **{"x-moa-cache-control": "no-cache, no-store"})
+        assert both.status == "bypass"
+
+
+async def test_failed_or_cut_off_answers_are_not_stored(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        session = await begin(cache, ask())
+        await session.store(CachedAnswer("half an ans", "error", Usage(1, 1), 0.1, "m", "cheap"))
+        again = await begin(cache, ask())
+        assert again.status == "miss" and again.detail == ""  # not stored, and the lease was freed
+        assert await entry_keys(cache) == []
+        await again.abandon()
+
+
+async def test_single_flight_waiters_get_the_holders_answer(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        holder = await begin(cache, ask())
+        waiters = [asyncio.create_task(begin(cache, ask())) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert not any(waiter.done() for waiter in waiters)
+        await holder.store(ANSWER)
+        sessions = await asyncio.gather(*waiters)
+        assert [(s.status, s.answer) for s in sessions] == [("hit", ANSWER)] * 5
+
+
+async def test_failed_holder_releases_waiters_and_one_takes_over(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        holder = await begin(cache, ask())
+        waiters = [asyncio.create_task(begin(cache, ask())) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        await holder.abandon()
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0.1)
+        assert len(done) == 1 and all(not task.done() for task in pending)
+        successor = done.pop().result()
+        assert (successor.status, successor.detail) == ("miss", "")
+        await successor.store(ANSWER)
+        assert [s.status for s in await asyncio.gather(*pending)] == ["hit"] * 3
+
+
+async def test_a_lease_lapses_when_its_holder_stops_renewing(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "LEASE_MS", 300)
+    settings = make_settings(tmp_path)
+    async with response_cache(redis_url, settings) as alive, response_cache(redis_url, settings) as dying:
+        holder = await begin(alive, ask("kept"))
+        waiter = asyncio.create_task(begin(alive, ask("kept")))
+        await asyncio.sleep(1.0)  # several lease lengths: the holder's renewals keep it
+        assert not waiter.done()
+        await holder.store(ANSWER)
+        assert (await waiter).status == "hit"
+
+        await begin(dying, ask("lost"))
+        await dying.close()  # as if its process died: no renewal, no release
+        successor = await begin(alive, ask("lost"))
+        assert (successor.status, successor.detail) == ("miss", "")
+        await successor.abandon()
+
+
+async def test_waiting_is_bounded(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path, cache={"single_flight_wait_s": 0.2})) as cache:
+        holder = await begin(cache, ask())
+        impatient = await begin(cache, ask())
+        assert (impatient.status, impatient.detail) == ("miss", "wait-expired")
+        await impatient.store(ANSWER)
+        assert (await begin(cache, ask())).status == "hit"
+        await holder.abandon()
+
+
+async def test_redis_down_is_a_bypass_and_the_cache_recovers(
+    own_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cache_module, "DOWN_RETRY_S", 0.0)
+    async with response_cache(own_redis.url, make_settings(tmp_path), timeout_s=0.5) as cache:
+        session = await begin(cache, ask())
+        await session.store(ANSWER)
+        own_redis.stop()
+        with caplog.at_level(logging.WARNING, logger="router.cache"):
+            sessions = [await begin(cache, ask()) for _ in range(20)]
+        assert {(s.status, s.detail) for s in sessions} == {("bypass", "redis-unavailable")}
+        assert len([r for r in caplog.records if r.name == "router.cache"]) == 1  # rate-limited
+        assert cache.counts["redis-unavailable"] == 20
+        own_redis.start()  # the append-only file brings the entry back
+        assert (await begin(cache, ask())).answer == ANSWER
+
+
+async def test_slow_redis_is_a_bypass_within_the_timeout(
+    own_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "DOWN_RETRY_S", 0.0)
+    settings = make_settings(tmp_path, cache={"timeout_ms": 30})
+    async with response_cache(own_redis.url, settings, timeout_s=5.0) as cache:
+        session = await begin(cache, ask())
+        await session.store(ANSWER)
+        pauser = make_redis_client(own_redis.url, 5.0)
+        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # every client's commands now wait
+        slow = await asyncio.wait_for(begin(cache, ask()), 1.0)
+        assert (slow.status, slow.detail) == ("bypass", "redis-timeout")
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await pauser.aclose()
+        assert (await begin(cache, ask())).answer == ANSWER

@@ -1,0 +1,248 @@
+"""The cache through the real service over HTTP, against the simulated fleet and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from router.redis_server import EmbeddedRedis
+from router.simulator.runner import SimulatorServer
+from tests.conftest import sim_stats
+
+Service = Callable[..., str]
+ASK = [{"role": "user", "content": "Explain how a hash map handles collisions."}]
+PROPOSERS_AND_AGGREGATOR = {"prop-a": 1, "prop-b": 1, "prop-c": 1, "agg-1": 1}
+
+
+def chat(
+    base: str,
+    route: str = "cheap",
+    key: str = "any",
+    headers: dict[str, str] | None = None,
+    stream: bool = False,
+    **body: Any,
+) -> httpx.Response:
+    payload: dict[str, Any] = {"model": "moa-router", "messages": ASK, "temperature": 0, **body}
+    if stream:
+        payload |= {"stream": True, "stream_options": {"include_usage": True}}
+    return httpx.post(
+        f"{base}/v1/chat/completions",
+        json=payload,
+        timeout=30,
+        headers={"x-moa-route": route, "authorization": f"Bearer {key}", **(headers or {})},
+    )
+
+
+def sse_events(response: httpx.Response) -> list[Any]:
+    lines = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [orjson.loads(line) for line in lines[:-1]]
+
+
+def streamed_text(response: httpx.Response) -> str:
+    return "".join(e["choices"][0]["delta"].get("content", "") for e in sse_events(response) if e.get("choices"))
+
+
+def calls(sim: SimulatorServer) -> dict[str, int]:
+    return {name: m["calls"] for name, m in sim_stats(sim)["models"].items() if m["calls"]}
+
+
+def patch_model(sim: SimulatorServer, name: str, **changes: Any) -> None:
+    httpx.patch(f"{sim.root_url}/_sim/models/{name}", json=changes, timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"c{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def entries(client: redis.Redis, prefix: str) -> list[bytes]:
+    return [key for key in client.scan_iter(match=f"{prefix}:cache:*") if not key.endswith(b":lease")]
+
+
+def test_second_identical_request_is_a_free_hit(make_service: Service, sim: SimulatorServer, redis_url: str) -> None:
+    base = make_service(redis_url=redis_url)
+    first = chat(base)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-moa-cache"] == "miss"
+    cost = float(first.headers["x-moa-cost-usd"])
+    assert cost > 0 and calls(sim) == {"cheap-1": 1}
+    second = chat(base)
+    assert second.status_code == 200
+    assert second.headers["x-moa-cache"] == "hit"
+    assert second.headers["x-moa-cost-usd"] == "0"
+    assert calls(sim) == {"cheap-1": 1}  # no upstream call
+    hit, miss = second.json(), first.json()
+    assert hit["choices"][0]["message"] == miss["choices"][0]["message"]
+    assert hit["usage"] == miss["usage"]
+    assert hit["moa"]["cost_usd"] == 0
+    assert hit["moa"]["saved_usd"] == pytest.approx(cost, rel=1e-6)
+
+
+def test_different_temperature_route_or_seed_misses(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    base = make_service(redis_url=redis_url, cache={"deterministic_only": False})
+    assert chat(base).headers["x-moa-cache"] == "miss"
+    assert chat(base, temperature=0.5).headers["x-moa-cache"] == "miss"
+    assert chat(base, seed=11).headers["x-moa-cache"] == "miss"
+    assert chat(base, route="mixture").headers["x-moa-cache"] == "miss"
+    assert calls(sim) == {"cheap-1": 3, **PROPOSERS_AND_AGGREGATOR}
+    assert chat(base, route="mixture").headers["x-moa-cache"] == "hit"
+    assert chat(base, temperature=0.5).headers["x-moa-cache"] == "hit"
+
+
+def test_non_deterministic_requests_bypass_by_default(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    base = make_service(redis_url=redis_url)
+    assert [chat(base, temperature=0.7).headers["x-moa-cache"] for _ in range(2)] == ["bypass", "bypass"]
+    assert calls(sim) == {"cheap-1": 2}
+
+
+def test_tenants_never_share_answers(make_service: Service, sim: SimulatorServer, redis_url: str) -> None:
+    keys = [{"tenant": t, "key_sha256": hashlib.sha256(f"k{t}".encode()).hexdigest()} for t in ("a", "b")]
+    base = make_service(redis_url=redis_url, auth={"open": False, "keys": keys})
+    assert chat(base, key="ka").headers["x-moa-cache"] == "miss"
+    assert chat(base, key="kb").headers["x-moa-cache"] == "miss"
+    assert chat(base, key="ka").headers["x-moa-cache"] == "hit"
+    assert chat(base, key="kb").headers["x-moa-cache"] == "hit"
+    assert calls(sim) == {"cheap-1": 2}
+
+
+def test_controls_by_header_and_body(
+    make_service: Service, sim: SimulatorServer, redis_url: str, store: redis.Redis, prefix: str
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    assert chat(base, headers={"x-moa-cache-control": "no-store"}).headers["x-moa-cache"] == "miss"
+    assert chat(base, cache={"no_store": True}).headers["x-moa-cache"] == "miss"
+    assert entries(store, prefix) == []
+    assert chat(base, headers={"x-moa-cache-namespace": "n1"}).headers["x-moa-cache"] == "miss"
+    assert chat(base, headers={"x-moa-cache-namespace": "n1"}).headers["x-moa-cache"] == "hit"
+    assert chat(base).headers["x-moa-cache"] == "miss"
+    assert chat(base, headers={"x-moa-cache-control": "no-cache"}).headers["x-moa-cache"] == "miss"
+    assert chat(base, cache={"ttl_s": 9}, messages=[{"role": "user", "content": "short-lived"}]).status_code == 200
+    assert min(store.pttl(key) for key in entries(store, prefix)) <= 9000
+    assert calls(sim) == {"cheap-1": 6}
+    bad = chat(base, headers={"x-moa-cache-control": "forever"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cache_control"
+
+
+async def test_fifty_concurrent_mixture_requests_run_the_mixture_once(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    for name in ("prop-a", "prop-b", "prop-c"):
+        patch_model(sim, name, ttft_s=0.5)  # long enough for every request to arrive while it runs
+    # A generous Redis timeout: this test is about single flight, not about a loaded machine's latency.
+    base = make_service(redis_url=redis_url, cache={"timeout_ms": 2000})
+    payload = {
+        "model": "moa-router",
+        "messages": [{"role": "user", "content": "Prove that sqrt(2) is irrational."}],
+        "temperature": 0,
+    }
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=payload, headers={"x-moa-route": "mixture"}) for _ in range(50))
+        )
+    assert [r.status_code for r in responses] == [200] * 50
+    statuses = sorted(r.headers["x-moa-cache"] for r in responses)
+    assert statuses == ["hit"] * 49 + ["miss"]
+    assert calls(sim) == PROPOSERS_AND_AGGREGATOR
+    assert len({r.json()["choices"][0]["message"]["content"] for r in responses}) == 1
+
+
+def test_redis_stopped_mid_test_bypasses_then_hits_resume(
+    make_service: Service, sim: SimulatorServer, own_redis: EmbeddedRedis
+) -> None:
+    base = make_service(redis_url=own_redis.url)
+    assert chat(base).headers["x-moa-cache"] == "miss"
+    assert chat(base).headers["x-moa-cache"] == "hit"
+    own_redis.stop()
+    down = [chat(base) for _ in range(5)]
+    assert [r.status_code for r in down] == [200] * 5
+    assert [r.headers["x-moa-cache"] for r in down] == ["bypass"] * 5
+    assert calls(sim) == {"cheap-1": 6}
+    own_redis.start()
+    deadline = time.monotonic() + 10
+    while (status := chat(base).headers["x-moa-cache"]) != "hit" and time.monotonic() < deadline:
+        time.sleep(0.1)  # the cache skips Redis for a moment after a failure, then tries again
+    assert status == "hit"  # the entry stored before the stop (Redis kept it in its append-only file)
+
+
+def test_failed_requests_leave_no_entry(
+    make_service: Service, sim: SimulatorServer, redis_url: str, store: redis.Redis, prefix: str
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    patch_model(sim, "cheap-1", error_rate=1.0)  # fails every attempt, retries included
+    failed = chat(base)
+    assert failed.status_code == 502
+    assert entries(store, prefix) == []
+    patch_model(sim, "cheap-1", error_rate=0.0)
+    retried = chat(base)
+    assert (retried.status_code, retried.headers["x-moa-cache"]) == (200, "miss")
+
+
+def test_cut_off_stream_leaves_no_entry(
+    make_service: Service, sim: SimulatorServer, redis_url: str, store: redis.Redis, prefix: str
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    patch_model(sim, "cheap-1", drop_stream_rate=1.0)
+    cut = chat(base, stream=True)
+    assert cut.headers["x-moa-cache"] == "miss"
+    assert "upstream_error" in cut.text and all(
+        e["choices"][0]["finish_reason"] is None for e in sse_events(cut) if e.get("choices")
+    )
+    assert entries(store, prefix) == []
+    patch_model(sim, "cheap-1", drop_stream_rate=0.0)
+    assert chat(base, stream=True).headers["x-moa-cache"] == "miss"  # the lease was freed, not left held
+    assert len(entries(store, prefix)) == 1
+
+
+def test_mixture_fallback_answer_is_not_kept(
+    make_service: Service, sim: SimulatorServer, redis_url: str, store: redis.Redis, prefix: str
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    patch_model(sim, "agg-1", error_rate=1.0)
+    degraded = chat(base, route="mixture")
+    assert degraded.status_code == 200 and degraded.headers["x-moa-fallback"] == "proposer"
+    assert entries(store, prefix) == []
+    patch_model(sim, "agg-1", error_rate=0.0)
+    assert chat(base, route="mixture").headers["x-moa-cache"] == "miss"
+    assert chat(base, route="mixture").headers["x-moa-cache"] == "hit"
+
+
+def test_streamed_miss_is_stored_and_hits_replay_as_sse(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    base = make_service(redis_url=redis_url)
+    streamed = chat(base, stream=True)
+    assert streamed.headers["x-moa-cache"] == "miss"
+    plain = chat(base)
+    assert plain.headers["x-moa-cache"] == "hit"
+    assert plain.json()["choices"][0]["message"]["content"] == streamed_text(streamed)
+    replay = chat(base, stream=True)
+    assert replay.headers["x-moa-cache"] == "hit"
+    assert replay.headers["content-type"].startswith("text/event-stream")
+    assert streamed_text(replay) == streamed_text(streamed)
+    events = sse_events(replay)
+    assert [e["choices"][0]["finish_reason"] for e in events if e.get("choices")][-1] == "stop"
+    assert events[-1]["usage"] == plain.json()["usage"]
+    assert events[-1]["moa"]["cost_usd"] == 0 and events[-1]["moa"]["saved_usd"] > 0
+    assert calls(sim) == {"cheap-1": 1}

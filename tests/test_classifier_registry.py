@@ -1,0 +1,107 @@
+"""The registry: versions on disk, the active pointer, promotion and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from classifier.dataset import load_rows, row_text
+from classifier.registry import SEED_VERSION, ModelRegistry, VersionNotFoundError, default_models_dir, load_model
+from classifier.scorer import QueryScorer
+
+FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
+
+
+@pytest.fixture(scope="module")
+def scorer() -> QueryScorer:
+    rows = load_rows(FIXTURE)
+    return QueryScorer(buckets_log2=10, calibration_folds=2).fit(
+        [row_text(row) for row in rows], [row["difficulty"] for row in rows], [row["stakes"] for row in rows]
+    )
+
+
+def meta(**overrides: Any) -> dict[str, Any]:
+    return {
+        "training_data_sha256": "1" * 64,
+        "n_train": 60,
+        "metrics": {"held_back": {}},
+        "thresholds": {"difficulty": 0.6, "stakes": 0.5, "stakes_min_difficulty": 0.2},
+        **overrides,
+    }
+
+
+def test_fresh_registry_serves_the_shipped_seed(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    assert registry.active_version() == SEED_VERSION
+    loaded = registry.load()
+    assert loaded.version == SEED_VERSION
+    assert [info.version for info in registry.list_versions()] == [SEED_VERSION]
+    assert registry.list_versions()[0].active
+
+
+def test_save_lists_and_loads_a_version(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    version = registry.save(scorer, meta())
+    assert version.startswith("v") and (tmp_path / "models" / version / "weights.npz").is_file()
+    loaded = registry.load(version)
+    assert loaded.meta["version"] == version
+    assert loaded.meta["created_at"]
+    assert {info.version for info in registry.list_versions()} == {SEED_VERSION, version}
+    assert registry.active_version() == SEED_VERSION  # saving does not promote
+
+
+def test_promote_and_rollback(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first = registry.save(scorer, meta())
+    (tmp_path / "models" / "second").mkdir()
+    second = "second"
+    for path in (tmp_path / "models" / first).iterdir():
+        (tmp_path / "models" / second / path.name).write_bytes(path.read_bytes())
+    registry.promote(first)
+    assert registry.active_version() == first
+    registry.promote(second)
+    assert registry.load().version == second
+    assert registry.rollback() == first
+    assert registry.active_version() == first
+    assert registry.rollback() == SEED_VERSION
+    with pytest.raises(VersionNotFoundError, match="nothing to roll back"):
+        registry.rollback()
+
+
+def test_promoting_an_unknown_or_unsafe_name_fails(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(VersionNotFoundError):
+        registry.promote("v-does-not-exist")
+    with pytest.raises(VersionNotFoundError, match="invalid"):
+        registry.load("../../etc")
+    assert registry.active_version() == SEED_VERSION
+
+
+def test_update_meta_in_place_and_seed_copy(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    version = registry.save(scorer, meta())
+    updated = {
+        **registry.load(version).meta,
+        "thresholds": {"difficulty": 0.7, "stakes": 0.4, "stakes_min_difficulty": 0.1},
+    }
+    assert registry.update_meta(version, updated) == version
+    assert registry.load(version).meta["thresholds"]["difficulty"] == 0.7
+
+    seed_meta = {**registry.load(SEED_VERSION).meta, "thresholds": updated["thresholds"]}
+    copy = registry.update_meta(SEED_VERSION, seed_meta)
+    assert copy != SEED_VERSION
+    assert registry.load(copy).meta["derived_from"] == SEED_VERSION
+    assert registry.load(copy).meta["thresholds"]["difficulty"] == 0.7
+
+
+def test_load_model_accepts_a_directory_or_a_version(
+    tmp_path: Path, scorer: QueryScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path))
+    assert default_models_dir() == tmp_path / "models"
+    version = ModelRegistry(tmp_path / "models").save(scorer, meta())
+    assert load_model(str(tmp_path / "models" / version)).version == version
+    assert load_model(version).version == version
+    assert load_model(None).version == SEED_VERSION

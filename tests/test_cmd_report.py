@@ -1,0 +1,101 @@
+"""`moa-router report`: the headline numbers from the same aggregation as /v1/stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from router.cli import main
+from router.commands.report import count, fixed, ms, pct, usd
+from router.events import RequestEvent
+from router.mixture import CallRecord
+from router.providers.base import Usage
+from router.providers.pricing import Prices
+from router.stats import MixtureCostEstimator, StatsRecorder
+from router.stats_query import WINDOWS, stats_report
+
+
+def test_formatting_rules() -> None:
+    assert usd(0.0) == "$0.00"
+    assert usd(0.0000241) == "$0.000024"
+    assert usd(0.0123456) == "$0.0123"
+    assert usd(1234.5678) == "$1,234.57"
+    assert usd(-0.5) == "−$0.5000"
+    assert usd(None) == "—"
+    assert pct(0.375) == "37.5%" and pct(None) == "—"
+    assert fixed(0.125, 2) == "0.13"  # half away from zero, as JavaScript's toFixed; Python's own gives 0.12
+    assert ms(12.5) == "13 ms" and ms(1234.0) == "1.23 s"
+    assert count(1234567) == "1,234,567"
+
+
+async def _record_traffic(redis_url: str, prefix: str) -> dict[str, Any]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        estimator = MixtureCostEstimator([Prices(1e-6, 2e-6), Prices(2e-6, 4e-6)], Prices(3e-6, 6e-6))
+        recorder = StatsRecorder(client, prefix, estimator)
+        now = time.time()
+        for i, (route, cost) in enumerate([("cheap", 0.0004), ("cheap", 0.0006), ("mixture", 0.0125)]):
+            event = RequestEvent(request_id=f"chatcmpl-{i}", tenant="acme", started_at=now, route=route, reason="x",
+                                 cache="miss", latency_s=0.2)
+            event.calls.append(CallRecord(f"openai/{route}", route, "ok", 0.2, Usage(100, 40), cost))
+            recorder.record(event)
+        await recorder.flush()
+        return await stats_report(client, prefix, WINDOWS["day"], top=5)
+    finally:
+        await client.aclose()
+
+
+def test_report_from_redis_shows_the_stats_numbers(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    prefix = f"treport{uuid.uuid4().hex[:8]}"
+    expected = asyncio.run(_record_traffic(redis_url, prefix))
+
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["totals"] == expected["totals"]
+
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--window", "day"]) == 0
+    out = capsys.readouterr().out
+    totals = expected["totals"]
+    for shown in (
+        usd(totals["spend_usd"]),
+        usd(totals["counterfactual_usd"]),
+        usd(totals["saved_usd"]),
+        pct(totals["escalation_rate"]),
+        "chatcmpl-2",  # the most expensive request
+        "openai/mixture",
+    ):
+        assert shown in out, shown
+    assert totals["requests"] == 3
+
+
+def test_report_from_a_running_service(make_service: Any, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    base = make_service(redis_url=redis_url)
+    httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"x-moa-route": "cheap"},
+        json={"model": "moa-router", "messages": [{"role": "user", "content": "Hello there"}]},
+        timeout=30,
+    ).raise_for_status()
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()
+    assert main(["report", "--url", base, "--window", "hour"]) == 0
+    out = capsys.readouterr().out
+    assert usd(stats["totals"]["spend_usd"]) in out
+    assert "Requests" in out and stats["classifier_version"] in out
+
+
+def test_report_says_what_is_wrong_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    from router.redis_server import free_port
+
+    assert main(["report", "--url", f"http://127.0.0.1:{free_port()}"]) == 2
+    assert "moa-router report:" in capsys.readouterr().err

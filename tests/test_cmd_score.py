@@ -1,0 +1,130 @@
+"""`moa-router score`: JSON lines in, JSON lines out, same order; bad lines reported, never dropped."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from classifier.registry import LoadedModel, ModelRegistry
+from router.commands.score import score_stream
+from router.policy import Thresholds, decide
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def seed_model(tmp_path: Path) -> LoadedModel:
+    return ModelRegistry(tmp_path / "models").load()
+
+
+def run_stream(model: LoadedModel, lines: list[str]) -> tuple[int, list[dict[str, Any]], str]:
+    source = io.BytesIO("".join(line + "\n" for line in lines).encode("utf-8"))
+    sink, errors = io.BytesIO(), io.StringIO()
+    status = score_stream(model, source, sink, errors)
+    return status, [json.loads(line) for line in sink.getvalue().splitlines()], errors.getvalue()
+
+
+def test_scores_prompts_and_messages_in_order(seed_model: LoadedModel) -> None:
+    prompts = [
+        "hi!",
+        "Prove that every bounded monotone sequence of reals converges.",
+        "What is the maximum daily dose of paracetamol for a 50 kg adult with liver disease?",
+    ]
+    lines = [
+        json.dumps({"prompt": prompts[0]}),
+        json.dumps({"messages": [{"role": "user", "content": prompts[1]}]}),
+        json.dumps({"prompt": prompts[2]}),
+    ]
+    status, out, errors = run_stream(seed_model, lines)
+    assert status == 0 and errors == ""
+    assert len(out) == 3
+    thresholds = Thresholds.from_meta(seed_model.meta["thresholds"])
+    for prompt, result in zip(prompts, out, strict=True):
+        assert set(result) == {"difficulty", "stakes", "route"}
+        expected = seed_model.scorer.score_text(prompt)
+        assert result["difficulty"] == pytest.approx(expected.difficulty, abs=1e-6)
+        assert result["stakes"] == pytest.approx(expected.stakes, abs=1e-6)
+        assert result["route"] == decide(expected, thresholds).route
+
+
+def test_empty_long_and_non_english_prompts(seed_model: LoadedModel) -> None:
+    lines = [
+        json.dumps({"prompt": ""}),
+        json.dumps({"prompt": "word " * 50_000}),
+        json.dumps({"prompt": "¿Puedo tomar ibuprofeno durante el embarazo?"}, ensure_ascii=False),
+        json.dumps({"messages": [{"role": "user", "content": "税金の申告期限はいつですか"}]}, ensure_ascii=False),
+        json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "Bonjour"}]}]}),
+    ]
+    status, out, _ = run_stream(seed_model, lines)
+    assert status == 0
+    assert len(out) == len(lines)
+    for result in out:
+        assert 0.0 <= result["difficulty"] <= 1.0 and 0.0 <= result["stakes"] <= 1.0
+        assert result["route"] in ("cheap", "mixture")
+
+
+def test_invalid_lines_get_an_error_object_and_a_stderr_line(seed_model: LoadedModel) -> None:
+    lines = [
+        json.dumps({"prompt": "ok"}),
+        "{not json",
+        "",
+        json.dumps(["a", "list"]),
+        json.dumps({"prompt": 42}),
+        json.dumps({"messages": []}),
+        json.dumps({"messages": [{"role": "user", "content": 7}]}),
+        json.dumps({"text": "wrong key"}),
+        json.dumps({"prompt": "still scored after the errors"}),
+    ]
+    status, out, errors = run_stream(seed_model, lines)
+    assert status == 1
+    assert len(out) == len(lines)
+    assert "route" in out[0] and "route" in out[-1]
+    for line_number in range(2, 9):
+        assert out[line_number - 1]["error"]["line"] == line_number
+        assert f"line {line_number}: " in errors
+    assert "blank line" in out[2]["error"]["message"]
+    assert "prompt" in out[4]["error"]["message"]
+
+
+def test_command_line_end_to_end(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MOA_ROUTER_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    stdin = "\n".join([json.dumps({"prompt": "hello"}), "oops", json.dumps({"prompt": "bye"})]) + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "score"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [("error" in row) for row in out] == [False, True, False]
+    assert "line 2:" in done.stderr
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "router", "score", "--model", "v-none"],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "v-none" in missing.stderr

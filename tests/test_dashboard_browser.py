@@ -1,0 +1,162 @@
+"""The dashboard in headless Chromium (Debian's, driven by Playwright): after traffic its charts are drawn
+and its headline figures equal /v1/stats; without traffic it shows its empty state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from router.commands.report import count, ms, pct, usd
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _chat(base: str, content: str, route: str = "auto", temperature: float = 0.0) -> None:
+    response = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"x-moa-route": route},
+        json={"model": "moa-router", "temperature": temperature, "messages": [{"role": "user", "content": content}]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def send_traffic(base: str) -> None:
+    for prompt in ("What's the capital of Peru?", "Translate 'thank you' to German.", "Give me a synonym for big."):
+        _chat(base, prompt, "cheap")
+    for prompt in ("Prove that the square root of 2 is irrational.", "Design a lock-free queue in C++."):
+        _chat(base, prompt, "mixture")
+    _chat(base, "What's the capital of Peru?", "cheap")  # a cache hit
+    _chat(base, "Prove that the square root of 2 is irrational.", "mixture")  # a cache hit on the mixture
+    _chat(base, "Write a haiku about autumn.", "auto", temperature=0.8)
+
+
+# What each headline figure shows: its value in /v1/stats and how the page formats it.
+FIGURES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], str]]] = {
+    "spend_usd": (lambda s: s["totals"]["spend_usd"], usd),
+    "saved_usd": (lambda s: s["totals"]["saved_usd"], usd),
+    "saved_rate": (lambda s: s["totals"]["saved_rate"], pct),
+    "counterfactual_usd": (lambda s: s["totals"]["counterfactual_usd"], usd),
+    "cache_saved_usd": (lambda s: s["totals"]["cache"]["saved_usd"], usd),
+    "cache_hit_rate": (lambda s: s["totals"]["cache"]["hit_rate"], pct),
+    "requests": (lambda s: s["totals"]["requests"], count),
+    "error_rate": (lambda s: s["totals"]["error_rate"], pct),
+    "escalation_rate": (lambda s: s["totals"]["escalation_rate"], pct),
+    "latency_p50": (lambda s: s["totals"]["latency_ms"]["all"]["p50"], ms),
+    "latency_p95": (lambda s: s["totals"]["latency_ms"]["all"]["p95"], ms),
+    "proposer_failures": (lambda s: s["totals"]["proposer_failures"], count),
+}
+
+# How many pixels of a chart's canvas are drawn on (not transparent).
+_INKED_PIXELS = """(el) => {
+  const canvas = el.querySelector("canvas");
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let inked = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i] > 0) inked++;
+  return inked;
+}"""
+
+
+def open_dashboard(browser: Any, base: str, window: str) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{base}/dashboard#window={window}")
+    page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+    return page, errors
+
+
+def test_dashboard_after_traffic_matches_stats(
+    browser: Any, make_service: Callable[..., str], redis_url: str, tmp_path: Path
+) -> None:
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    page, errors = open_dashboard(browser, base, "hour")
+    page.wait_for_selector("#chart-latency[data-rendered]", timeout=15_000)
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 15}, timeout=10).json()
+    assert stats["totals"]["requests"] == 8
+
+    for key, (pick, formatted) in FIGURES.items():
+        element = page.locator(f"[data-figure='{key}']").first
+        expected = pick(stats)
+        shown = element.get_attribute("data-value")
+        assert (shown == "" and expected is None) or float(shown or "nan") == expected, key
+        assert element.inner_text() == formatted(expected), key
+
+    for chart in ("spend", "savings", "rates", "latency"):
+        element = page.locator(f"#chart-{chart}")
+        assert element.get_attribute("data-rendered") == str(len(stats["series"])), chart
+        assert element.evaluate(_INKED_PIXELS) > 2000, f"chart {chart} looks blank"
+        assert element.locator(".u-legend").count() == 1
+    assert page.locator("#empty").is_hidden()
+    rows = page.locator("#expensive tbody tr")
+    assert rows.count() == len(stats["expensive"]) > 0
+    assert usd(stats["expensive"][0]["cost_usd"]) in rows.first.inner_text()
+    assert page.locator("#models tbody tr").count() == len(stats["totals"]["models"])
+    assert errors == []
+
+    screenshot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 20_000
+    page.close()
+
+
+def test_dashboard_shows_an_empty_state_without_traffic(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    base = make_service(redis_url=redis_url)
+    page, errors = open_dashboard(browser, base, "day")
+    assert page.locator("#empty").is_visible()
+    assert "No requests" in page.locator("#empty").inner_text()
+    assert page.locator("#charts").is_hidden()
+    assert page.locator("[data-figure='requests']").inner_text() == "0"
+    assert page.locator("[data-figure='escalation_rate']").inner_text() == "—"
+    assert errors == []
+    page.close()
+
+
+def test_dashboard_asks_for_the_admin_key_when_the_service_is_closed(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    import hashlib
+
+    base = make_service(
+        redis_url=redis_url, auth={"open": False, "admin_key_sha256": hashlib.sha256(b"adm").hexdigest()}
+    )
+    page = browser.new_page()
+    page.goto(f"{base}/dashboard")
+    page.wait_for_selector("#keyform:not([hidden])", timeout=15_000)
+    page.fill("#adminkey", "adm")
+    page.click("#keyform button")
+    page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+    assert page.locator("#keyform").is_hidden()
+    assert page.locator("[data-figure='requests']").inner_text() == "0"
+    page.close()

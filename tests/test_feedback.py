@@ -1,0 +1,140 @@
+"""POST /v1/feedback over real HTTP: labels per route, validation errors in OpenAI's shape, idempotency,
+tenant scoping, and a rating that arrives before the request's event was written."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from redis import Redis
+
+from router.auth import hash_key
+from router.ledger import LedgerKeys
+
+Service = Callable[..., str]
+
+
+def ask(base: str, route: str = "cheap", key: str | None = None, text: str = "How do tides work?") -> httpx.Response:
+    headers = {"x-moa-route": route}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    payload = {"model": "moa-router", "messages": [{"role": "user", "content": text}]}
+    return httpx.post(f"{base}/v1/chat/completions", json=payload, headers=headers, timeout=30)
+
+
+def rate(base: str, body: Any, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return httpx.post(f"{base}/v1/feedback", content=content, headers=headers, timeout=10)
+
+
+def outcomes(redis_url: str, prefix: str) -> list[dict[str, Any]]:
+    client = Redis.from_url(redis_url)
+    try:
+        return [orjson.loads(fields[b"o"]) for _, fields in client.xrange(LedgerKeys(prefix).outcomes)]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def service(make_service: Service, redis_url: str, prefix: str) -> str:
+    # A slow flush: ratings arrive while their request's event is still buffered in the service.
+    return make_service(
+        redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": True, "flush_interval_s": 30.0}
+    )
+
+
+def test_ratings_on_cheap_requests_label_difficulty(service: str, redis_url: str, prefix: str) -> None:
+    bad_id = ask(service, text="Prove the Collatz conjecture").headers["x-request-id"]
+    good_id = ask(service, text="Say hello").headers["x-request-id"]
+    bad = rate(service, {"request_id": bad_id, "rating": "bad", "comment": "wrong, mail me at a@b.io"})
+    good = rate(service, {"request_id": good_id, "rating": "good"})
+    assert bad.status_code == 200 and good.status_code == 200
+    assert bad.json() == {
+        "object": "feedback",
+        "request_id": bad_id,
+        "rating": "bad",
+        "status": "recorded",
+        "label": {"difficulty": 1, "factor": 1.0},
+    }
+    assert good.json()["label"] == {"difficulty": 0, "factor": 1.0}
+    logged = {outcome["request_id"]: outcome for outcome in outcomes(redis_url, prefix)}
+    assert set(logged) == {bad_id, good_id}
+    first = logged[bad_id]
+    assert first["kind"] == "feedback" and first["route"] == "cheap" and first["tenant"] == "open"
+    assert first["messages"] == [{"role": "user", "content": "Prove the Collatz conjecture"}]
+    assert first["comment"] == "wrong, mail me at [email]"
+    assert first["classifier_version"] and 0 <= first["difficulty"] <= 1
+
+
+def test_ratings_on_mixture_requests(service: str) -> None:
+    good_id = ask(service, route="mixture").headers["x-request-id"]
+    bad_id = ask(service, route="mixture", text="another question").headers["x-request-id"]
+    # A good mixture answer says nothing about the cheap model; a bad one means the query is hard.
+    assert rate(service, {"request_id": good_id, "rating": "good"}).json()["label"] == {
+        "difficulty": None,
+        "factor": 1.0,
+    }
+    assert rate(service, {"request_id": bad_id, "rating": "bad"}).json()["label"] == {
+        "difficulty": 1,
+        "factor": 0.5,
+    }
+
+
+def test_feedback_is_idempotent_per_request(service: str, redis_url: str, prefix: str) -> None:
+    request_id = ask(service).headers["x-request-id"]
+    first = rate(service, {"request_id": request_id, "rating": "bad"})
+    again = rate(service, {"request_id": request_id, "rating": "bad"})
+    assert first.json()["status"] == "recorded"
+    assert again.status_code == 200 and again.json()["status"] == "already_recorded"
+    changed = rate(service, {"request_id": request_id, "rating": "good"})
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "feedback_exists"
+    assert len(outcomes(redis_url, prefix)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"request_id": "chatcmpl-unknown", "rating": "good"}, 404, "request_not_found"),
+        ({"request_id": "x", "rating": "meh"}, 400, "invalid_rating"),
+        ({"request_id": "x", "rating": 1}, 400, "invalid_rating"),
+        ({"rating": "good"}, 400, "invalid_request"),
+        ({"request_id": "", "rating": "good"}, 400, "invalid_request"),
+        ({"request_id": "x", "rating": "good", "comment": 5}, 400, "invalid_request"),
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_request"),
+    ],
+)
+def test_invalid_feedback_gets_an_openai_error(service: str, body: Any, status: int, code: str) -> None:
+    response = rate(service, body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+
+
+def test_failed_requests_cannot_be_rated(service: str) -> None:
+    failed = httpx.post(f"{service}/v1/chat/completions", json={"model": "m", "messages": []}, timeout=10)
+    assert failed.status_code == 400
+    response = rate(service, {"request_id": failed.headers["x-request-id"], "rating": "bad"})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "request_failed"
+
+
+def test_a_tenant_rates_only_its_own_requests(make_service: Service, redis_url: str, prefix: str) -> None:
+    keys = [{"tenant": "acme", "key_sha256": hash_key("key-acme")}, {"tenant": "globex", "key_sha256": hash_key("key-globex")}]
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, auth={"open": False, "keys": keys})
+    request_id = ask(base, key="key-acme").headers["x-request-id"]
+    other = rate(base, {"request_id": request_id, "rating": "bad"}, key="key-globex")
+    assert other.status_code == 404 and other.json()["error"]["code"] == "request_not_found"
+    assert rate(base, {"request_id": request_id, "rating": "bad"}).status_code == 401
+    own = rate(base, {"request_id": request_id, "rating": "bad"}, key="key-acme")
+    assert own.status_code == 200 and own.json()["status"] == "recorded"

@@ -1,0 +1,110 @@
+"""Hot reload: a version announced in Redis (or in the registry's ACTIVE file) is swapped in by a
+running service within seconds, with no request failing meanwhile."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from classifier.registry import ModelRegistry
+from router.config import PolicySettings
+from router.hot_reload import HotReloader, active_version_key, announce_active_version
+from router.scoring import ActiveClassifier
+
+Service = Callable[..., str]
+
+
+def new_version(models_dir: Path, stakes_threshold: float = 0.61) -> str:
+    """A version other than the seed (the seed's weights, other thresholds)."""
+    registry = ModelRegistry(models_dir)
+    seed = registry.load("seed")
+    meta = {key: value for key, value in seed.meta.items() if key not in ("version", "created_at")}
+    meta["thresholds"] = {**meta["thresholds"], "stakes": stakes_threshold}
+    return registry.save(seed.scorer, meta)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_version_announced_in_redis_is_swapped_in(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    classifier = ActiveClassifier(registry, PolicySettings())
+    version = new_version(tmp_path / "models")
+    redis = AsyncRedis.from_url(redis_url)
+    reloader = HotReloader(redis, prefix, classifier)
+    try:
+        assert not await reloader.check()  # nothing announced yet
+        assert classifier.version == "seed"
+        await redis.set(active_version_key(prefix), version)
+        assert await reloader.check()
+        assert classifier.version == version and classifier.thresholds.stakes == pytest.approx(0.61)
+        assert not await reloader.check()  # no change, no reload
+        await redis.set(active_version_key(prefix), "v-missing")
+        assert not await reloader.check()  # a version this replica cannot load is not swapped in
+        assert classifier.version == version
+        await redis.set(active_version_key(prefix), "seed")
+        assert await reloader.check() and classifier.version == "seed"
+    finally:
+        await redis.aclose()
+    assert reloader.reloads == 2
+
+
+async def test_a_promotion_on_disk_is_followed_without_redis(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    classifier = ActiveClassifier(registry, PolicySettings())
+    reloader = HotReloader(None, "moa", classifier)
+    version = new_version(tmp_path / "models")
+    assert not await reloader.check()
+    registry.promote(version)
+    assert await reloader.check() and classifier.version == version
+    registry.rollback()
+    assert await reloader.check() and classifier.version == "seed"
+
+
+def test_the_running_service_picks_up_a_promotion_without_dropping_requests(
+    make_service: Service, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    payload = {"model": "m", "messages": [{"role": "user", "content": "Which version answers?"}]}
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"})
+                seen.append((response.status_code, response.headers.get("x-moa-classifier-version", "")))
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        while len(seen) < 5:
+            time.sleep(0.01)
+        version = new_version(tmp_path / "data" / "models")
+        client = Redis.from_url(redis_url)
+        announce_active_version(client, prefix, version)
+        client.close()
+        deadline = time.monotonic() + 10
+        while not (seen and seen[-1][1] == version) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        count = len(seen)
+        while len(seen) < count + 5:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    assert all(status == 200 for status, _ in seen)
+    versions = [v for _, v in seen]
+    assert versions[0] == "seed" and versions[-1] == version
+    switch = versions.index(version)
+    assert set(versions[:switch]) == {"seed"} and set(versions[switch:]) == {version}  # one clean switch

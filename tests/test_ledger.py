@@ -1,0 +1,247 @@
+"""The outcome log: events in the Redis Stream, prompt storage and redaction, batching off the request
+path, no loss on a normal shutdown under load, and no loss across a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from redis import Redis
+
+from router.config import settings_from_mapping
+from router.events import RequestEvent
+from router.ledger import (
+    LedgerKeys,
+    OutcomeLog,
+    event_record,
+    load_redactor,
+    redact_common_secrets,
+    redact_messages,
+)
+from router.mixture import CallRecord
+from router.providers.base import CompletionRequest, Usage
+from router.redis_server import EmbeddedRedis, free_port
+from tests.conftest import settings_dict
+
+Service = Callable[..., str]
+
+
+def ask(base: str, text: str, route: str = "cheap", timeout: float = 30) -> httpx.Response:
+    payload = {"model": "moa-router", "messages": [{"role": "user", "content": text}], "temperature": 0}
+    return httpx.post(f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": route}, timeout=timeout)
+
+
+def logged(redis_url: str, prefix: str) -> list[dict[str, Any]]:
+    client = Redis.from_url(redis_url)
+    try:
+        return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(LedgerKeys(prefix).events)]
+    finally:
+        client.close()
+
+
+def wait_for_events(redis_url: str, prefix: str, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = logged(redis_url, prefix)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def test_every_request_is_logged_with_its_decision_and_calls(make_service: Service, redis_url: str, prefix: str) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    ids = []
+    for i, route in enumerate(["cheap", "mixture", "cheap"]):
+        response = ask(base, f"question number {i} about tides", route)
+        assert response.status_code == 200
+        ids.append(response.headers["x-request-id"])
+    events = wait_for_events(redis_url, prefix, 3)
+    assert [event["request_id"] for event in events] == ids
+    mixture = events[1]
+    assert mixture["route"] == "mixture" and mixture["reason"] == "override"
+    assert {call["role"] for call in mixture["calls"]} == {"proposer", "aggregator"}
+    assert mixture["cost_usd"] == pytest.approx(sum(call["cost_usd"] for call in mixture["calls"]))
+    assert mixture["cost_usd"] > 0 and mixture["completion_tokens"] > 0
+    for event in events:
+        assert event["kind"] == "request" and event["tenant"] == "open" and event["status"] == 200
+        assert event["classifier_version"] and 0 <= event["difficulty"] <= 1 and 0 <= event["stakes"] <= 1
+        assert len(event["prompt_sha256"]) == 64
+        assert "messages" not in event and "answer" not in event  # prompts are not stored by default
+        assert "upstream" not in event and "answer_text" not in event
+
+
+def test_failed_requests_are_logged_too(make_service: Service, redis_url: str, prefix: str) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    bad = httpx.post(f"{base}/v1/chat/completions", json={"model": "m", "messages": []}, timeout=10)
+    assert bad.status_code == 400
+    [event] = wait_for_events(redis_url, prefix, 1)
+    assert event["request_id"] == bad.headers["x-request-id"]
+    assert event["status"] == 400 and event["error"] and event["route"] == ""
+
+
+def test_prompts_are_stored_redacted_only_when_configured(make_service: Service, redis_url: str, prefix: str) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": True})
+    response = ask(base, "Write to alice.smith@example.com about the invoice for card 4111 1111 1111 1111")
+    assert response.status_code == 200
+    [event] = wait_for_events(redis_url, prefix, 1)
+    stored = event["messages"][0]["content"]
+    assert "alice.smith@example.com" not in stored and "[email]" in stored
+    assert "4111" not in stored and "[number]" in stored
+    assert "the invoice" in stored
+    assert event["answer"] == response.json()["choices"][0]["message"]["content"]
+
+
+def test_redaction_hook() -> None:
+    text = "mail bob@corp.io, key sk-abcdefghijklmnop1234, call +44 20 7946 0958, pay 5500-0000-0000-0004"
+    redacted = redact_common_secrets(text)
+    for secret in ("bob@corp.io", "sk-abcdefghijklmnop1234", "7946", "5500"):
+        assert secret not in redacted
+    assert redact_common_secrets("Explain the 1990s recession in 3 points.") == "Explain the 1990s recession in 3 points."
+    assert load_redactor("none")(text) == text
+    assert load_redactor("builtin") is redact_common_secrets
+    assert load_redactor("router.ledger:redact_common_secrets") is redact_common_secrets
+    with pytest.raises(ValueError):
+        load_redactor("not-a-spec")
+    parts = redact_messages(
+        [{"role": "user", "content": [{"type": "text", "text": "to x@y.org"}, {"type": "image_url", "image_url": {}}]}],
+        redact_common_secrets,
+    )
+    assert parts[0]["content"][0]["text"] == "to [email]" and parts[0]["content"][1]["type"] == "image_url"
+
+
+def test_event_record_keeps_transient_fields_out() -> None:
+    event = RequestEvent(request_id="r1", tenant="acme", route="cheap", messages=[{"role": "user", "content": "hi"}])
+    event.answer = "hello"
+    event.upstream = CompletionRequest(event.messages or [])
+    event.answer_text = "hello"
+    event.calls.append(CallRecord("openai/cheap-1", "cheap", "ok", 0.01, Usage(3, 4), 1e-6))
+    hidden = event_record(event, store_prompts=False, redact=redact_common_secrets)
+    assert "messages" not in hidden and "answer" not in hidden and "upstream" not in hidden
+    assert hidden["prompt_tokens"] == 3 and hidden["completion_tokens"] == 4
+    shown = event_record(event, store_prompts=True, redact=redact_common_secrets)
+    assert shown["messages"] == [{"role": "user", "content": "hi"}] and shown["answer"] == "hello"
+    orjson.dumps(shown)  # serialisable as it is
+
+
+@pytest.fixture
+def service_factory(sim_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Like make_service, but hands back the server so the test can stop it itself."""
+    from router.app import create_app
+    from router.background_server import BackgroundServer
+
+    servers: list[BackgroundServer] = []
+
+    def build(**overrides: Any) -> BackgroundServer:
+        settings = settings_from_mapping(settings_dict(sim_url, tmp_path / "data", **overrides))
+        server = BackgroundServer(create_app(settings))
+        servers.append(server)
+        return server
+
+    yield build
+    for server in servers:
+        server.stop()
+
+
+def test_no_event_is_lost_when_the_service_stops_under_load(
+    service_factory: Callable[..., Any], redis_url: str, prefix: str
+) -> None:
+    # Big batches and a slow flush: most events are still buffered when the stop comes, so only the
+    # shutdown flush can save them.
+    server = service_factory(
+        redis_url=redis_url, redis_prefix=prefix, ledger={"batch_size": 10_000, "flush_interval_s": 30.0}
+    )
+    base = server.start()
+    answered: list[int] = []
+    stop_after = 60
+
+    def client(worker: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for i in range(1000):
+                try:
+                    response = http.post(
+                        f"{base}/v1/chat/completions",
+                        json={"model": "m", "messages": [{"role": "user", "content": f"load {worker} {i}"}]},
+                        headers={"x-moa-route": "cheap"},
+                    )
+                except httpx.TransportError:
+                    return  # the service has stopped
+                answered.append(response.status_code)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for worker in range(8):
+            pool.submit(client, worker)
+        while len(answered) < stop_after:
+            time.sleep(0.01)
+        server.stop()
+    assert len(answered) >= stop_after
+    events = logged(redis_url, prefix)
+    assert len(events) == len(answered)
+    assert len({event["request_id"] for event in events}) == len(events)
+
+
+def test_redis_outage_loses_nothing(make_service: Service, own_redis: EmbeddedRedis, prefix: str) -> None:
+    base = make_service(redis_url=own_redis.url, redis_prefix=prefix, ledger={"flush_interval_s": 0.05})
+    assert ask(base, "before the outage").status_code == 200
+    assert len(wait_for_events(own_redis.url, prefix, 1)) == 1
+    own_redis.stop()
+    during = [ask(base, f"during the outage {i}") for i in range(5)]
+    assert all(response.status_code == 200 for response in during)  # the log never fails a request
+    own_redis.start()
+    events = wait_for_events(own_redis.url, prefix, 6, timeout_s=20)
+    assert [event["request_id"] for event in events[1:]] == [r.headers["x-request-id"] for r in during]
+
+
+async def test_a_full_buffer_drops_the_oldest_and_counts_it(tmp_path: Path) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    unreachable = AsyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    settings = settings_from_mapping(
+        settings_dict("http://127.0.0.1:9/v1", tmp_path, ledger={"max_buffer": 5, "shutdown_timeout_s": 0.3})
+    )
+    log = OutcomeLog(unreachable, settings)
+    log.start()
+    for i in range(8):
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+    assert log.counters.dropped == 3 and log.pending == 5
+    await asyncio.sleep(0.3)
+    await log.close()
+    assert log.counters.written == 0 and log.counters.dropped == 8 and log.counters.write_failures >= 1
+    await unreachable.aclose()
+
+
+async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, prefix: str) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    client = AsyncRedis.from_url(redis_url)
+    settings = settings_from_mapping(
+        settings_dict(
+            "http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix, ledger={"batch_size": 4, "flush_interval_s": 30}
+        )
+    )
+    log = OutcomeLog(client, settings)
+    log.start()
+    for i in range(9):
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+    deadline = time.monotonic() + 5
+    while log.counters.written < 8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert log.counters.written == 8 and log.pending == 1  # two full batches; the ninth waits
+    await log.close()
+    assert log.counters.written == 9
+    assert await client.xlen(LedgerKeys(prefix).events) == 9
+    index = await client.get(LedgerKeys(prefix).request("r3"))
+    assert index is not None and index.split(b" ", 1)[0].count(b"-") == 1
+    await client.aclose()

@@ -1,0 +1,98 @@
+"""GET /metrics: Prometheus text that prometheus-client's parser reads, with the series ops need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from router.events import RequestEvent
+from router.metrics import Metrics
+from router.mixture import CallRecord
+from router.providers.base import Usage
+from tests.conftest import sim_stats
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """{(sample name, labels): value} of a scrape."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_sink_counts_an_event() -> None:
+    metrics = Metrics()
+    event = RequestEvent(request_id="r1", tenant="t", route="mixture", reason="difficulty", cache="miss",
+                         status=502, error="mixture_quorum_failed", latency_s=0.3)
+    event.calls += [
+        CallRecord("openai/p1", "proposer", "ok", 0.1, Usage(100, 50), 0.002),
+        CallRecord("openai/p2", "proposer", "error", 0.1, error="timeout"),
+        CallRecord("openai/p3", "proposer", "late", 0.1, error="deadline"),
+    ]
+    event.extra["scoring_s"] = 0.00004
+    metrics.record(event)
+    metrics.dropped("stats", 3)
+    found = samples(metrics.render().decode())
+    assert value(found, "moa_requests_total", route="mixture", status="502") == 1
+    assert value(found, "moa_spend_usd_total", model="openai/p1") == 0.002
+    assert value(found, "moa_tokens_total", model="openai/p1", kind="prompt") == 100
+    assert value(found, "moa_tokens_total", model="openai/p1", kind="completion") == 50
+    assert value(found, "moa_upstream_errors_total", model="openai/p2", role="proposer", kind="timeout") == 1
+    assert value(found, "moa_upstream_errors_total", model="openai/p3", role="proposer", kind="deadline") == 1
+    assert value(found, "moa_mixture_quorum_failures_total") == 1
+    assert value(found, "moa_cache_requests_total", result="miss") == 1
+    assert value(found, "moa_classifier_scoring_seconds_count") == 1
+    assert value(found, "moa_request_latency_seconds_count", route="mixture") == 1
+    assert value(found, "moa_events_dropped_total", sink="stats") == 3
+    # Each Metrics has its own registry: a second one starts from zero.
+    assert value(samples(Metrics().render().decode()), "moa_requests_total", route="mixture", status="502") == 0
+
+
+def _chat(base: str, content: str, route: str, **extra: Any) -> httpx.Response:
+    return httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"x-moa-route": route},
+        json={"model": "moa-router", "messages": [{"role": "user", "content": content}], **extra},
+        timeout=30,
+    )
+
+
+def test_metrics_endpoint_carries_the_series_after_traffic(make_service: Any, redis_url: str, sim: Any) -> None:
+    base = make_service(redis_url=redis_url, resilience={"max_attempts": 1})
+    assert _chat(base, "What is 2 + 2?", "cheap", temperature=0).status_code == 200
+    assert _chat(base, "What is 2 + 2?", "cheap", temperature=0).headers["x-moa-cache"] == "hit"
+    assert _chat(base, "Prove Fermat's little theorem.", "mixture").status_code == 200
+    # Two of three proposers fail: below the quorum of two, so the mixture fails with a 502.
+    for name in ("prop-a", "prop-b"):
+        httpx.patch(f"{sim.root_url}/_sim/models/{name}", json={"fail_next": 1}, timeout=5).raise_for_status()
+    assert _chat(base, "Compare two proofs of the Pythagorean theorem.", "mixture").status_code == 502
+
+    scrape = httpx.get(f"{base}/metrics", timeout=10)
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    found = samples(scrape.text)
+    assert value(found, "moa_requests_total", route="cheap", status="200") == 2
+    assert value(found, "moa_requests_total", route="mixture", status="200") == 1
+    assert value(found, "moa_requests_total", route="mixture", status="502") == 1
+    assert value(found, "moa_request_latency_seconds_count", route="cheap") == 2
+    assert value(found, "moa_cache_requests_total", result="hit") == 1
+    assert value(found, "moa_cache_requests_total", result="miss") == 1
+    assert value(found, "moa_cache_requests_total", result="bypass") == 2
+    assert value(found, "moa_cache_bypasses_total", reason="not-deterministic") == 2
+    assert value(found, "moa_cache_saved_usd_total") > 0
+    assert value(found, "moa_mixture_quorum_failures_total") == 1
+    assert value(found, "moa_upstream_errors_total", model="openai/prop-a", role="proposer", kind="upstream") == 1
+    assert value(found, "moa_upstream_errors_total", model="openai/prop-b", role="proposer", kind="upstream") == 1
+    # The one cheap call upstream (the repeat was a hit) and both aggregator-less proposer runs are priced.
+    assert sim_stats(sim)["models"]["cheap-1"]["calls"] == 1
+    assert value(found, "moa_spend_usd_total", model="openai/cheap-1") > 0
+    assert value(found, "moa_tokens_total", model="openai/agg-1", kind="completion") > 0
+    assert value(found, "moa_classifier_scoring_seconds_count") == 4
+    assert ("moa_events_dropped_total", frozenset({("sink", "ledger")})) in found
