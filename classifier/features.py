@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from classifier.lexicon import LEXICON
 
 IntArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float64]
 UInt64Array = npt.NDArray[np.uint64]
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -39,6 +41,7 @@ def _byte_table(chars: str) -> npt.NDArray[np.bool_]:
 
 # Words are runs of anything but ASCII whitespace and punctuation, so non-Latin scripts form words too.
 _SEPARATOR = _byte_table(" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
+_SEPARATOR_INT8 = _SEPARATOR.astype(np.int8)
 # Byte counts @ _BYTE_CLASSES = counts of: newlines, non-ASCII bytes, digits, maths and code symbols, "?".
 _BYTE_CLASSES = np.stack(
     [
@@ -50,7 +53,11 @@ _BYTE_CLASSES = np.stack(
         _byte_table("?"),
     ],
     axis=1,
-).astype(np.int64)
+).astype(np.float64)  # float: the product is a BLAS call
+
+# The same six byte classes as one code per byte (they are disjoint): 0 = none, 1.. = column + 1.
+_BYTE_CLASS_CODE = (_BYTE_CLASSES @ np.arange(1, _BYTE_CLASSES.shape[1] + 1)).astype(np.intp)
+_N_BYTE_CLASSES = _BYTE_CLASSES.shape[1] + 1
 
 _LIST_ITEM_RE = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]")
 _CHOICE_RE = re.compile(r"\n[ \t]*[A-Ea-e][).:][ \t]")
@@ -82,7 +89,7 @@ class FeatureConfig:
     """
 
     buckets_log2: int = 17
-    char_ngrams: tuple[int, ...] = (3, 5)
+    char_ngrams: tuple[int, ...] = (4,)
     word_ngrams: tuple[int, ...] = (1, 2)
     head_chars: int = 768
     tail_chars: int = 1280
@@ -155,21 +162,25 @@ class Featurizer:
 
         parts: list[UInt64Array] = []
         for n, salt in self._char_salts:
-            if length > n:  # more than the padding
-                parts.append(self._bucket((prefix[n:] - prefix[:-n]) * self._inverse_powers[: length - n + 1], salt))
+            if length >= n:
+                hashes = (prefix[n:] - prefix[:-n]) * self._inverse_powers[: length - n + 1]
+                hashes ^= salt
+                parts.append(hashes)
         n_char = sum(part.shape[0] for part in parts)
-        parts.extend(self._word_buckets(data, prefix))
-        indices = np.concatenate(parts).astype(np.intp) if parts else np.zeros(0, dtype=np.intp)
+        starts, ends = _word_bounds(data)
+        words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
+        parts.extend(self._word_parts(words))
+        indices = self._to_buckets(parts)
 
-        lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1)
-        newlines, non_ascii, digits, math_symbols, code_symbols, questions = (
-            np.bincount(data, minlength=256) @ _BYTE_CLASSES
+        lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1).tolist()
+        _, newlines, non_ascii, digits, math_symbols, code_symbols, questions = np.bincount(
+            _BYTE_CLASS_CODE[data], minlength=_N_BYTE_CLASSES
         ).tolist()
         n_bytes = length - 2
         return indices, [
             math.log1p(len(text)),
             math.log1p(newlines),
-            0.0 if indices.shape[0] > n_char else 1.0,
+            0.0 if words.shape[0] else 1.0,
             non_ascii / n_bytes if n_bytes else 0.0,
             math.log1p(digits),
             math.log1p(math_symbols),
@@ -177,33 +188,98 @@ class Featurizer:
             math.log1p(questions),
             math.log1p(len(_LIST_ITEM_RE.findall(window))),
             math.log1p(len(_CHOICE_RE.findall(window))),
-            *map(math.log1p, lexicon_counts[1:].tolist()),
+            *map(math.log1p, lexicon_counts[1:]),
         ]
 
-    def _word_buckets(self, data: npt.NDArray[np.uint8], prefix: UInt64Array) -> list[UInt64Array]:
-        words = self._word_hashes(data, prefix)
-        buckets = []
-        if 1 in self.config.word_ngrams and words.shape[0]:
-            buckets.append(self._bucket(words.copy(), _WORD_SALT))
+    def transform_batch(self, texts: Sequence[str]) -> tuple[IntArray, IntArray, FloatArray]:
+        """The features of many texts at once: (indices, text of each index, dense signals (n, d)).
+
+        Same features as transform_one, text by text, but computed over all the texts' bytes at once,
+        which removes most of the per-call overhead.
+        """
+        n = len(texts)
+        windows = [self.window(text) for text in texts]
+        encoded = [(" " + window.lower() + " ").encode("utf-8") for window in windows]
+        lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        total = data.shape[0]
+        doc = np.repeat(np.arange(n, dtype=np.intp), lengths)
+        # Positions within each text, so that the power tables only need to cover one window.
+        ends = np.cumsum(lengths)
+        local = np.arange(total) - np.repeat(ends - lengths, lengths)
+        remaining = np.repeat(lengths, lengths) - local  # bytes from each position to its text's end
+        inverse = self._inverse_powers[local]
+        prefix = np.zeros(total + 1, dtype=np.uint64)
+        np.cumsum((data + np.uint64(1)) * self._powers[local], out=prefix[1:])
+
+        parts: list[UInt64Array] = []
+        owners: list[IntArray] = []
+        for k, salt in self._char_salts:
+            if total < k:
+                continue
+            # Only n-grams inside one text (each text is padded, so none of its own are lost).
+            inside = remaining[: total - k + 1] >= k
+            hashes = ((prefix[k:] - prefix[:-k]) * inverse[: total - k + 1])[inside]
+            hashes ^= salt
+            parts.append(hashes)
+            owners.append(doc[: total - k + 1][inside])
+        n_char = sum(part.shape[0] for part in parts)
+        word_starts, word_ends = _word_bounds(data)
+        words = (prefix[word_ends] - prefix[word_starts]) * inverse[word_starts]
+        word_doc = doc[word_starts]
+        if 2 in self.config.word_ngrams:
+            same = np.flatnonzero(word_doc[:-1] == word_doc[1:])
+            pairs = words[same] * _PAIR + words[same + 1]
+            pairs ^= _PAIR_SALT
+        if 1 in self.config.word_ngrams:
+            words ^= _WORD_SALT
+            parts.append(words)
+            owners.append(word_doc)
+        if 2 in self.config.word_ngrams:
+            parts.append(pairs)
+            owners.append(word_doc[same])
+        indices = self._to_buckets(parts)
+        owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.intp)
+
+        lexicon = np.bincount(
+            owner[n_char:] * (_N_LEXICON + 1) + self._lexicon[indices[n_char:]], minlength=n * (_N_LEXICON + 1)
+        ).reshape(n, _N_LEXICON + 1)
+        byte_classes = np.bincount(
+            doc * _N_BYTE_CLASSES + _BYTE_CLASS_CODE[data], minlength=n * _N_BYTE_CLASSES
+        ).reshape(n, _N_BYTE_CLASSES)[:, 1:]
+        n_bytes = (lengths - 2).astype(np.float64)
+        dense = np.empty((n, len(DENSE_FEATURE_NAMES)), dtype=np.float64)
+        dense[:, 0] = np.log1p(np.fromiter(map(len, texts), dtype=np.float64, count=n))
+        dense[:, 1] = np.log1p(byte_classes[:, 0])
+        dense[:, 2] = np.bincount(word_doc, minlength=n) == 0
+        dense[:, 3] = np.divide(byte_classes[:, 1], n_bytes, out=np.zeros(n), where=n_bytes > 0)
+        dense[:, 4:8] = np.log1p(byte_classes[:, 2:6])
+        dense[:, 8] = np.log1p([len(_LIST_ITEM_RE.findall(window)) for window in windows])
+        dense[:, 9] = np.log1p([len(_CHOICE_RE.findall(window)) for window in windows])
+        dense[:, 10:] = np.log1p(lexicon[:, 1:])
+        return indices, owner, dense
+
+    def _word_parts(self, words: UInt64Array) -> list[UInt64Array]:
+        """Salted word and word-pair hashes (consumes `words`)."""
+        parts = []
         if 2 in self.config.word_ngrams and words.shape[0] > 1:
-            buckets.append(self._bucket(words[:-1] * _PAIR + words[1:], _PAIR_SALT))
-        return buckets
+            pairs = words[:-1] * _PAIR + words[1:]
+            pairs ^= _PAIR_SALT
+            parts.append(pairs)
+        if 1 in self.config.word_ngrams and words.shape[0]:
+            words ^= _WORD_SALT
+            parts.insert(0, words)
+        return parts
 
-    def _word_hashes(self, data: npt.NDArray[np.uint8], prefix: UInt64Array) -> UInt64Array:
-        separator = _SEPARATOR[data]
-        word = ~separator
-        # The text is padded with spaces, so every word has a start and an end.
-        starts = np.nonzero(separator[:-1] & word[1:])[0] + 1
-        ends = np.nonzero(word[:-1] & separator[1:])[0] + 1
-        hashes: UInt64Array = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
-        return hashes
-
-    def _bucket(self, hashes: UInt64Array, salt: np.uint64) -> UInt64Array:
-        """Map raw substring hashes to bucket indices in place (salted per n-gram kind)."""
-        hashes ^= salt
+    def _to_buckets(self, salted: list[UInt64Array]) -> IntArray:
+        """Fibonacci hashing of salted hashes to bucket numbers."""
+        if not salted:
+            return np.zeros(0, dtype=np.intp)
+        hashes = np.concatenate(salted)
         hashes *= _MIX
         hashes >>= self._shift
-        return hashes
+        # Bucket numbers are far below 2**63, so the uint64 bits read as int64 are the same numbers.
+        return hashes.view(np.intp)
 
     def _build_lexicon(self) -> npt.NDArray[np.uint8]:
         """A bucket -> lexicon category (1-based; 0 = none) table over word and word-pair buckets."""
@@ -213,12 +289,21 @@ class Featurizer:
                 data = np.frombuffer(b" " + entry.lower().encode("utf-8") + b" ", dtype=np.uint8)
                 prefix = np.zeros(data.shape[0] + 1, dtype=np.uint64)
                 np.cumsum((data.astype(np.uint64) + np.uint64(1)) * self._powers[: data.shape[0]], out=prefix[1:])
-                words = self._word_hashes(data, prefix)
+                starts, ends = _word_bounds(data)
+                words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
                 if words.shape[0] == 1 and 1 in self.config.word_ngrams:
-                    table[self._bucket(words, _WORD_SALT)] = category
+                    table[self._to_buckets([words ^ _WORD_SALT])] = category
                 elif words.shape[0] == 2 and 2 in self.config.word_ngrams:
-                    table[self._bucket(words[:1] * _PAIR + words[1:], _PAIR_SALT)] = category
+                    table[self._to_buckets([(words[:1] * _PAIR + words[1:]) ^ _PAIR_SALT])] = category
         return table
+
+
+def _word_bounds(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray]:
+    """Start and end offsets of the words of space-padded bytes."""
+    # Padding makes the first change a separator->word edge, and edges then alternate.
+    separator = _SEPARATOR_INT8[data]
+    edges = (separator[1:] - separator[:-1]).nonzero()[0] + 1
+    return edges[0::2], edges[1::2]
 
 
 def _salt(value: int) -> np.uint64:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifier.calibration import Platt, fit_platt
-from classifier.features import DENSE_FEATURE_NAMES, Featurizer
+from classifier.features import Featurizer
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -29,26 +29,12 @@ def feature_matrix(featurizer: Featurizer, texts: Sequence[str]) -> tuple[Any, F
     which is what the scorer's `ones @ weights[indices] / sqrt(n)` computes at inference.
     """
     sparse = _sparse()
-    indices: list[npt.NDArray[np.intp]] = []
-    values: list[FloatArray] = []
-    dense = np.zeros((len(texts), len(DENSE_FEATURE_NAMES)), dtype=np.float64)
-    pointers = np.zeros(len(texts) + 1, dtype=np.int64)
-    for row, text in enumerate(texts):
-        row_indices, row_dense = featurizer.transform_one(text)
-        indices.append(row_indices)
-        n = row_indices.shape[0]
-        values.append(np.full(n, 1.0 / np.sqrt(n) if n else 0.0))
-        dense[row] = row_dense
-        pointers[row + 1] = pointers[row] + n
-    hashed = sparse.csr_matrix(
-        (
-            np.concatenate(values) if values else np.zeros(0),
-            np.concatenate(indices) if indices else np.zeros(0, dtype=np.intp),
-            pointers,
-        ),
-        shape=(len(texts), featurizer.config.n_buckets),
-    )
-    hashed.sum_duplicates()
+    indices, owner, dense = featurizer.transform_batch(texts)
+    counts = np.bincount(owner, minlength=len(texts))
+    values = 1.0 / np.sqrt(counts[owner])
+    hashed = sparse.coo_matrix(
+        (values, (owner, indices)), shape=(len(texts), featurizer.config.n_buckets)
+    ).tocsr()  # repeats of an n-gram in a text are summed
     return hashed, dense
 
 

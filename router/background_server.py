@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 30.0
@@ -95,7 +95,7 @@ class BackgroundServer:
             thread.join(timeout=_STOP_TIMEOUT_S)
         self._server, self._thread, self.loop = None, None, None
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -8,7 +8,8 @@ the holder fails, they try again and one of them takes the lease. A lease lasts 
 renewed while its holder works, so it never outlives a holder that died.
 
 Every Redis call is bounded by `cache.timeout_ms`; a failure is a bypass, never a failed request.
-After a failure the cache is skipped for a moment, then tried again: it recovers by itself.
+Once Redis is judged down (a refused connection, or several timeouts in a row) the cache is skipped
+for a moment, then tried again: it recovers by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.api.errors import APIError
 from router.api.schemas import CacheControl, ChatRequest
@@ -46,7 +48,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_MS = 5000  # renewed every third of it while the holder computes
-DOWN_RETRY_S = 0.5  # after a Redis failure, requests bypass without trying for this long
+DOWN_RETRY_S = 0.5  # once Redis is judged down, requests bypass without trying for this long
+# A refused connection means Redis is gone; one timeout may be this process's own busy event loop, so
+# only a run of failures with no success between them pauses the cache.
+FAILURES_BEFORE_PAUSE = 3
 _FIRST_POLL_S, _MAX_POLL_S = 0.005, 0.05
 _LOG_EVERY_S = 10.0
 _ENTRY_VERSION = 1
@@ -215,6 +220,7 @@ class ResponseCache:
         self._keepers: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._down_reason = ""
+        self._failures_in_row = 0
         self._log = _ThrottledLog(_LOG_EVERY_S)
         self.counts: Counter[str] = Counter()  # statuses and failure kinds, for metrics and tests
 
@@ -325,17 +331,22 @@ class ResponseCache:
                     del self._flights[session.key]
 
     async def _call(self, operation: Awaitable[T]) -> T:
-        result = await asyncio.wait_for(operation, self._timeout_s)
+        async with asyncio.timeout(self._timeout_s):
+            result = await operation
+        self._failures_in_row = 0
         if self._down_reason:
             logger.info("cache: Redis answers again; the cache is back in use")
             self._down_reason = ""
         return result
 
     def _failed(self, exc: BaseException, during: str) -> str:
-        reason = "redis-timeout" if isinstance(exc, TimeoutError) else "redis-unavailable"
+        timed_out = isinstance(exc, TimeoutError | RedisTimeoutError)
+        reason = "redis-timeout" if timed_out else "redis-unavailable"
         self.counts[reason] += 1
-        self._down_reason = reason
-        self._down_until = time.monotonic() + DOWN_RETRY_S
+        self._failures_in_row += 1
+        if not timed_out or self._failures_in_row >= FAILURES_BEFORE_PAUSE:
+            self._down_reason = reason
+            self._down_until = time.monotonic() + DOWN_RETRY_S
         self._log.warning("cache: Redis %s failed (%s: %s); requests bypass the cache", during, reason, exc)
         return reason
 

@@ -124,9 +124,13 @@ def announce_from_command_line(version: str) -> str:
     file. Returns a line for the command to print."""
     from redis import Redis
 
+    from router.config import ConfigError
     from router.outcomes import LogLocation
 
-    location = LogLocation.from_environment()
+    try:
+        location = LogLocation.from_environment()
+    except ConfigError as exc:
+        return f"could not announce {version}: {exc}"
     if location.redis_url is None:
         return "no REDIS_URL: running replicas that share this data directory pick it up from its ACTIVE file"
     client = Redis.from_url(location.redis_url, socket_timeout=5, socket_connect_timeout=5)

@@ -214,6 +214,7 @@ class OutcomeLog:
         self._redact = redact or load_redactor(settings.ledger.redact)
         self._script = redis.register_script(_APPEND_EVENT)
         self._pending: deque[_Pending] = deque()
+        self._in_flight: list[_Pending] = []
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -240,7 +241,11 @@ class OutcomeLog:
         self._enqueue(_Pending(outcome=outcome))
 
     def is_pending(self, request_id: str) -> bool:
-        return any(item.event is not None and item.event.request_id == request_id for item in self._pending)
+        """Whether the request's event is buffered or being written right now (not yet readable)."""
+        return any(
+            item.event is not None and item.event.request_id == request_id
+            for item in (*self._in_flight, *self._pending)
+        )
 
     def _enqueue(self, item: _Pending) -> None:
         self.counters.recorded += 1
@@ -277,6 +282,7 @@ class OutcomeLog:
             batch = [self._pending.popleft() for _ in range(min(self._settings.batch_size, len(self._pending)))]
             if not batch:
                 return True
+            self._in_flight = batch
             try:
                 await self._send(batch)
             except (RedisError, OSError) as exc:
@@ -288,6 +294,8 @@ class OutcomeLog:
                     self._pending.popleft()
                     self.counters.dropped += 1
                 return False
+            finally:
+                self._in_flight = []
             self.counters.written += len(batch)
             return True
 
@@ -316,6 +324,8 @@ class OutcomeLog:
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Write everything buffered now; True when the buffer is empty at the end."""
         deadline = time.monotonic() + (self._settings.shutdown_timeout_s if timeout_s is None else timeout_s)
+        async with self._write_lock:
+            pass  # a batch being written now is done (or back in the buffer) past this point
         while self._pending and time.monotonic() < deadline:
             if not await self._write_batch():
                 await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -332,9 +342,7 @@ class OutcomeLog:
             self.counters.dropped += len(self._pending)
             logger.error("outcome log: Redis unreachable at shutdown; %d events lost", len(self._pending))
             self._pending.clear()
-        logger.info(
-            "outcome log closed: %d written, %d dropped", self.counters.written, self.counters.dropped
-        )
+        logger.info("outcome log closed: %d written, %d dropped", self.counters.written, self.counters.dropped)
 
 
 async def start_outcome_log(state: AppState, stack: AsyncExitStack) -> None:

@@ -37,50 +37,71 @@ class Metrics:
         self.requests = Counter(
             "moa_requests", "Requests answered, by route and HTTP status", ["route", "status"], registry=r
         )
-        self.decisions = Counter("moa_route_decisions", "Routing decisions, by route and reason", ["route", "reason"],
-                                 registry=r)
+        self.decisions = Counter(
+            "moa_route_decisions", "Routing decisions, by route and reason", ["route", "reason"], registry=r
+        )
         self.latency = Histogram(
-            "moa_request_latency_seconds", "Request latency by route", ["route"], buckets=_LATENCY_BUCKETS_S,
+            "moa_request_latency_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
         self.spend = Counter("moa_spend_usd", "Upstream spend in USD, by model", ["model"], registry=r)
-        self.tokens = Counter("moa_tokens", "Upstream tokens, by model and kind (prompt|completion)",
-                              ["model", "kind"], registry=r)
+        self.tokens = Counter(
+            "moa_tokens", "Upstream tokens, by model and kind (prompt|completion)", ["model", "kind"], registry=r
+        )
         self.cache = Counter("moa_cache_requests", "Cache outcomes (hit|miss|bypass)", ["result"], registry=r)
         self.cache_saved = Counter("moa_cache_saved_usd", "Upstream cost that cache hits avoided", registry=r)
         self.upstream_errors = Counter(
-            "moa_upstream_errors", "Failed upstream calls, by model, role and kind", ["model", "role", "kind"],
+            "moa_upstream_errors",
+            "Failed upstream calls, by model, role and kind",
+            ["model", "role", "kind"],
             registry=r,
         )
         self.quorum_failures = Counter(
             "moa_mixture_quorum_failures", "Mixture runs with fewer proposer answers than the quorum", registry=r
         )
         self.aggregator_fallbacks = Counter(
-            "moa_mixture_aggregator_fallbacks", "Mixture runs answered by a proposer after the aggregator failed",
+            "moa_mixture_aggregator_fallbacks",
+            "Mixture runs answered by a proposer after the aggregator failed",
             registry=r,
         )
-        self.scoring = Histogram("moa_classifier_scoring_seconds", "Time to score one query",
-                                 buckets=_SCORING_BUCKETS_S, registry=r)
+        self.scoring = Histogram(
+            "moa_classifier_scoring_seconds", "Time to score one query", buckets=_SCORING_BUCKETS_S, registry=r
+        )
         self.cache_bypasses = Counter(
-            "moa_cache_bypasses", "Requests that bypassed the cache, by why (e.g. redis-timeout)", ["reason"],
+            "moa_cache_bypasses",
+            "Requests that bypassed the cache, by why (e.g. redis-timeout)",
+            ["reason"],
             registry=r,
         )
         # Series with labels appear only once used: create the known ones so a scrape always has them.
         for result in ("hit", "miss", "bypass"):
             self.cache.labels(result)
         self._dropped: dict[str, int] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r.register(_DroppedEvents(self._dropped, components if components is not None else {}))
 
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        # prometheus-client's `labels()` costs microseconds a call; a request makes a dozen of them.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record(self, event: RequestEvent) -> None:
+        child = self._child
         route = event.route or "none"
-        self.requests.labels(route, str(event.status)).inc()
+        child(self.requests, route, str(event.status)).inc()
         if event.reason:
-            self.decisions.labels(route, event.reason).inc()
-        self.latency.labels(route).observe(event.latency_s)
-        self.cache.labels(event.cache).inc()
+            child(self.decisions, route, event.reason).inc()
+        child(self.latency, route).observe(event.latency_s)
+        child(self.cache, event.cache).inc()
         if event.cache == "bypass":
-            self.cache_bypasses.labels(str(event.extra.get("cache_detail") or "unknown")).inc()
-        if event.cache == "hit":
+            child(self.cache_bypasses, str(event.extra.get("cache_detail") or "unknown")).inc()
+        elif event.cache == "hit":
             self.cache_saved.inc(event.saved_usd)
         if event.error == "mixture_quorum_failed":
             self.quorum_failures.inc()
@@ -91,13 +112,13 @@ class Metrics:
             self.scoring.observe(scoring_s)
         for call in event.calls:
             if call.cost_usd:
-                self.spend.labels(call.model).inc(call.cost_usd)
+                child(self.spend, call.model).inc(call.cost_usd)
             if call.usage.prompt_tokens:
-                self.tokens.labels(call.model, "prompt").inc(call.usage.prompt_tokens)
+                child(self.tokens, call.model, "prompt").inc(call.usage.prompt_tokens)
             if call.usage.completion_tokens:
-                self.tokens.labels(call.model, "completion").inc(call.usage.completion_tokens)
+                child(self.tokens, call.model, "completion").inc(call.usage.completion_tokens)
             if call.status != "ok":
-                self.upstream_errors.labels(call.model, call.role, call.error or call.status).inc()
+                child(self.upstream_errors, call.model, call.role, call.error or call.status).inc()
 
     def dropped(self, sink: str, count: int = 1) -> None:
         """For event sinks without their own counter to report events they could not keep."""

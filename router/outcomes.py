@@ -308,3 +308,21 @@ def export_lines(records: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
     """JSON lines, one record a line."""
     for record in records:
         yield orjson.dumps(record) + b"\n"
+
+
+def add_logged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """For `train --from-log`: the seed rows plus the logged outcomes' rows (printing how many), or
+    None (with the reason on stderr) when the log cannot be read."""
+    import sys
+
+    from redis.exceptions import RedisError
+
+    from router.config import ConfigError
+
+    try:
+        logged, stats = load_logged_rows()
+    except (ConfigError, RedisError, OSError, RuntimeError) as exc:  # RuntimeError: embedded Redis failed
+        print(f"moa-router train: cannot read the outcome log: {exc}", file=sys.stderr)
+        return None
+    print(stats.describe())
+    return rows + logged

@@ -5,9 +5,11 @@ limits) shares this client and its connection pool through `state.redis`."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from router.redis_server import EmbeddedRedis
 
@@ -49,6 +51,22 @@ def make_redis_client(url: str, timeout_s: float) -> Redis:
     return Redis.from_pool(pool)
 
 
+def claim_directory(directory: Path) -> IO[bytes]:
+    """An exclusive lock on the embedded Redis's directory, held while the server runs: two servers on
+    one append-only file would corrupt it (e.g. several workers started without REDIS_URL)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = (directory / "owner.lock").open("wb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise RuntimeError(
+            f"another process already runs the embedded Redis in {directory}; "
+            "to run several workers or services, run one Redis and set REDIS_URL"
+        ) from exc
+    return handle
+
+
 async def connect_redis(state: AppState, stack: AsyncExitStack) -> None:
     """Startup step: sets `state.redis`. Does not wait for Redis to answer: an unreachable Redis is a
     degraded service (cache bypass), not a failed start."""
@@ -56,8 +74,9 @@ async def connect_redis(state: AppState, stack: AsyncExitStack) -> None:
     url = settings.redis_url
     if url is None:
         server = EmbeddedRedis(settings.data_dir / "redis", persist=True)
+        stack.callback(claim_directory(server.directory).close)
         url = await asyncio.to_thread(server.start)
-        stack.callback(server.stop)  # registered first, so it runs after the client is closed
+        stack.callback(server.stop)  # registered before the client, so it runs after the client is closed
         logger.info("embedded Redis started at %s with its data under %s", url, server.directory)
     client = make_redis_client(url, socket_timeout_s(settings))
     stack.push_async_callback(client.aclose)

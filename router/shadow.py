@@ -251,9 +251,7 @@ class ShadowEvaluator:
         self.counters.completed += 1
         self._ledger.record_outcome(self._outcome(job, verdict, cost, error, judge_text))
 
-    def _outcome(
-        self, job: _Job, verdict: Verdict, cost: float, error: str | None, judge_text: str
-    ) -> dict[str, Any]:
+    def _outcome(self, job: _Job, verdict: Verdict, cost: float, error: str | None, judge_text: str) -> dict[str, Any]:
         event = job.event
         needed = None if verdict == "unclear" else verdict == "mixture"
         outcome: dict[str, Any] = {

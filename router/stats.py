@@ -3,8 +3,8 @@ dashboard and `moa-router report`.
 
 Write side only; reading and summarising is `router.stats_query`. Each event adds to one hash per
 resolution (minute, hour and day buckets), so a query reads at most a few dozen hashes whatever the
-traffic. Events are first summed in memory and written in one MULTI/EXEC every `flush_interval_s`:
-the request path only adds numbers to a dict.
+traffic. The request path only appends the event to a list; every `flush_interval_s` a background
+task sums the events in memory and writes the sums in one MULTI/EXEC.
 
 The "mixture on everything" counterfactual (what the traffic would have cost had every request run
 the mixture) is estimated per request by `MixtureCostEstimator`; see its docstring for the method.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import time
@@ -138,47 +139,53 @@ def counterfactual_usd(event: RequestEvent, estimator: MixtureCostEstimator) -> 
     return event.cost_usd
 
 
-def event_fields(event: RequestEvent, estimator: MixtureCostEstimator) -> dict[str, float]:
-    """The counters one event adds to its buckets (field name -> amount). Field names are
-    `kind` or `kind:label`; `router.stats_query` reads them back."""
-    fields: dict[str, float] = defaultdict(float)
-    fields["requests"] += 1
+def add_event_fields(event: RequestEvent, estimator: MixtureCostEstimator, fields: dict[str, float]) -> None:
+    """Add the counters of one event to `fields` (field name -> amount). Field names are `kind` or
+    `kind:label`; `router.stats_query` reads them back."""
+
+    def add(name: str, amount: float = 1.0) -> None:
+        fields[name] = fields.get(name, 0.0) + amount
+
+    add("requests")
     if event.status >= 500:
-        fields["errors"] += 1
+        add("errors")
     elif event.status >= 400:
-        fields["client_errors"] += 1
+        add("client_errors")
     if event.error:
-        fields[f"err:{event.error}"] += 1
+        add(f"err:{event.error}")
         if event.error == "mixture_quorum_failed":
-            fields["quorum_fail"] += 1
+            add("quorum_fail")
     route = event.route or "none"
-    fields[f"route:{route}"] += 1
+    add(f"route:{route}")
     if event.reason:
-        fields[f"reason:{event.reason}"] += 1
-    if event.reason == "budget":
-        fields["budget_degraded"] += 1
+        add(f"reason:{event.reason}")
+        if event.reason == "budget":
+            add("budget_degraded")
     if event.classifier_version:
-        fields[f"cv:{event.classifier_version}"] += 1
-    fields[f"cache:{event.cache}"] += 1
+        add(f"cv:{event.classifier_version}")
+    add(f"cache:{event.cache}")
     if event.cache == "hit":
-        fields["cache_saved"] += event.saved_usd
+        add("cache_saved", event.saved_usd)
     if event.fallback:
-        fields["agg_fallback"] += 1
-    cost = event.cost_usd
-    fields["spend"] += cost
-    fields[f"spend_route:{route}"] += cost
+        add("agg_fallback")
+    cost = 0.0
     for call in event.calls:
-        fields[f"calls:{call.model}"] += 1
-        fields[f"spend_model:{call.model}"] += call.cost_usd
-        fields[f"tok_in:{call.model}"] += call.usage.prompt_tokens
-        fields[f"tok_out:{call.model}"] += call.usage.completion_tokens
+        cost += call.cost_usd
+        add(f"calls:{call.model}")
+        if call.cost_usd:
+            add(f"spend_model:{call.model}", call.cost_usd)
+        if call.usage.prompt_tokens:
+            add(f"tok_in:{call.model}", call.usage.prompt_tokens)
+        if call.usage.completion_tokens:
+            add(f"tok_out:{call.model}", call.usage.completion_tokens)
         if call.status != "ok":
-            fields[f"call_err:{call.model}"] += 1
+            add(f"call_err:{call.model}")
             if call.role == "proposer":
-                fields["proposer_fail"] += 1
-    fields["cf"] += counterfactual_usd(event, estimator)
-    fields[f"lat:{route}:{latency_bin(event.latency_s)}"] += 1
-    return fields
+                add("proposer_fail")
+    add("spend", cost)
+    add(f"spend_route:{route}", cost)
+    add("cf", counterfactual_usd(event, estimator))
+    add(f"lat:{route}:{latency_bin(event.latency_s)}")
 
 
 def _preview(event: RequestEvent, limit: int = 120) -> str | None:
@@ -214,7 +221,9 @@ def expensive_entry(event: RequestEvent) -> dict[str, Any]:
 
 
 class StatsRecorder:
-    """The stats EventSink. `record` only sums into memory; `run` writes the sums to Redis."""
+    """The stats EventSink. `record` only queues the event; `flush` (every `flush_interval_s`, off the
+    request path) folds the queue into per-minute sums, derives the hour and day sums from them and
+    adds all of them to Redis in one MULTI/EXEC."""
 
     def __init__(
         self,
@@ -229,71 +238,82 @@ class StatsRecorder:
         self._estimator = estimator
         self._flush_interval_s = flush_interval_s
         self._clock = clock
-        self._pending: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._pending_top: dict[str, list[tuple[float, bytes]]] = defaultdict(list)
-        self._expiry: dict[str, int] = {}
+        self._queue: list[RequestEvent] = []
+        self._minutes: dict[int, dict[str, float]] = {}  # minute bucket start -> sums not yet written
+        # top key -> (ttl, [(cost, entry)]) of the expensive requests not yet written
+        self._top: dict[str, tuple[int, list[tuple[float, bytes]]]] = {}
         self._lock = asyncio.Lock()
         self._last_failure_log = 0.0
         self.unflushed_events = 0  # recorded since the last successful write
 
-
     def record(self, event: RequestEvent) -> None:
+        self._queue.append(event)
         self.unflushed_events += 1
-        self._add(event.started_at, event_fields(event, self._estimator))
-        cost = event.cost_usd
-        if cost > 0:
-            member = orjson.dumps(expensive_entry(event))
-            for resolution in TOP_RESOLUTIONS:
-                key = top_key(self._prefix, resolution, bucket_start(event.started_at, resolution))
-                candidates = self._pending_top[key]
-                candidates.append((cost, member))
-                if len(candidates) > 2 * TOP_PER_BUCKET:  # only the top few can survive the flush anyway
-                    candidates.sort(key=lambda item: item[0], reverse=True)
-                    del candidates[TOP_PER_BUCKET:]
-                self._expiry[key] = resolution.ttl_s
 
     def record_shadow(self, mixture_needed: bool | None, cost_usd: float, at: float | None = None) -> None:
         """A shadow evaluation's verdict on a cheap-routed request: whether the judge found the mixture
         was needed (None: no clear verdict, or the run failed), and what the shadow run cost."""
-        fields = {"shadow_runs": 1.0, "shadow_cost": cost_usd, "spend": cost_usd, "spend_route:shadow": cost_usd}
+        fields = self._minutes.setdefault(bucket_start(self._clock() if at is None else at, MINUTE), {})
+        added = {"shadow_runs": 1.0, "shadow_cost": cost_usd, "spend": cost_usd, "spend_route:shadow": cost_usd}
         if mixture_needed is not None:
-            fields["shadow_judged"] = 1.0
-            fields["shadow_cheap_ok"] = 0.0 if mixture_needed else 1.0
-        self._add(self._clock() if at is None else at, fields)
+            added["shadow_judged"] = 1.0
+            added["shadow_cheap_ok"] = 0.0 if mixture_needed else 1.0
+        for name, amount in added.items():
+            fields[name] = fields.get(name, 0.0) + amount
 
-    def _add(self, at: float, fields: dict[str, float]) -> None:
-        for resolution in RESOLUTIONS:
-            key = bucket_key(self._prefix, resolution, bucket_start(at, resolution))
-            target = self._pending[key]
-            for name, amount in fields.items():
-                if amount:
-                    target[name] += amount
-            self._expiry[key] = resolution.ttl_s
+    def _fold(self) -> None:
+        """Sum the queued events into their minute buckets and pick the expensive ones."""
+        queue, self._queue = self._queue, []
+        candidates: dict[tuple[Resolution, int], list[tuple[float, RequestEvent]]] = defaultdict(list)
+        for event in queue:
+            minute = self._minutes.setdefault(bucket_start(event.started_at, MINUTE), {})
+            add_event_fields(event, self._estimator, minute)
+            cost = event.cost_usd
+            if cost > 0:
+                for resolution in TOP_RESOLUTIONS:
+                    candidates[resolution, bucket_start(event.started_at, resolution)].append((cost, event))
+        for (resolution, start), found in candidates.items():
+            key = top_key(self._prefix, resolution, start)
+            kept = self._top.setdefault(key, (resolution.ttl_s, []))[1]
+            for cost, event in heapq.nlargest(TOP_PER_BUCKET, found, key=lambda item: item[0]):
+                kept.append((cost, orjson.dumps(expensive_entry(event))))
+
+    def _sums(self, minutes: dict[int, dict[str, float]]) -> dict[str, tuple[int, dict[str, float]]]:
+        """Redis key -> (ttl, sums) for every resolution, the hour and day sums made from the minutes'."""
+        sums: dict[str, tuple[int, dict[str, float]]] = {}
+        for start, fields in minutes.items():
+            for resolution in RESOLUTIONS:
+                key = bucket_key(self._prefix, resolution, bucket_start(start, resolution))
+                target = sums.setdefault(key, (resolution.ttl_s, {}))[1]
+                for name, amount in fields.items():
+                    target[name] = target.get(name, 0.0) + amount
+        return sums
 
     async def flush(self) -> None:
-        """Write what has been summed so far; on a Redis failure keep it for the next attempt."""
+        """Write what has been recorded so far; on a Redis failure keep the sums for the next attempt."""
         async with self._lock:
-            pending, self._pending = self._pending, defaultdict(lambda: defaultdict(float))
-            pending_top, self._pending_top = self._pending_top, defaultdict(list)
-            expiry, self._expiry = self._expiry, {}
+            self._fold()
+            minutes, self._minutes = self._minutes, {}
+            top, self._top = self._top, {}
             events, self.unflushed_events = self.unflushed_events, 0
-            if not pending and not pending_top:
+            if not minutes and not top:
                 return
             from redis.exceptions import RedisError
 
             pipe = self._redis.pipeline(transaction=True)
-            for key, fields in pending.items():
+            for key, (ttl, fields) in self._sums(minutes).items():
                 for name, amount in fields.items():
-                    pipe.hincrbyfloat(key, name, amount)
-                pipe.expire(key, expiry[key])
-            for key, candidates in pending_top.items():
-                pipe.zadd(key, {member: cost for cost, member in candidates})
+                    if amount:
+                        pipe.hincrbyfloat(key, name, amount)
+                pipe.expire(key, ttl)
+            for key, (ttl, entries) in top.items():
+                pipe.zadd(key, {member: cost for cost, member in entries})
                 pipe.zremrangebyrank(key, 0, -(TOP_PER_BUCKET + 1))
-                pipe.expire(key, expiry[key])
+                pipe.expire(key, ttl)
             try:
                 await pipe.execute()
             except (RedisError, OSError) as exc:
-                self._restore(pending, pending_top, expiry)
+                self._restore(minutes, top)
                 self.unflushed_events += events
                 now = time.monotonic()
                 if now - self._last_failure_log > 30:
@@ -302,18 +322,18 @@ class StatsRecorder:
                 raise
 
     def _restore(
-        self,
-        pending: dict[str, dict[str, float]],
-        pending_top: dict[str, list[tuple[float, bytes]]],
-        expiry: dict[str, int],
+        self, minutes: dict[int, dict[str, float]], top: dict[str, tuple[int, list[tuple[float, bytes]]]]
     ) -> None:
-        for key, fields in pending.items():
+        for start, fields in minutes.items():
+            target = self._minutes.setdefault(start, {})
             for name, amount in fields.items():
-                self._pending[key][name] += amount
-        for key, candidates in pending_top.items():
-            self._pending_top[key].extend(candidates)
-        for key, ttl in expiry.items():
-            self._expiry.setdefault(key, ttl)
+                target[name] = target.get(name, 0.0) + amount
+        for key, (ttl, entries) in top.items():
+            kept = self._top.setdefault(key, (ttl, []))[1]
+            kept.extend(entries)
+            if len(kept) > TOP_PER_BUCKET:  # only the top few can survive the write anyway
+                kept.sort(key=lambda item: item[0], reverse=True)
+                del kept[TOP_PER_BUCKET:]
 
     async def run(self) -> None:
         """Flush every `flush_interval_s` until cancelled."""

@@ -113,8 +113,12 @@ def _ratio(part: float, whole: float) -> float | None:
 def latency_percentiles(counters: Mapping[str, float], route: str | None = None) -> dict[str, Any]:
     """p50/p95/p99 in milliseconds from the latency histogram of one route (or all routes), each
     interpolated linearly inside its bin; None without data."""
+    return _percentiles(labelled(counters, "lat"), route)
+
+
+def _percentiles(latency_fields: Mapping[str, float], route: str | None) -> dict[str, Any]:
     bins: Counters = defaultdict(float)
-    for name, count in labelled(counters, "lat").items():
+    for name, count in latency_fields.items():
         bin_route, _, index = name.rpartition(":")
         if route is None or bin_route == route:
             bins[index] += count
@@ -207,6 +211,7 @@ def series_point(start: int, counters: Mapping[str, float]) -> dict[str, Any]:
     routed = sum(count for route, count in routes.items() if route != "none")
     cache = labelled(counters, "cache")
     spend_by_route = labelled(counters, "spend_route")
+    latency_fields = labelled(counters, "lat")
     return {
         "t": start,
         "requests": int(counters.get("requests", 0.0)),
@@ -221,7 +226,7 @@ def series_point(start: int, counters: Mapping[str, float]) -> dict[str, Any]:
         "latency_ms": {
             route: {key: stats[key] for key in ("p50", "p95")}
             for route in ("all", *ROUTES)
-            for stats in [latency_percentiles(counters, None if route == "all" else route)]
+            for stats in [_percentiles(latency_fields, None if route == "all" else route)]
         },
     }
 

@@ -250,9 +250,32 @@ async def test_slow_redis_is_a_bypass_within_the_timeout(
         session = await begin(cache, ask())
         await session.store(ANSWER)
         pauser = make_redis_client(own_redis.url, 5.0)
-        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # every client's commands now wait
+        await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")  # every client's commands now wait
         slow = await asyncio.wait_for(begin(cache, ask()), 1.0)
         assert (slow.status, slow.detail) == ("bypass", "redis-timeout")
         await pauser.execute_command("CLIENT", "UNPAUSE")
         await pauser.aclose()
         assert (await begin(cache, ask())).answer == ANSWER
+
+
+async def test_one_timeout_does_not_pause_the_cache_but_a_run_of_them_does(
+    own_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "DOWN_RETRY_S", 60.0)
+    settings = make_settings(tmp_path, cache={"timeout_ms": 30})
+    pauser = make_redis_client(own_redis.url, 5.0)
+    async with response_cache(own_redis.url, settings, timeout_s=5.0) as cache:
+        session = await begin(cache, ask())
+        await session.store(ANSWER)
+        await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
+        assert (await begin(cache, ask())).detail == "redis-timeout"
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        assert (await begin(cache, ask())).status == "hit"  # one slow answer: Redis is still used
+
+        await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
+        details = [(await begin(cache, ask())).detail for _ in range(cache_module.FAILURES_BEFORE_PAUSE)]
+        assert details == ["redis-timeout"] * cache_module.FAILURES_BEFORE_PAUSE
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        paused = await begin(cache, ask())
+        assert (paused.status, paused.detail) == ("bypass", "redis-timeout")  # skipped without trying
+    await pauser.aclose()

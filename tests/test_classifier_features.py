@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
 from classifier.text import CONTEXT_CHARS_PER_TURN, messages_to_text
@@ -68,7 +70,9 @@ def test_empty_text_has_no_words_and_is_flagged(featurizer: Featurizer, text: st
     values = dict(zip(DENSE_FEATURE_NAMES, dense, strict=True))
     assert values["empty"] == 1.0
     assert all(np.isfinite(dense))
-    assert indices.shape[0] <= len(text)  # at most the byte n-grams of the whitespace itself
+    # Only the byte n-grams of the padded whitespace, no word features.
+    padded = len(text) + 2
+    assert indices.shape[0] == sum(max(0, padded - k + 1) for k in featurizer.config.char_ngrams)
 
 
 def test_long_text_reads_only_the_head_and_tail_window() -> None:
@@ -133,3 +137,20 @@ def test_messages_to_text_reads_content_parts_and_odd_shapes() -> None:
     assert messages_to_text(parts) == "hello"
     assert messages_to_text([]) == ""
     assert messages_to_text([{"role": "assistant", "content": None}]) == ""
+
+
+def test_byte_classes_are_disjoint() -> None:
+    from classifier.features import _BYTE_CLASSES
+
+    assert int(_BYTE_CLASSES.sum(axis=1).max()) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=300), min_size=1, max_size=8))
+def test_batch_features_equal_single_features(texts: list[str]) -> None:
+    featurizer = Featurizer(FeatureConfig(buckets_log2=12, head_chars=50, tail_chars=80))
+    indices, owner, dense = featurizer.transform_batch(texts)
+    for row, text in enumerate(texts):
+        single_indices, single_dense = featurizer.transform_one(text)
+        assert sorted(indices[owner == row].tolist()) == sorted(single_indices.tolist())
+        assert dense[row] == pytest.approx(np.array(single_dense))

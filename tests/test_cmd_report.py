@@ -43,8 +43,15 @@ async def _record_traffic(redis_url: str, prefix: str) -> dict[str, Any]:
         recorder = StatsRecorder(client, prefix, estimator)
         now = time.time()
         for i, (route, cost) in enumerate([("cheap", 0.0004), ("cheap", 0.0006), ("mixture", 0.0125)]):
-            event = RequestEvent(request_id=f"chatcmpl-{i}", tenant="acme", started_at=now, route=route, reason="x",
-                                 cache="miss", latency_s=0.2)
+            event = RequestEvent(
+                request_id=f"chatcmpl-{i}",
+                tenant="acme",
+                started_at=now,
+                route=route,
+                reason="x",
+                cache="miss",
+                latency_s=0.2,
+            )
             event.calls.append(CallRecord(f"openai/{route}", route, "ok", 0.2, Usage(100, 40), cost))
             recorder.record(event)
         await recorder.flush()

@@ -101,7 +101,7 @@ def test_dashboard_after_traffic_matches_stats(
     send_traffic(base)
     page, errors = open_dashboard(browser, base, "hour")
     page.wait_for_selector("#chart-latency[data-rendered]", timeout=15_000)
-    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 15}, timeout=10).json()
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 10}, timeout=10).json()
     assert stats["totals"]["requests"] == 8
 
     for key, (pick, formatted) in FIGURES.items():

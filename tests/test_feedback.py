@@ -33,7 +33,7 @@ def rate(base: str, body: Any, key: str | None = None) -> httpx.Response:
 
 
 def outcomes(redis_url: str, prefix: str) -> list[dict[str, Any]]:
-    client = Redis.from_url(redis_url)
+    client: Any = Redis.from_url(redis_url)
     try:
         return [orjson.loads(fields[b"o"]) for _, fields in client.xrange(LedgerKeys(prefix).outcomes)]
     finally:
@@ -130,7 +130,10 @@ def test_failed_requests_cannot_be_rated(service: str) -> None:
 
 
 def test_a_tenant_rates_only_its_own_requests(make_service: Service, redis_url: str, prefix: str) -> None:
-    keys = [{"tenant": "acme", "key_sha256": hash_key("key-acme")}, {"tenant": "globex", "key_sha256": hash_key("key-globex")}]
+    keys = [
+        {"tenant": "acme", "key_sha256": hash_key("key-acme")},
+        {"tenant": "globex", "key_sha256": hash_key("key-globex")},
+    ]
     base = make_service(redis_url=redis_url, redis_prefix=prefix, auth={"open": False, "keys": keys})
     request_id = ask(base, key="key-acme").headers["x-request-id"]
     other = rate(base, {"request_id": request_id, "rating": "bad"}, key="key-globex")

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,7 +92,7 @@ def test_the_running_service_picks_up_a_promotion_without_dropping_requests(
         while len(seen) < 5:
             time.sleep(0.01)
         version = new_version(tmp_path / "data" / "models")
-        client = Redis.from_url(redis_url)
+        client: Any = Redis.from_url(redis_url)
         announce_active_version(client, prefix, version)
         client.close()
         deadline = time.monotonic() + 10

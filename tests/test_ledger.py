@@ -40,7 +40,7 @@ def ask(base: str, text: str, route: str = "cheap", timeout: float = 30) -> http
 
 
 def logged(redis_url: str, prefix: str) -> list[dict[str, Any]]:
-    client = Redis.from_url(redis_url)
+    client: Any = Redis.from_url(redis_url)
     try:
         return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(LedgerKeys(prefix).events)]
     finally:
@@ -61,7 +61,9 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def test_every_request_is_logged_with_its_decision_and_calls(make_service: Service, redis_url: str, prefix: str) -> None:
+def test_every_request_is_logged_with_its_decision_and_calls(
+    make_service: Service, redis_url: str, prefix: str
+) -> None:
     base = make_service(redis_url=redis_url, redis_prefix=prefix)
     ids = []
     for i, route in enumerate(["cheap", "mixture", "cheap"]):
@@ -109,7 +111,9 @@ def test_redaction_hook() -> None:
     redacted = redact_common_secrets(text)
     for secret in ("bob@corp.io", "sk-abcdefghijklmnop1234", "7946", "5500"):
         assert secret not in redacted
-    assert redact_common_secrets("Explain the 1990s recession in 3 points.") == "Explain the 1990s recession in 3 points."
+    assert (
+        redact_common_secrets("Explain the 1990s recession in 3 points.") == "Explain the 1990s recession in 3 points."
+    )
     assert load_redactor("none")(text) == text
     assert load_redactor("builtin") is redact_common_secrets
     assert load_redactor("router.ledger:redact_common_secrets") is redact_common_secrets
@@ -225,7 +229,7 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_it(tmp_path: Path) -> N
 async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, prefix: str) -> None:
     from redis.asyncio import Redis as AsyncRedis
 
-    client = AsyncRedis.from_url(redis_url)
+    client: Any = AsyncRedis.from_url(redis_url)
     settings = settings_from_mapping(
         settings_dict(
             "http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix, ledger={"batch_size": 4, "flush_interval_s": 30}
@@ -236,7 +240,8 @@ async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, pre
     for i in range(9):
         log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
     deadline = time.monotonic() + 5
-    while log.counters.written < 8 and time.monotonic() < deadline:
+    while log.counters.written < 8:
+        assert time.monotonic() < deadline, "the two full batches were not written"
         await asyncio.sleep(0.01)
     assert log.counters.written == 8 and log.pending == 1  # two full batches; the ninth waits
     await log.close()

@@ -29,8 +29,16 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 
 def test_metrics_sink_counts_an_event() -> None:
     metrics = Metrics()
-    event = RequestEvent(request_id="r1", tenant="t", route="mixture", reason="difficulty", cache="miss",
-                         status=502, error="mixture_quorum_failed", latency_s=0.3)
+    event = RequestEvent(
+        request_id="r1",
+        tenant="t",
+        route="mixture",
+        reason="difficulty",
+        cache="miss",
+        status=502,
+        error="mixture_quorum_failed",
+        latency_s=0.3,
+    )
     event.calls += [
         CallRecord("openai/p1", "proposer", "ok", 0.1, Usage(100, 50), 0.002),
         CallRecord("openai/p2", "proposer", "error", 0.1, error="timeout"),

@@ -96,3 +96,16 @@ def test_service_with_embedded_redis_keeps_cached_answers_across_restarts(
             assert response.status_code == 200, response.text
             statuses.append(response.headers["x-moa-cache"])
     assert statuses == ["miss", "hit"]
+
+
+async def test_two_processes_cannot_share_one_embedded_redis_directory(tmp_path: Path, no_redis_url: None) -> None:
+    settings = make_settings(tmp_path)
+    async with AsyncExitStack() as stack:
+        await connect_redis(cast(AppState, _State(settings)), stack)
+        with pytest.raises(RuntimeError, match="REDIS_URL"):
+            async with AsyncExitStack() as second:
+                await connect_redis(cast(AppState, _State(settings)), second)
+    async with AsyncExitStack() as stack:  # free again once the first has shut down
+        state = _State(settings)
+        await connect_redis(cast(AppState, state), stack)
+        assert await state.redis.ping() is True

@@ -32,10 +32,16 @@ HARD = "zorblax"
 EASY = "quimbleton"
 
 
+TEMPLATES = (
+    "Tell me about the {word} {i} in a few lines, with example {j}",
+    "What should I know about {word} {i} before trying it {j}?",
+    "Give me a quick overview of {word} item {i} (case {j})",
+)
+
+
 def prompt(kind: str, i: int) -> str:
-    if kind == HARD:
-        return f"Explain the {HARD} manifold variant {i} and its {HARD} invariant number {i * 7}"
-    return f"Suggest a {EASY} picnic idea {i} for a {EASY} afternoon number {i * 3}"
+    """Prompts of the two kinds differ only in the made-up word, so the seed scores them alike."""
+    return TEMPLATES[i % len(TEMPLATES)].format(word=kind, i=i, j=i * 7)
 
 
 def test_label_rules() -> None:
@@ -144,12 +150,13 @@ def test_feedback_retrains_and_the_running_service_switches_to_the_new_version(
     registry = ModelRegistry(data_dir / "models")
     version = registry.active_version()
     assert version != "seed" and f"promoted {version}" in printed
-    client = Redis.from_url(redis_url)
+    client: Any = Redis.from_url(redis_url)
     try:
         assert client.get(active_version_key(prefix)) == version.encode()
 
         deadline = time.monotonic() + 10
-        while probe(base, EASY)[0] != version and time.monotonic() < deadline:
+        while chat(base, "Which version?").headers["x-moa-classifier-version"] != version:
+            assert time.monotonic() < deadline, "the service did not pick up the promoted version"
             time.sleep(0.2)
         after = {kind: probe(base, kind) for kind in (HARD, EASY)}
         assert {v for v, _ in after.values()} == {version}
@@ -171,7 +178,9 @@ def test_feedback_retrains_and_the_running_service_switches_to_the_new_version(
 def test_export_writes_the_log_as_json_lines(
     make_service: Service, redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": True, "flush_interval_s": 0.05})
+    base = make_service(
+        redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": True, "flush_interval_s": 0.05}
+    )
     ids = [chat(base, prompt(HARD, i)).headers["x-request-id"] for i in range(3)]
     httpx.post(f"{base}/v1/feedback", json={"request_id": ids[0], "rating": "bad"}, timeout=10).raise_for_status()
     time.sleep(0.3)

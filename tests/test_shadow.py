@@ -92,7 +92,7 @@ def make_settings(tmp_path: Path, prefix: str, **shadow: Any) -> Settings:
 
 
 class Harness:
-    def __init__(self, settings: Settings, redis: AsyncRedis, judge: TextFor, gate: asyncio.Event | None = None):
+    def __init__(self, settings: Settings, redis: Any, judge: TextFor, gate: asyncio.Event | None = None) -> None:
         self.cheap = Scripted("cheap", constant("cheap answer"))
         self.proposers = [Scripted(f"p{i}", constant(f"proposal {i}"), gate=gate) for i in range(3)]
         self.aggregator = Scripted("agg", constant("MIXTURE answer"))
@@ -131,7 +131,7 @@ def cheap_event(i: int = 0, route: str = "cheap", **changes: Any) -> RequestEven
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_url)
+    client: Any = AsyncRedis.from_url(redis_url)
     yield client
     await client.aclose()
 
@@ -203,7 +203,9 @@ async def test_the_daily_budget_stops_shadow_runs(tmp_path: Path, prefix: str, r
     # One run costs 0.005; the budget allows the first and not the second.
     async with Harness(make_settings(tmp_path, prefix, daily_budget_usd=0.004), redis, judge_preferring(None)) as h:
         h.shadow.record(cheap_event(1))
+        deadline = time.monotonic() + 5
         while h.shadow.counters.completed < 1:
+            assert time.monotonic() < deadline, "the first shadow run did not finish"
             await asyncio.sleep(0.01)
         for i in range(2, 5):
             h.shadow.record(cheap_event(i))
@@ -249,11 +251,9 @@ def test_the_service_shadows_cheap_requests_without_delaying_them(
         shadow={"cheap_sample_rate": 1.0},
     )
     payload = {"model": "m", "messages": [{"role": "user", "content": "Is the mixture needed here?"}]}
-    response = httpx.post(
-        f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"}, timeout=2.0
-    )
+    response = httpx.post(f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"}, timeout=2.0)
     assert response.status_code == 200
-    client = Redis.from_url(redis_url)
+    client: Any = Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 15
         while not client.xlen(LedgerKeys(prefix).outcomes) and time.monotonic() < deadline:

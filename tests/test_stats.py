@@ -75,9 +75,7 @@ def test_percentiles_come_from_the_histogram() -> None:
 
 
 def test_estimator_prices_every_proposer_and_the_larger_aggregator_prompt() -> None:
-    estimator = MixtureCostEstimator(
-        [Prices(*price(m)) for m in PROPOSERS], Prices(*price("agg-1")), layers=1
-    )
+    estimator = MixtureCostEstimator([Prices(*price(m)) for m in PROPOSERS], Prices(*price("agg-1")), layers=1)
     assert estimator.overhead_tokens == overhead_tokens(3)
     assert estimator.estimate(Usage(120, 40)) == pytest.approx(mixture_estimate(120, 40), rel=1e-12)
     assert estimator.estimate(Usage()) == 0.0
@@ -109,7 +107,9 @@ async def test_recorder_sums_events_into_buckets_and_keeps_the_most_expensive(re
     estimator = MixtureCostEstimator([Prices(1e-6, 2e-6)], Prices(1e-6, 2e-6))
     recorder = StatsRecorder(redis_client, prefix, estimator, clock=lambda: now)
     for i in range(30):
-        event = RequestEvent(request_id=f"r{i}", tenant="acme", started_at=now - i, route="mixture", reason="difficulty")
+        event = RequestEvent(
+            request_id=f"r{i}", tenant="acme", started_at=now - i, route="mixture", reason="difficulty"
+        )
         event.calls.append(CallRecord("m", "proposer", "ok", 0.1, Usage(10, 10), cost_usd=0.001 * (i + 1)))
         event.latency_s = 0.5
         recorder.record(event)
@@ -211,7 +211,10 @@ def test_stats_after_known_mix_equal_hand_computed_values(make_service: Any, red
         spend += mixture_costs[prompt]
         counterfactual += mixture_costs[prompt]
     # Repeats are answered from the cache: no spend, and the cost of the first answer saved.
-    for prompt, route, saved in ((cheap_prompts[0], "cheap", cheap_costs), (mixture_prompts[0], "mixture", mixture_costs)):
+    for prompt, route, saved in (
+        (cheap_prompts[0], "cheap", cheap_costs),
+        (mixture_prompts[0], "mixture", mixture_costs),
+    ):
         hit = _chat(base, prompt, route)
         assert hit.headers["x-moa-cache"] == "hit"
         cache_saved += saved[prompt]

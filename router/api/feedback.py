@@ -99,8 +99,12 @@ async def post_feedback(request: Request) -> Response:
     try:
         found = await _find_request(redis, ledger, request_id)
         if found is None or found[1].get("tenant") != tenant:
-            raise APIError(404, f"no request {request_id!r} to rate (unknown, another tenant's, or too old)",
-                           "request_not_found", "request_id")
+            raise APIError(
+                404,
+                f"no request {request_id!r} to rate (unknown, another tenant's, or too old)",
+                "request_not_found",
+                "request_id",
+            )
         stream_id, summary = found
         if int(summary.get("status", 200)) >= 400:
             raise APIError(409, f"request {request_id!r} failed; there is no answer to rate", "request_failed")
@@ -138,14 +142,20 @@ async def post_feedback(request: Request) -> Response:
             ],
         )
     except (RedisError, OSError) as exc:
-        raise APIError(503, f"feedback could not be stored: the outcome log's Redis failed ({exc})",
-                       "feedback_unavailable") from exc
+        raise APIError(
+            503, f"feedback could not be stored: the outcome log's Redis failed ({exc})", "feedback_unavailable"
+        ) from exc
     status = "recorded"
     if existing is not None:
         first: Rating = orjson.loads(existing)["rating"]
         if first != rating:
             raise APIError(409, f"request {request_id!r} was already rated {first!r}", "feedback_exists", "rating")
         status = "already_recorded"
-    body = {"object": "feedback", "request_id": request_id, "rating": rating, "status": status,
-            "label": label.to_json()}
+    body = {
+        "object": "feedback",
+        "request_id": request_id,
+        "rating": rating,
+        "status": status,
+        "label": label.to_json(),
+    }
     return Response(orjson.dumps(body), media_type="application/json")

@@ -37,8 +37,9 @@ async def get_stats(request: Request, window: str = "day", top: int = 10) -> Res
         await recorder.flush()  # this replica's latest requests count too
         report = await stats_report(state.redis, state.settings.redis_prefix, chosen, top=top)
     except (RedisError, OSError) as exc:
-        raise APIError(503, f"stats are unavailable: Redis did not answer ({type(exc).__name__})",
-                       "stats_unavailable") from exc
+        raise APIError(
+            503, f"stats are unavailable: Redis did not answer ({type(exc).__name__})", "stats_unavailable"
+        ) from exc
     guard = state.components.get("budget")
     report["budget"] = guard.snapshot() if isinstance(guard, BudgetGuard) else None
     report["classifier_version"] = state.classifier.version

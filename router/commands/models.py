@@ -8,6 +8,7 @@ from typing import Any
 
 from classifier.artifacts import ArtifactError
 from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError, default_models_dir
+from router.hot_reload import announce_from_command_line
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.models_action == "promote":
             registry.promote(args.version)
             print(f"promoted {args.version}")
+            print(announce_from_command_line(args.version))
         else:
-            print(f"rolled back to {registry.rollback()}")
+            version = registry.rollback()
+            print(f"rolled back to {version}")
+            print(announce_from_command_line(version))
     except (VersionNotFoundError, ArtifactError) as exc:
         print(f"moa-router models: {exc}", file=sys.stderr)
         return 1

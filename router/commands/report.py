@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--config", help="YAML config file (default: $MOA_ROUTER_CONFIG): its Redis and prefix")
     parser.add_argument("--redis-url", help="read this Redis (default: $REDIS_URL, then the config's)")
     parser.add_argument("--prefix", help="the service's Redis key prefix (default: the config's, else 'moa')")
-    parser.add_argument("--url", help=f"ask a running service's /v1/stats instead (default when no Redis: {DEFAULT_URL})")
+    parser.add_argument(
+        "--url", help=f"ask a running service's /v1/stats instead (default when no Redis: {DEFAULT_URL})"
+    )
     parser.add_argument("--admin-key", help="for --url (default: $MOA_ROUTER_ADMIN_KEY)")
     parser.add_argument("--top", type=int, default=5, help="most expensive requests to list")
     parser.add_argument("--json", action="store_true", help="print the stats as JSON instead of tables")
@@ -79,8 +81,9 @@ def _from_service(url: str, admin_key: str | None, window: str, top: int) -> dic
     import httpx
 
     headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
-    response = httpx.get(f"{url.rstrip('/')}/v1/stats", params={"window": window, "top": top}, headers=headers,
-                         timeout=30)
+    response = httpx.get(
+        f"{url.rstrip('/')}/v1/stats", params={"window": window, "top": top}, headers=headers, timeout=30
+    )
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
     report: dict[str, Any] = response.json()
@@ -120,19 +123,34 @@ def render(report: dict[str, Any]) -> list[Any]:
         ("Spend", usd(t["spend_usd"]), routes),
         ("Mixture on everything", usd(t["counterfactual_usd"]), "every request through the mixture (estimate)"),
         ("Saved vs mixture", usd(t["saved_usd"]), pct(t["saved_rate"]) + " of it"),
-        ("Saved by the cache", usd(t["cache"]["saved_usd"]),
-         f"hit rate {pct(t['cache']['hit_rate'])}: {count(t['cache']['hit'])} hits, {count(t['cache']['miss'])} "
-         f"misses, {count(t['cache']['bypass'])} bypassed"),
-        ("Escalated to the mixture", pct(t["escalation_rate"]),
-         f"{count(t['routes'].get('mixture', 0))} requests; {count(t['budget_degraded'])} held back by the budget"),
+        (
+            "Saved by the cache",
+            usd(t["cache"]["saved_usd"]),
+            f"hit rate {pct(t['cache']['hit_rate'])}: {count(t['cache']['hit'])} hits, {count(t['cache']['miss'])} "
+            f"misses, {count(t['cache']['bypass'])} bypassed",
+        ),
+        (
+            "Escalated to the mixture",
+            pct(t["escalation_rate"]),
+            f"{count(t['routes'].get('mixture', 0))} requests; {count(t['budget_degraded'])} held back by the budget",
+        ),
         ("5xx error rate", pct(t["error_rate"]), ", ".join(f"{c} {n}" for c, n in t["errors_by_code"].items())),
         ("Latency p50 · p95", f"{ms(lat['all']['p50'])} · {ms(lat['all']['p95'])}", by_route),
-        ("Proposer failures", count(t["proposer_failures"]),
-         f"{count(t['quorum_failures'])} quorum failures, {count(t['aggregator_fallbacks'])} aggregator fallbacks"),
-        ("Shadow: cheap was enough", pct(t["shadow"]["cheap_enough_rate"]),
-         f"{count(t['shadow']['judged'])} judged, cost {usd(t['shadow']['cost_usd'])}"),
-        ("Classifier", report.get("classifier_version") or "—",
-         ", ".join(f"{v} {n}" for v, n in t["classifier_versions"].items())),
+        (
+            "Proposer failures",
+            count(t["proposer_failures"]),
+            f"{count(t['quorum_failures'])} quorum failures, {count(t['aggregator_fallbacks'])} aggregator fallbacks",
+        ),
+        (
+            "Shadow: cheap was enough",
+            pct(t["shadow"]["cheap_enough_rate"]),
+            f"{count(t['shadow']['judged'])} judged, cost {usd(t['shadow']['cost_usd'])}",
+        ),
+        (
+            "Classifier",
+            report.get("classifier_version") or "—",
+            ", ".join(f"{v} {n}" for v, n in t["classifier_versions"].items()),
+        ),
     ]
     budget = report.get("budget")
     if budget:
@@ -145,14 +163,25 @@ def render(report: dict[str, Any]) -> list[Any]:
     for name in ("model", "calls", "failed", "prompt tok", "output tok", "spend"):
         models.add_column(name, justify="left" if name == "model" else "right")
     for model, m in sorted(t["models"].items(), key=lambda item: -item[1]["spend_usd"]):
-        models.add_row(model, count(m["calls"]), count(m["errors"]), count(m["prompt_tokens"]),
-                       count(m["completion_tokens"]), usd(m["spend_usd"]))
+        models.add_row(
+            model,
+            count(m["calls"]),
+            count(m["errors"]),
+            count(m["prompt_tokens"]),
+            count(m["completion_tokens"]),
+            usd(m["spend_usd"]),
+        )
     expensive = Table(title="Most expensive requests", title_justify="left")
     for name in ("cost", "route", "latency", "tenant", "request id"):
         expensive.add_column(name, justify="right" if name in ("cost", "latency") else "left")
     for entry in report.get("expensive", []):
-        expensive.add_row(usd(entry["cost_usd"]), f"{entry['route']} ({entry['reason']})", ms(entry["latency_ms"]),
-                          entry["tenant"], entry["request_id"])
+        expensive.add_row(
+            usd(entry["cost_usd"]),
+            f"{entry['route']} ({entry['reason']})",
+            ms(entry["latency_ms"]),
+            entry["tenant"],
+            entry["request_id"],
+        )
     return [headline, models, expensive] if t["requests"] else [headline]
 
 

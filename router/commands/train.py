@@ -2,6 +2,8 @@
 
 The new version is always saved; it is promoted only when its AUROC on the held-back split is not
 worse than the active version's on the same rows (both heads, small tolerance), unless --no-promote.
+With --from-log the logged outcomes (feedback, shadow verdicts) join the data, and the gate is
+router.outcomes.logged_gate on the held-back split; a promotion is announced to running replicas.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("train", help="train a new classifier version", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSON-lines file or directory of them")
     parser.add_argument("--no-promote", action="store_true", help="save the version but do not activate it")
+    parser.add_argument("--from-log", action="store_true", help="also train on the outcome log (REDIS_URL / config)")
     parser.add_argument("--held-back-fraction", type=float, default=DEFAULT_HELD_BACK_FRACTION)
     parser.add_argument(
         "--target-escalation-rate",
@@ -52,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"moa-router train: {exc}", file=sys.stderr)
         return 2
+    if args.from_log:
+        from router.outcomes import add_logged_rows
+
+        with_log = add_logged_rows(rows)
+        if with_log is None:
+            return 1
+        rows = with_log
     registry = ModelRegistry(default_models_dir())
     try:
         scorer, meta = train_version(
@@ -92,9 +102,20 @@ def run(args: argparse.Namespace) -> int:
     if args.no_promote:
         print(f"not promoted (--no-promote); promote with: moa-router models promote {version}")
         return 0
-    if incumbent is not None and not not_worse(candidate, incumbent):
+    if args.from_log and incumbent is not None:
+        from router.outcomes import logged_gate
+
+        gate = logged_gate(active.scorer, scorer, rows, args.held_back_fraction)
+        print(gate.describe())
+        worse = not gate.passed
+    else:
+        worse = incumbent is not None and not not_worse(candidate, incumbent)
+    if worse:
         print(f"not promoted: worse than {active_name} on the held-back split")
         return 0
     registry.promote(version)
     print(f"promoted {version}")
+    from router.hot_reload import announce_from_command_line
+
+    print(announce_from_command_line(version))
     return 0

@@ -41,7 +41,7 @@ async function load() {
   const status = document.getElementById("status");
   let response;
   try {
-    response = await fetch("/v1/stats?window=" + windowName() + "&top=15", { headers, cache: "no-store" });
+    response = await fetch("/v1/stats?window=" + windowName() + "&top=10", { headers, cache: "no-store" });
   } catch (err) {
     return showStale("the service did not answer");
   }
@@ -136,45 +136,73 @@ function renderBudget(budget) {
 // ---- charts ----
 function chartWidth(el) { return Math.max(300, el.clientWidth); }
 
-function draw(name, series, data, format) {
+// Axis ticks: short, so that they fit beside the plot.
+function axisUsd(v) { return v === 0 ? "$0" : "$" + String(+v.toPrecision(2)); }
+function axisPct(v) { return +(v * 100).toFixed(1) + "%"; }
+function axisMs(v) { return v >= 1000 ? +(v / 1000).toFixed(2) + " s" : +v.toPrecision(3) + " ms"; }
+
+// One chart. Each series: {label, color, values, dash?, bars?, fill?, shown?}; `shown` is what the legend
+// prints for a point (stacked bars draw cumulative values but show their own).
+function draw(name, stats, series, format, axis, yRange) {
   const el = document.getElementById("chart-" + name);
   if (charts[name]) charts[name].destroy();
+  const step = stats.bucket_s;
+  const x = stats.series.map((p) => p.t);
+  const bars = uPlot.paths.bars({ size: [0.75, 48] });
   const opts = {
     width: chartWidth(el), height: 230,
-    scales: { x: { time: true } },
-    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash,
-      fill: s.fill ? s.color + "22" : undefined, points: { show: data[0].length < 3 },
-      value: (u, v) => (v === null || v === undefined ? "—" : format(v)) }))],
+    // Half a bucket of room on each side, so the first and last bars are whole.
+    scales: {
+      x: { time: true, range: (u, min, max) => [min - step / 2, max + step / 2] },
+      // From zero, so that heights compare; a little headroom above the highest point.
+      y: { range: yRange || ((u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1]) },
+    },
+    series: [{ label: "time" }, ...series.map((s) => ({
+      label: s.label, stroke: s.color, width: s.bars ? 0 : 2, dash: s.dash, spanGaps: true,
+      fill: s.bars ? s.color : s.fill ? s.color + "22" : undefined,
+      paths: s.bars ? bars : undefined,
+      points: { show: !s.bars && s.points !== false, size: 5, fill: s.color },
+      value: (u, v, si, i) => {
+        const raw = s.shown ? s.shown[i] : v;
+        return raw === null || raw === undefined ? "—" : format(raw);
+      },
+    }))],
     axes: [{ grid: { stroke: "#eef0f3" } },
-      { size: 70, grid: { stroke: "#eef0f3" }, values: (u, vals) => vals.map((v) => format(v)) }],
+      { size: 64, grid: { stroke: "#eef0f3" }, values: (u, vals) => vals.map(axis) }],
     legend: { live: true },
     hooks: { draw: [(u) => { el.dataset.rendered = String(u.data[0].length); }] },
   };
-  charts[name] = new uPlot(opts, data, el);
+  charts[name] = new uPlot(opts, [x, ...series.map((s) => s.values)], el);
 }
 
 function renderCharts(stats) {
   const s = stats.series;
-  const x = s.map((p) => p.t);
+  const busy = (p) => p.requests > 0 || p.spend_usd > 0;
+  // Spend per route as stacked bars: each bar is drawn to the running total, the largest first.
   const routes = ["cheap", "mixture", "strong", "shadow"].filter((r) => s.some((p) => p.spend_by_route[r] > 0));
-  draw("spend", [
-    ...routes.map((r) => ({ label: r, color: COLORS[r], fill: true })),
-    { label: "mixture on everything", color: COLORS.counterfactual, dash: [6, 4] },
-  ], [x, ...routes.map((r) => s.map((p) => p.spend_by_route[r])), s.map((p) => p.counterfactual_usd)], usd);
+  let below = s.map(() => 0);
+  const stacked = routes.map((r) => {
+    const own = s.map((p) => p.spend_by_route[r]);
+    below = below.map((b, i) => b + own[i]);
+    return { label: r, color: COLORS[r], bars: true, values: below.slice(), shown: own };
+  }).reverse();
+  draw("spend", stats, [...stacked, { label: "mixture on everything", color: COLORS.counterfactual, dash: [6, 4],
+    values: s.map((p) => (busy(p) ? p.counterfactual_usd : null)) }], usd, axisUsd);
   let saved = 0, cache = 0;
-  draw("savings", [
-    { label: "saved vs mixture on everything", color: COLORS.saved, fill: true },
-    { label: "saved by the cache", color: COLORS.cache, fill: true },
-  ], [x, s.map((p) => (saved += p.saved_usd)), s.map((p) => (cache += p.cache_saved_usd))], usd);
-  draw("rates", [
-    { label: "escalation", color: COLORS.mixture },
-    { label: "cache hits", color: COLORS.cache },
-  ], [x, s.map((p) => p.escalation_rate), s.map((p) => p.cache_hit_rate)], pct);
+  draw("savings", stats, [
+    { label: "saved vs mixture on everything", color: COLORS.saved, fill: true, points: false, values: s.map((p) => (saved += p.saved_usd)) },
+    { label: "saved by the cache", color: COLORS.cache, fill: true, points: false, values: s.map((p) => (cache += p.cache_saved_usd)) },
+  ], usd, axisUsd);
+  draw("rates", stats, [
+    { label: "escalation", color: COLORS.mixture, values: s.map((p) => p.escalation_rate) },
+    { label: "cache hits", color: COLORS.cache, values: s.map((p) => p.cache_hit_rate) },
+  ], pct, axisPct, [0, 1]);
   const latency = [{ label: "p50 all", color: COLORS.all, key: ["all", "p50"] },
     { label: "p95 all", color: COLORS.all, dash: [6, 4], key: ["all", "p95"] },
     ...["cheap", "mixture", "strong"].filter((r) => stats.totals.latency_ms[r])
       .map((r) => ({ label: "p95 " + r, color: COLORS[r], key: [r, "p95"] }))];
-  draw("latency", latency, [x, ...latency.map((l) => s.map((p) => p.latency_ms[l.key[0]][l.key[1]]))], ms);
+  draw("latency", stats, latency.map((l) => ({ ...l, values: s.map((p) => p.latency_ms[l.key[0]][l.key[1]]) })),
+    ms, axisMs);
 }
 
 // ---- tables ----
@@ -206,10 +234,10 @@ function renderTables(stats) {
   body.replaceChildren();
   for (const r of stats.expensive) {
     const row = body.insertRow();
-    cell(row, ago(r.t), "", new Date(r.t * 1000).toLocaleString());
+    cell(row, ago(r.t), "when", new Date(r.t * 1000).toLocaleString());
     cell(row, usd(r.cost_usd), "num");
     pill(row, r.route, r.reason);
-    cell(row, r.models.join(", "));
+    cell(row, r.models.map((m) => m.slice(m.indexOf("/") + 1)).join(", "), "models", r.models.join("\n"));
     cell(row, ms(r.latency_ms), "num");
     cell(row, r.tenant);
     cell(row, score(r.difficulty) + " · " + score(r.stakes), "num");

@@ -1,0 +1,62 @@
+"""`moa-router calibrate`: thresholds chosen on held-back rows and written into the version's meta."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from classifier.calibration import escalate
+from classifier.dataset import load_rows, split_rows
+from classifier.registry import SEED_VERSION, ModelRegistry
+from classifier.training import LabelledData
+from router.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path / "data"))
+    return ModelRegistry(tmp_path / "data" / "models")
+
+
+def held_back_escalation(registry: ModelRegistry, fraction: float) -> float:
+    model = registry.load()
+    _, held = split_rows(load_rows(FIXTURE), fraction)
+    data = LabelledData.from_rows(held)
+    p = model.scorer.predict_proba(data.texts)
+    t = model.meta["thresholds"]
+    return float(escalate(p[:, 0], p[:, 1], t["difficulty"], t["stakes"], t["stakes_min_difficulty"]).mean())
+
+
+def test_calibrating_the_seed_stores_a_promoted_copy(
+    registry: ModelRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["calibrate", "--target-escalation-rate", "0.3", "--data", str(FIXTURE), "--held-back-fraction", "0.5"]
+    assert main(args) == 0
+    assert "read-only" in capsys.readouterr().out
+    active = registry.active_version()
+    assert active != SEED_VERSION
+    meta = registry.load(active).meta
+    assert meta["derived_from"] == SEED_VERSION
+    assert meta["threshold_choice"]["target_escalation_rate"] == 0.3
+    assert held_back_escalation(registry, 0.5) == pytest.approx(meta["threshold_choice"]["escalation_rate"])
+    assert meta["threshold_choice"]["escalation_rate"] <= 0.3
+
+
+def test_calibrating_a_stored_version_rewrites_its_meta(registry: ModelRegistry) -> None:
+    base = ["--data", str(FIXTURE), "--held-back-fraction", "0.5"]
+    assert main(["calibrate", "--target-escalation-rate", "0.3", *base]) == 0
+    version = registry.active_version()
+    assert main(["calibrate", "--target-quality", "0.9", *base]) == 0
+    assert registry.active_version() == version  # same version, meta updated in place
+    choice = registry.load(version).meta["threshold_choice"]
+    assert choice["target_quality"] == 0.9 and choice["difficult_recall"] >= 0.9
+
+
+def test_calibrate_validates_its_targets(registry: ModelRegistry, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", "--target-escalation-rate", "1.5", "--data", str(FIXTURE)]) == 2
+    assert "within 0..1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--data", str(FIXTURE)])  # one target is required

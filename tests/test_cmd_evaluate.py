@@ -1,0 +1,94 @@
+"""`moa-router evaluate`: labelled metrics and routing metrics with baselines and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from router.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
+
+
+def routing_file(path: Path) -> Path:
+    cheap, strong = "org/cheap-model", "strong-model"
+    rows = [
+        ("What is 2 + 2?", 1, 1),
+        ("Prove that there are infinitely many primes.", 0, 1),
+        ("Write a thread-safe LRU cache in Rust with tests.", 0, 1),
+        ("hello there", 1, 1),
+        ("Translate 'cat' to French", 1, 0),
+        ("Explain the tax treatment of stock options exercised early", 0, 1),
+        ("Which is bigger, 3 or 5?", None, 1),
+    ]
+    with path.open("w", encoding="utf-8") as handle:
+        for index, (text, cheap_ok, strong_ok) in enumerate(rows):
+            row = {
+                "id": f"r{index}",
+                "text": text,
+                "perf": {cheap: cheap_ok, strong: strong_ok},
+                "cost": {cheap: 0.001, strong: 0.01},
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_evaluate_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path / "data"))
+    plot = tmp_path / "curve.png"
+    args = [
+        "evaluate",
+        "--data",
+        str(FIXTURE),
+        "--split",
+        "all",
+        "--routing-data",
+        str(routing_file(tmp_path / "r.jsonl")),
+        "--cheap",
+        "cheap-model",
+        "--strong",
+        "strong-model",
+        "--plot",
+        str(plot),
+        "--json",
+    ]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["version"] == "seed"
+    labelled = result["labelled"]["metrics"]
+    assert labelled["n"] == 60
+    assert 0.0 <= labelled["difficulty"]["auroc"] <= 1.0 and 0.0 <= labelled["stakes"]["ece"] <= 1.0
+
+    routing = result["routing"]
+    assert routing["n"] == 6 and routing["skipped"] == 1
+    assert routing["cheap"] == "org/cheap-model"
+    assert routing["cheap_quality"] == pytest.approx(3 / 6) and routing["strong_quality"] == pytest.approx(5 / 6)
+    routers = routing["routers"]
+    assert set(routers) == {"seed", "random", "prompt-length", "oracle"}
+    assert routers["random"]["apgr"] == pytest.approx(0.5)
+    # Oracle: gains 1, 1, 1 first, then the zeros, then the loss; the gap is two prompts.
+    # PGR at 0..6 calls: 0, 0.5, 1, 1.5, 1.5, 1.5, 1 (linear inside the tie), trapezoids of width 1/6.
+    assert routers["oracle"]["apgr"] == pytest.approx((0.5 + 1 + 1.5 + 1.5 + 1.5 + 0.5) / 6, abs=1e-9)
+    curve = routing["curve"]
+    assert curve["strong_share"][0] == 0.0 and curve["strong_share"][-1] == 1.0
+    assert curve["cost_usd"][0] == pytest.approx(0.006) and curve["cost_usd"][-1] == pytest.approx(0.06)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_tables_and_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    routing = str(routing_file(tmp_path / "r.jsonl"))
+    assert (
+        main(["evaluate", "--routing-data", routing, "--cheap", "cheap-model", "--strong", "strong-model", "--no-plot"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "APGR" in out and "random" in out
+    assert main(["evaluate", "--routing-data", routing, "--cheap", "nope", "--no-plot"]) == 2
+    assert "unknown" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "v-missing", "--routing-data", routing]) == 2
