@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=3.0, help="requests per second")
-    parser.add_argument("--budget", type=float, default=0.25, help="daily mixture cap in USD (shown on the page)")
+    parser.add_argument("--budget", type=float, default=2.0, help="daily mixture cap in USD (shown on the page)")
     parser.add_argument("--window", default="hour")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/dashboard.png")

@@ -171,7 +171,7 @@ def _run_point_in(
     config = {
         **env["entries"],
         "auth": {"open": True},
-        "ledger": {"store_prompts": True},
+        "ledger": {"store_prompts": True, "feedback_weight": args.feedback_weight},
         "limits": {"max_body_bytes": 4_000_000},
         "data_dir": str(data_dir),
         "redis_url": env["redis_url"],
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replay-route", choices=["cheap", "auto"], default="cheap")
+    parser.add_argument("--feedback-weight", type=float, default=1.0, help="ledger.feedback_weight of the config")
     parser.add_argument("--json", type=Path, help="also write every point as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each training run's output")
     args = parser.parse_args(argv)
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.data}: {total} prompts ({outcomes.skipped} skipped); cheap {outcomes.cheap_model} "
         f"(correct {outcomes.cheap_quality.mean():.3f}), strong {'+'.join(outcomes.strong_models)} "
         f"(correct {outcomes.strong_quality.mean():.3f}); evaluation {n_eval}, replay pool {pool_size}; "
-        f"replay route {args.replay_route}",
+        f"replay route {args.replay_route}, feedback weight {args.feedback_weight}",
         flush=True,
     )
     points: list[Point] = []

@@ -282,7 +282,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             router_log.close()
         events = logged_events(redis.url)
         redis.stop()
-        log_tail = (directory / "router.log").read_text(errors="replace").splitlines()[-20:]
+        router_lines = (directory / "router.log").read_text(errors="replace").splitlines()
+    problems = [line for line in router_lines if " ERROR " in line or line.startswith("Traceback")]
     sent = results.reached + warm.reached
     server_errors = {k: v for k, v in results.kinds.items() if k.startswith("http_5")}
     unexplained = {k: v for k, v in server_errors.items() if k.split(":", 1)[1] not in FAULT_CODES}
@@ -308,7 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "events_lost": sent - events,
         "router_exit_code": exit_code,
         "redis": log,
-        "router_log_tail": log_tail,
+        "router_log_errors": len(problems),
+        "router_log_first_errors": problems[:5],
     }
 
 

@@ -1,6 +1,7 @@
 """Cheap query features: hashed byte and word n-grams plus a few length and structure signals.
 
-Everything here is numpy and two precompiled regexes, no scikit-learn: it runs on the request path.
+Everything here is numpy, bytes.translate and one precompiled regex, no scikit-learn: it runs on the
+request path. Case folding is ASCII-only (on the bytes).
 
 N-gram hashing is a polynomial hash over the UTF-8 bytes with prefix sums, so the hash of any
 substring (a byte n-gram, a word) is two lookups and a multiply, vectorised over the whole text in
@@ -33,34 +34,27 @@ _SALT_CHAR = 0x51ED270B27D3A1C5
 _SALT_WORD = 0x2545F4914F6CDD1D
 
 
-def _byte_table(chars: str) -> npt.NDArray[np.bool_]:
-    table = np.zeros(256, dtype=np.bool_)
-    table[list(chars.encode("ascii"))] = True
-    return table
+def _translation(*classes: bytes) -> bytes:
+    """A bytes.translate table mapping each byte to the 1-based number of its class (0 = none)."""
+    table = bytearray(256)
+    for code, members in enumerate(classes, start=1):
+        for byte in members:
+            if table[byte]:
+                raise ValueError(f"byte {byte} is in two classes")
+            table[byte] = code
+    return bytes(table)
 
 
+# Case folding is ASCII-only, on the bytes: str.lower() costs several times more on non-ASCII text.
+_ASCII_LOWER = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 # Words are runs of anything but ASCII whitespace and punctuation, so non-Latin scripts form words too.
-_SEPARATOR = _byte_table(" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
-_SEPARATOR_INT8 = _SEPARATOR.astype(np.int8)
-# Byte counts @ _BYTE_CLASSES = counts of: newlines, non-ASCII bytes, digits, maths and code symbols, "?".
-_BYTE_CLASSES = np.stack(
-    [
-        _byte_table("\n"),
-        np.arange(256) >= 128,
-        _byte_table("0123456789"),
-        _byte_table("=+*/^<>%"),
-        _byte_table("{};`_[]#|\\"),
-        _byte_table("?"),
-    ],
-    axis=1,
-).astype(np.float64)  # float: the product is a BLAS call
+_SEPARATORS = _translation(b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
+# Counted byte classes, in DENSE_FEATURE_NAMES order: newlines, non-ASCII, digits, maths, code, "?".
+_BYTE_CLASSES = _translation(b"\n", bytes(range(128, 256)), b"0123456789", b"=+*/^<>%", b"{};`_[]#|\\", b"?")
+_BYTE_CLASS_CODES = tuple(bytes([code]) for code in range(1, 7))
 
-# The same six byte classes as one code per byte (they are disjoint): 0 = none, 1.. = column + 1.
-_BYTE_CLASS_CODE = (_BYTE_CLASSES @ np.arange(1, _BYTE_CLASSES.shape[1] + 1)).astype(np.intp)
-_N_BYTE_CLASSES = _BYTE_CLASSES.shape[1] + 1
-
-_LIST_ITEM_RE = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]")
-_CHOICE_RE = re.compile(r"\n[ \t]*[A-Ea-e][).:][ \t]")
+# Numbered or bulleted list items (group 1) and lettered answer options (group 2), at line starts.
+_LINE_START_RE = re.compile(r"\n[ \t]*(?:(\d{1,2}[.)]|[-*•])|([A-Ea-e][).:]))[ \t]")
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICON)
 _N_LEXICON = len(LEXICON_NAMES)
@@ -91,8 +85,8 @@ class FeatureConfig:
     buckets_log2: int = 17
     char_ngrams: tuple[int, ...] = (4,)
     word_ngrams: tuple[int, ...] = (1, 2)
-    head_chars: int = 768
-    tail_chars: int = 1280
+    head_chars: int = 512
+    tail_chars: int = 1024
 
     @property
     def n_buckets(self) -> int:
@@ -154,7 +148,8 @@ class Featurizer:
     def transform_one(self, text: str) -> tuple[IntArray, list[float]]:
         """Bucket indices of every n-gram (repeats kept) and the dense signals of one text."""
         window = self.window(text)
-        data = np.frombuffer(b" " + window.lower().encode("utf-8") + b" ", dtype=np.uint8)
+        encoded = (" " + window + " ").encode("utf-8").translate(_ASCII_LOWER)
+        data = np.frombuffer(encoded, dtype=np.uint8)
         length = data.shape[0]
         prefix = np.zeros(length + 1, dtype=np.uint64)
         # +1 so that a zero byte still changes the hash.
@@ -167,15 +162,15 @@ class Featurizer:
                 hashes ^= salt
                 parts.append(hashes)
         n_char = sum(part.shape[0] for part in parts)
-        starts, ends = _word_bounds(data)
+        starts, ends = _word_bounds(encoded)
         words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
         parts.extend(self._word_parts(words))
         indices = self._to_buckets(parts)
 
         lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1).tolist()
-        _, newlines, non_ascii, digits, math_symbols, code_symbols, questions = np.bincount(
-            _BYTE_CLASS_CODE[data], minlength=_N_BYTE_CLASSES
-        ).tolist()
+        classes = encoded.translate(_BYTE_CLASSES)
+        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(classes.count, _BYTE_CLASS_CODES)
+        list_items, choices = _line_starts(window)
         n_bytes = length - 2
         return indices, [
             math.log1p(len(text)),
@@ -186,8 +181,8 @@ class Featurizer:
             math.log1p(math_symbols),
             math.log1p(code_symbols),
             math.log1p(questions),
-            math.log1p(len(_LIST_ITEM_RE.findall(window))),
-            math.log1p(len(_CHOICE_RE.findall(window))),
+            math.log1p(list_items),
+            math.log1p(choices),
             *map(math.log1p, lexicon_counts[1:]),
         ]
 
@@ -199,9 +194,10 @@ class Featurizer:
         """
         n = len(texts)
         windows = [self.window(text) for text in texts]
-        encoded = [(" " + window.lower() + " ").encode("utf-8") for window in windows]
+        encoded = [(" " + window + " ").encode("utf-8").translate(_ASCII_LOWER) for window in windows]
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
-        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        joined = b"".join(encoded)
+        data = np.frombuffer(joined, dtype=np.uint8)
         total = data.shape[0]
         doc = np.repeat(np.arange(n, dtype=np.intp), lengths)
         # Positions within each text, so that the power tables only need to cover one window.
@@ -224,7 +220,7 @@ class Featurizer:
             parts.append(hashes)
             owners.append(doc[: total - k + 1][inside])
         n_char = sum(part.shape[0] for part in parts)
-        word_starts, word_ends = _word_bounds(data)
+        word_starts, word_ends = _word_bounds(joined)
         words = (prefix[word_ends] - prefix[word_starts]) * inverse[word_starts]
         word_doc = doc[word_starts]
         if 2 in self.config.word_ngrams:
@@ -244,9 +240,8 @@ class Featurizer:
         lexicon = np.bincount(
             owner[n_char:] * (_N_LEXICON + 1) + self._lexicon[indices[n_char:]], minlength=n * (_N_LEXICON + 1)
         ).reshape(n, _N_LEXICON + 1)
-        byte_classes = np.bincount(
-            doc * _N_BYTE_CLASSES + _BYTE_CLASS_CODE[data], minlength=n * _N_BYTE_CLASSES
-        ).reshape(n, _N_BYTE_CLASSES)[:, 1:]
+        codes = np.frombuffer(joined.translate(_BYTE_CLASSES), dtype=np.uint8)
+        byte_classes = np.bincount(doc * 7 + codes, minlength=n * 7).reshape(n, 7)[:, 1:]
         n_bytes = (lengths - 2).astype(np.float64)
         dense = np.empty((n, len(DENSE_FEATURE_NAMES)), dtype=np.float64)
         dense[:, 0] = np.log1p(np.fromiter(map(len, texts), dtype=np.float64, count=n))
@@ -254,8 +249,7 @@ class Featurizer:
         dense[:, 2] = np.bincount(word_doc, minlength=n) == 0
         dense[:, 3] = np.divide(byte_classes[:, 1], n_bytes, out=np.zeros(n), where=n_bytes > 0)
         dense[:, 4:8] = np.log1p(byte_classes[:, 2:6])
-        dense[:, 8] = np.log1p([len(_LIST_ITEM_RE.findall(window)) for window in windows])
-        dense[:, 9] = np.log1p([len(_CHOICE_RE.findall(window)) for window in windows])
+        dense[:, 8:10] = np.log1p([_line_starts(window) for window in windows])
         dense[:, 10:] = np.log1p(lexicon[:, 1:])
         return indices, owner, dense
 
@@ -286,10 +280,11 @@ class Featurizer:
         table = np.zeros(self.config.n_buckets, dtype=np.uint8)
         for category, name in enumerate(LEXICON_NAMES, start=1):
             for entry in LEXICON[name]:
-                data = np.frombuffer(b" " + entry.lower().encode("utf-8") + b" ", dtype=np.uint8)
+                encoded = (" " + entry + " ").encode("utf-8").translate(_ASCII_LOWER)
+                data = np.frombuffer(encoded, dtype=np.uint8)
                 prefix = np.zeros(data.shape[0] + 1, dtype=np.uint64)
-                np.cumsum((data.astype(np.uint64) + np.uint64(1)) * self._powers[: data.shape[0]], out=prefix[1:])
-                starts, ends = _word_bounds(data)
+                np.cumsum((data + np.uint64(1)) * self._powers[: data.shape[0]], out=prefix[1:])
+                starts, ends = _word_bounds(encoded)
                 words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
                 if words.shape[0] == 1 and 1 in self.config.word_ngrams:
                     table[self._to_buckets([words ^ _WORD_SALT])] = category
@@ -298,12 +293,23 @@ class Featurizer:
         return table
 
 
-def _word_bounds(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray]:
+def _word_bounds(encoded: bytes) -> tuple[IntArray, IntArray]:
     """Start and end offsets of the words of space-padded bytes."""
+    separator = np.frombuffer(encoded.translate(_SEPARATORS), dtype=np.int8)
     # Padding makes the first change a separator->word edge, and edges then alternate.
-    separator = _SEPARATOR_INT8[data]
     edges = (separator[1:] - separator[:-1]).nonzero()[0] + 1
     return edges[0::2], edges[1::2]
+
+
+def _line_starts(window: str) -> tuple[int, int]:
+    """(list items, lettered answer options) at the starts of lines."""
+    list_items = choices = 0
+    for item, choice in _LINE_START_RE.findall(window):
+        if item:
+            list_items += 1
+        elif choice:
+            choices += 1
+    return list_items, choices
 
 
 def _salt(value: int) -> np.uint64:

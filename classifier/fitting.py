@@ -101,6 +101,6 @@ def _logistic(C: float, random_state: int) -> Any:
 
 
 def _sparse() -> Any:
-    from scipy import sparse  # type: ignore[import-untyped]
+    from scipy import sparse
 
     return sparse

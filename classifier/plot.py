@@ -21,7 +21,7 @@ def plot_routing_curves(curves: Mapping[str, RoutingCurve], path: Path, title: s
             axes.plot(curve.strong_share * 100, curve.quality * 100, label=name, linewidth=1.5)
         any_curve = next(iter(curves.values()))
         axes.axhline(any_curve.cheap_quality * 100, color="grey", linestyle="--", label="cheap only")
-        axes.axhline(any_curve.strong_quality * 100, color="red", linestyle="--", label="strong only")
+        axes.axhline(any_curve.strong_quality * 100, color="black", linestyle="--", label="strong only")
         axes.set_xlabel("strong calls (%)")
         axes.set_ylabel("quality (%)")
         axes.set_title(title)

@@ -19,7 +19,10 @@ from classifier.text import messages_to_text
 
 FloatArray = npt.NDArray[np.float64]
 HEADS: tuple[str, str] = ("difficulty", "stakes")
-BATCH_CHUNK = 1024
+# Batches are scored in chunks that keep the working arrays in cache while amortising per-call overhead.
+CHUNK_TEXTS = 1024
+CHUNK_CHARS = 65536
+_DEFAULT_FEATURES = FeatureConfig()
 ARRAY_NAMES: tuple[str, ...] = (
     "hashed_weights",
     "dense_weights",
@@ -53,11 +56,11 @@ class QueryScorer:
     def __init__(
         self,
         *,
-        buckets_log2: int = 17,
-        char_ngrams: tuple[int, ...] = (4,),
-        word_ngrams: tuple[int, ...] = (1, 2),
-        head_chars: int = 768,
-        tail_chars: int = 1280,
+        buckets_log2: int = _DEFAULT_FEATURES.buckets_log2,
+        char_ngrams: tuple[int, ...] = _DEFAULT_FEATURES.char_ngrams,
+        word_ngrams: tuple[int, ...] = _DEFAULT_FEATURES.word_ngrams,
+        head_chars: int = _DEFAULT_FEATURES.head_chars,
+        tail_chars: int = _DEFAULT_FEATURES.tail_chars,
         C: float = 4.0,
         calibration_folds: int = 5,
         random_state: int = 0,
@@ -163,7 +166,7 @@ class QueryScorer:
         self.dense_high_ = np.asarray(arrays["dense_high"], dtype=np.float64)
         self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         self.platt_ = platt
-        # Standardisation folded into the dense weights and intercept: one matmul per query.
+        # Standardisation folded into the dense weights and intercept.
         self._dense_effective = self.dense_weights_ / self.dense_scale_[:, None]
         self._bias = self.intercept_ - (self.dense_mean_ / self.dense_scale_) @ self.dense_weights_
         self._ones = np.ones(0, dtype=np.float32)
@@ -214,9 +217,8 @@ class QueryScorer:
         """Raw logits, shape (n, 2): difficulty, stakes."""
         self._check_fitted()
         result = np.empty((len(texts), 2), dtype=np.float64)
-        # Chunks keep the working arrays in cache; per-text overhead is amortised within a chunk.
-        for start in range(0, len(texts), BATCH_CHUNK):
-            chunk = texts[start : start + BATCH_CHUNK]
+        for start, stop in _chunks(texts):
+            chunk = texts[start:stop]
             indices, owner, dense = self.featurizer_.transform_batch(chunk)
             n = len(chunk)
             counts = np.bincount(owner, minlength=n)
@@ -244,6 +246,19 @@ class QueryScorer:
     def score_messages(self, messages: Sequence[Mapping[str, Any]]) -> Scores:
         """Scores for one chat request's messages: the hot path of the router."""
         return self.score_text(messages_to_text(messages))
+
+
+def _chunks(texts: Sequence[str]) -> list[tuple[int, int]]:
+    bounds = []
+    start, chars = 0, 0
+    for index, text in enumerate(texts):
+        chars += min(len(text), CHUNK_CHARS)
+        if index + 1 - start >= CHUNK_TEXTS or chars >= CHUNK_CHARS:
+            bounds.append((start, index + 1))
+            start, chars = index + 1, 0
+    if start < len(texts):
+        bounds.append((start, len(texts)))
+    return bounds
 
 
 _FEATURE_PARAM_NAMES = ("buckets_log2", "char_ngrams", "word_ngrams", "head_chars", "tail_chars")

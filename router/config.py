@@ -102,6 +102,9 @@ class LedgerSettings(_Section):
     feedback_window_s: int = Field(default=7 * 86400, ge=60)  # how long a request can still be rated
     max_buffer: int = Field(default=100_000, ge=1)  # events held in memory while Redis is unreachable
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # Training weight of a row by the source of its label (`train --from-log`); seed rows weigh 1.
+    feedback_weight: float = Field(default=1.0, ge=0)
+    shadow_weight: float = Field(default=0.5, ge=0)
 
 
 class ShadowSettings(_Section):
@@ -145,7 +148,7 @@ class AuthSettings(_Section):
     tokens_per_minute: int | None = Field(default=None, ge=1)
     tenant_limits: tuple[TenantLimits, ...] = ()
     # The rate limiter's Redis round trip gives up after this long and lets the request through.
-    rate_limit_timeout_ms: float = Field(default=25.0, gt=0)
+    rate_limit_timeout_ms: float = Field(default=50.0, gt=0)
 
 
 class ResilienceSettings(_Section):

@@ -198,6 +198,12 @@ class LedgerCounters:
     write_failures: int = 0  # batches that failed and were retried
 
 
+def _dumps(record: dict[str, Any]) -> bytes:
+    # `extra` is open to every part of the service: a value JSON cannot hold is logged as its str()
+    # rather than failing the batch.
+    return orjson.dumps(record, default=str)
+
+
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout_s)
@@ -306,7 +312,7 @@ class OutcomeLog:
             for item in batch:
                 if item.event is not None:
                     event = item.event
-                    record = orjson.dumps(event_record(event, self._store_prompts, self._redact))
+                    record = _dumps(event_record(event, self._store_prompts, self._redact))
                     await self._script(
                         keys=[self.keys.events, self.keys.request(event.request_id)],
                         args=[maxlen, record, orjson.dumps(index_summary(event)), ttl],
@@ -315,7 +321,7 @@ class OutcomeLog:
                 elif item.outcome is not None:
                     pipe.xadd(
                         self.keys.outcomes,
-                        {"o": orjson.dumps(item.outcome)},
+                        {"o": _dumps(item.outcome)},
                         maxlen=self._settings.retention,
                         approximate=True,
                     )

@@ -27,12 +27,11 @@ from typing import Any, Literal
 
 import orjson
 
+from router.config import ConfigError, LedgerSettings, Settings, load_settings
 from router.ledger import LedgerKeys
 
 Rating = Literal["good", "bad"]
 LabelSource = Literal["feedback", "shadow"]
-# Weight of a training row by the source of its label; the seed data (training_data/) counts 1.
-DEFAULT_WEIGHTS: dict[str, float] = {"feedback": 1.0, "shadow": 0.5}
 _ESCALATED_BAD_FACTOR = 0.5
 
 
@@ -116,7 +115,7 @@ def labelled_rows(
     """Training rows (the classifier's row schema plus `weight` and `source`) from logged outcomes.
 
     One row per request: feedback wins over a shadow verdict, and the first of each kind counts."""
-    chosen_weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    chosen_weights = {**source_weights(LedgerSettings()), **(weights or {})}
     stats = RowStats()
     best: dict[str, Mapping[str, Any]] = {}
     for outcome in outcomes:
@@ -161,13 +160,20 @@ def labelled_rows(
 # --- connecting from the command line ----------------------------------------------------------------
 
 
+def source_weights(settings: LedgerSettings) -> dict[str, float]:
+    """Training weight of a row by the source of its label (the seed data counts 1)."""
+    return {"feedback": settings.feedback_weight, "shadow": settings.shadow_weight}
+
+
 @dataclass(frozen=True, slots=True)
 class LogLocation:
-    """Where the outcome log lives: a Redis URL (None: the embedded one under `data_dir`) and a prefix."""
+    """Where the outcome log lives: a Redis URL (None: the embedded one under `data_dir`) and a prefix,
+    and the label weights of the config."""
 
     redis_url: str | None
     prefix: str
     data_dir: Path
+    weights: dict[str, float] = field(default_factory=lambda: source_weights(LedgerSettings()))
 
     @property
     def keys(self) -> LedgerKeys:
@@ -177,17 +183,17 @@ class LogLocation:
     def from_environment(cls, config: str | None = None, prefix: str | None = None) -> LogLocation:
         """From the config file (`--config` or MOA_ROUTER_CONFIG) when there is one, else from REDIS_URL
         and MOA_ROUTER_DATA_DIR with the default prefix; `prefix` overrides."""
-        from router.config import Settings, load_settings
-
         if config or os.environ.get("MOA_ROUTER_CONFIG"):
             settings = load_settings(config)
             url, chosen, data_dir = settings.redis_url, settings.redis_prefix, settings.data_dir
+            weights = source_weights(settings.ledger)
         else:
             default = Settings.model_fields["redis_prefix"].default
             url = os.environ.get("REDIS_URL") or None
             chosen = str(default)
             data_dir = Path(os.environ.get("MOA_ROUTER_DATA_DIR") or ".moa-router")
-        return cls(url, prefix or chosen, data_dir)
+            weights = source_weights(LedgerSettings())
+        return cls(url, prefix or chosen, data_dir, weights)
 
 
 @contextlib.contextmanager
@@ -208,13 +214,12 @@ def connect(location: LogLocation) -> Iterator[Any]:
         yield client
 
 
-def load_logged_rows(
-    weights: Mapping[str, float] | None = None, location: LogLocation | None = None
-) -> tuple[list[dict[str, Any]], RowStats]:
-    """Training rows from the outcome log that REDIS_URL / the config file point at."""
+def load_logged_rows(location: LogLocation | None = None) -> tuple[list[dict[str, Any]], RowStats]:
+    """Training rows from the outcome log that REDIS_URL / the config file point at, weighted by the
+    config's `ledger.feedback_weight` and `ledger.shadow_weight`."""
     where = location or LogLocation.from_environment()
     with connect(where) as client:
-        return labelled_rows(iter_outcomes(client, where.keys), weights)
+        return labelled_rows(iter_outcomes(client, where.keys), where.weights)
 
 
 # --- the promotion gate of `train --from-log` --------------------------------------------------------
@@ -316,8 +321,6 @@ def add_logged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     import sys
 
     from redis.exceptions import RedisError
-
-    from router.config import ConfigError
 
     try:
         logged, stats = load_logged_rows()

@@ -39,6 +39,7 @@ _KEY_TTL_S = 3 * WINDOW_S
 _MAX_PENDING_CHARGES = 100_000
 _FLUSH_INTERVAL_S = 0.1
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+_LOG_INTERVAL_S = 30.0
 
 # KEYS: requests now, requests in the previous window, tokens now, tokens previous.
 # ARGV: requests per minute (0: none), tokens per minute (0: none), weight of the previous window, key TTL.
@@ -118,6 +119,8 @@ class RateLimiter:
         self._script_client: Any = None
         self._pending: deque[tuple[str, int, int]] = deque(maxlen=_MAX_PENDING_CHARGES)
         self._failing = False
+        self._failures_unlogged = 0
+        self._next_log_at = 0.0
         self.failed_open = 0  # requests let through because Redis did not answer
         self.limited = 0
 
@@ -130,11 +133,17 @@ class RateLimiter:
         return self._script
 
     def _note_redis_failure(self, exc: BaseException) -> None:
-        if not self._failing:  # one line per outage
-            logger.warning(
-                "rate limits unavailable (%s): requests are let through until Redis answers", type(exc).__name__
-            )
         self._failing = True
+        self._failures_unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_log_at:  # at most one line per interval, however flaky Redis is
+            logger.warning(
+                "rate limits unavailable (%s, %d times since the last such line): requests are let through",
+                type(exc).__name__,
+                self._failures_unlogged,
+            )
+            self._failures_unlogged = 0
+            self._next_log_at = now + _LOG_INTERVAL_S
 
     def _note_redis_ok(self) -> None:
         if self._failing:

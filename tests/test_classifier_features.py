@@ -139,10 +139,13 @@ def test_messages_to_text_reads_content_parts_and_odd_shapes() -> None:
     assert messages_to_text([{"role": "assistant", "content": None}]) == ""
 
 
-def test_byte_classes_are_disjoint() -> None:
-    from classifier.features import _BYTE_CLASSES
-
-    assert int(_BYTE_CLASSES.sum(axis=1).max()) == 1
+def test_byte_counts(featurizer: Featurizer) -> None:
+    values = dense_of(featurizer, "x = {a; b} + 12?\n\nwhy? é")
+    assert values["log_lines"] == pytest.approx(np.log1p(2))
+    assert values["questions"] == pytest.approx(np.log1p(2))
+    assert values["digits"] == pytest.approx(np.log1p(2))
+    assert values["math_symbols"] == pytest.approx(np.log1p(2))  # = +
+    assert values["code_symbols"] == pytest.approx(np.log1p(3))  # { ; }
 
 
 @settings(max_examples=60, deadline=None)

@@ -238,7 +238,8 @@ async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, pre
     log = OutcomeLog(client, settings)
     log.start()
     for i in range(9):
-        log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+        # A value JSON cannot hold, in the first event, is logged as text instead of failing the batch.
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t", extra={"odd": {1}} if i == 0 else {}))
     deadline = time.monotonic() + 5
     while log.counters.written < 8:
         assert time.monotonic() < deadline, "the two full batches were not written"
@@ -247,6 +248,8 @@ async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, pre
     await log.close()
     assert log.counters.written == 9
     assert await client.xlen(LedgerKeys(prefix).events) == 9
+    [(_, first)] = await client.xrange(LedgerKeys(prefix).events, count=1)
+    assert orjson.loads(first[b"e"])["extra"] == {"odd": "{1}"}
     index = await client.get(LedgerKeys(prefix).request("r3"))
     assert index is not None and index.split(b" ", 1)[0].count(b"-") == 1
     await client.aclose()

@@ -140,3 +140,16 @@ def test_the_service_answers_any_body_without_a_5xx(service: str, body: Any) -> 
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert set(response.json()["error"]) >= {"message", "type", "code"}
+
+
+def test_the_service_enforces_body_message_and_token_limits(service: str, sim: SimulatorServer) -> None:
+    with httpx.Client(base_url=service, timeout=10) as client:
+        huge = {**VALID, "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+        too_big = client.post("/v1/chat/completions", content=json.dumps(huge).encode())
+        many = {**VALID, "messages": [{"role": "user", "content": "hi"}] * 9}
+        too_many = client.post("/v1/chat/completions", json=many)
+        too_long = client.post("/v1/chat/completions", json={**VALID, "max_tokens": 4097})
+    assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "body_too_large")
+    assert (too_many.status_code, too_many.json()["error"]["code"]) == (400, "too_many_messages")
+    assert (too_long.status_code, too_long.json()["error"]["code"]) == (400, "max_tokens_too_large")
+    assert sim_stats(sim)["total_calls"] == 0

@@ -160,7 +160,7 @@ async def test_the_judges_verdict_becomes_a_difficulty_label(tmp_path: Path, red
             outcomes = await harness.settle()
         assert [outcome["verdict"] for outcome in outcomes] == [verdict] * 4
         assert all(outcome["label"]["difficulty"] == label for outcome in outcomes)
-        first = outcomes[0]
+        [first] = [outcome for outcome in outcomes if outcome["request_id"] == "r0"]  # workers finish in any order
         assert first["kind"] == "shadow" and first["shadow_route"] == "mixture" and first["route"] == "cheap"
         assert first["messages"] == [{"role": "user", "content": "question 0"}]
         assert first["shadow_cost_usd"] == pytest.approx(5 * 0.001)  # three proposers, aggregator, judge
@@ -180,13 +180,23 @@ async def test_mixture_requests_can_be_checked_against_the_cheap_model(
     assert outcome["label"]["difficulty"] == 0 and harness.cheap.calls == 1
 
 
-async def test_unreadable_verdicts_and_failures_give_no_label(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
-    async with Harness(make_settings(tmp_path, prefix), redis, constant("I cannot decide.")) as harness:
-        harness.shadow.record(cheap_event(0))
-        harness.judge._text = lambda request: (_ for _ in ()).throw(ProviderError("judge", "upstream", "boom"))
-        outcomes = await harness.settle()
-    [outcome] = outcomes
-    assert outcome["verdict"] == "unclear" and outcome["label"]["difficulty"] is None
+def failing_judge(request: CompletionRequest) -> str:
+    raise ProviderError("openai/judge", "upstream", "boom", 500)
+
+
+async def test_unreadable_verdicts_and_failures_give_no_label(tmp_path: Path, redis: AsyncRedis) -> None:
+    results = []
+    for judge in (constant("Both have merits; I cannot decide."), failing_judge):
+        async with Harness(make_settings(tmp_path, f"t{uuid.uuid4().hex[:10]}"), redis, judge) as harness:
+            harness.shadow.record(cheap_event(0))
+            [outcome] = await harness.settle()
+        results.append((outcome, harness.shadow.counters))
+    (unreadable, _), (failed, counters) = results
+    assert unreadable["verdict"] == "unclear" and unreadable["label"]["difficulty"] is None
+    assert unreadable["error"] is None and unreadable["judge_reasoning"] == "Both have merits; I cannot decide."
+    assert failed["verdict"] == "unclear" and failed["label"]["difficulty"] is None
+    assert failed["error"] == "openai/judge: upstream" and counters.failed == 1
+    assert failed["shadow_cost_usd"] == pytest.approx(4 * 0.001)  # the mixture's calls were still paid for
 
 
 async def test_what_is_not_sampled(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
@@ -228,11 +238,15 @@ async def test_concurrency_and_queue_are_bounded(tmp_path: Path, prefix: str, re
     async with Harness(settings, redis, judge_preferring(None), gate=gate) as harness:
         for i in range(10):
             harness.shadow.record(cheap_event(i))
-        await asyncio.sleep(0.05)
         # The burst fills the queue (3) and the rest is dropped; two workers then run two samples
         # (one call per proposer each) while the third waits.
         assert harness.shadow.counters.dropped == 7
-        assert [p.calls for p in harness.proposers] == [2, 2, 2]
+        deadline = time.monotonic() + 5
+        while [p.calls for p in harness.proposers] != [2, 2, 2]:
+            assert time.monotonic() < deadline, "two shadow runs did not start"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert [p.calls for p in harness.proposers] == [2, 2, 2]  # and no third one
         gate.set()
         outcomes = await harness.settle()
     assert len(outcomes) == 3 and harness.shadow.counters.sampled == 10

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import sparse  # type: ignore[import-untyped]
+from scipy import sparse
 
 SEED_FILE = Path(__file__).resolve().parent.parent / "training_data" / "seed.jsonl"
 KEYS = ["id", "messages", "domain", "task_type", "language", "difficulty", "stakes"]

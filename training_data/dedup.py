@@ -31,7 +31,7 @@ def shingles(text: str, size: int = SHINGLE_SIZE) -> set[str]:
 
 def jaccard_matrix(texts: Sequence[str]) -> npt.NDArray[np.float64]:
     """Dense matrix of pairwise Jaccard similarities, computed through a sparse incidence matrix."""
-    from scipy import sparse  # type: ignore[import-untyped]
+    from scipy import sparse
 
     vocabulary: dict[str, int] = {}
     indptr = [0]

@@ -90,7 +90,27 @@ async def _logged_event(redis: Any, keys: LedgerKeys, stream_id: str) -> dict[st
     return record
 
 
-@router.post("/v1/feedback", response_model=None)
+_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["request_id", "rating"],
+                    "properties": {
+                        "request_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "rating": {"type": "string", "enum": list(_RATINGS)},
+                        "comment": {"type": "string", "maxLength": MAX_COMMENT_CHARS},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/v1/feedback", response_model=None, openapi_extra=_OPENAPI)
 async def post_feedback(request: Request) -> Response:
     state = get_state(request)
     tenant = state.auth.tenant(request.headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
 from router.state import get_state
@@ -28,7 +29,7 @@ async def readyz(request: Request) -> JSONResponse:
         try:
             await state.redis.ping()
             checks["redis"] = "ok"
-        except (OSError, ConnectionError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             # Redis is optional for answering (the cache degrades), so report it without failing readiness.
             checks["redis"] = f"unavailable: {type(exc).__name__}"
     return JSONResponse(

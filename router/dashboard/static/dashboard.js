@@ -3,7 +3,7 @@
 
 const REFRESH_MS = 15000;
 const COLORS = { cheap: "#2e9d6b", mixture: "#6e4fd8", strong: "#e08a1e", shadow: "#98a2b3",
-  counterfactual: "#c8372d", saved: "#1f7a4d", cache: "#2f5bd3", all: "#1d2330" };
+  counterfactual: "#c8372d", saved: "#1f7a4d", cache: "#0e9fb3", all: "#1d2330" };
 const WINDOW_LABELS = { hour: "last hour", day: "last 24 hours", week: "last 7 days", "30d": "last 30 days" };
 const charts = {};
 let current = null; // the last stats shown

@@ -1,0 +1,1 @@
+"""The performance benchmark of issue 7 (bench/perf/run.py)."""
