@@ -105,8 +105,8 @@ def config_file(directory: Path, sim_base: str) -> Path:
     return path
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (the router's workers), in MiB."""
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (the router's workers)."""
     pids = [pid]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -116,8 +116,25 @@ def rss_mib(pid: int) -> float:
                 continue
             if int(fields[1]) == pid:
                 pids.append(int(entry.name))
+    return pids
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by the process tree."""
+    total = 0
+    for each in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of the process tree, in MiB."""
     total_kib = 0
-    for each in pids:
+    for each in process_tree(pid):
         try:
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -265,11 +282,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_until_up(f"http://127.0.0.1:{sim_port}/v1/models", sim)
             wait_until_up(f"{base}/healthz", router)
             warm = asyncio.run(load(base, 4, 3.0, None, log=[])) if args.warmup else Results()
-            memory_before = rss_mib(router.pid)
+            memory_before, cpu_before, load_before = rss_mib(router.pid), cpu_s(router.pid), os.getloadavg()[0]
             started = time.monotonic()
             results = asyncio.run(load(base, args.clients, args.duration, redis, log))
             elapsed = time.monotonic() - started
-            memory_after = rss_mib(router.pid)
+            memory_after, cpu_used, load_after = rss_mib(router.pid), cpu_s(router.pid) - cpu_before, os.getloadavg()[0]
         finally:
             router.send_signal(signal.SIGTERM)  # graceful: drains, then flushes the outcome log
             try:
@@ -304,6 +321,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max": round(max(results.latencies, default=float("nan")), 3),
         },
         "router_rss_mib": {"before": round(memory_before, 1), "after": round(memory_after, 1)},
+        "router_cpu_ms_per_request": round(1000 * cpu_used / max(1, sum(results.kinds.values())), 2),
+        "machine_load_average": {"before": round(load_before, 1), "after": round(load_after, 1)},
         "events_logged": events,
         "requests_reaching_service": sent,
         "events_lost": sent - events,

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifier.lexicon import LEXICON
+from classifier.text import focus_final_item
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -69,6 +70,7 @@ DENSE_FEATURE_NAMES: tuple[str, ...] = (
     "questions",
     "list_items",
     "choices",
+    "few_shot_examples",
     *(f"lexicon_{name}" for name in LEXICON_NAMES),
 )
 
@@ -139,7 +141,10 @@ class Featurizer:
         self._lexicon = self._build_lexicon()
 
     def window(self, text: str) -> str:
-        """The part of `text` that is read (see FeatureConfig)."""
+        """The part of `text` that is read (see FeatureConfig); a few-shot prompt's final item."""
+        return self._window(focus_final_item(text).text)
+
+    def _window(self, text: str) -> str:
         head, tail = self.config.head_chars, self.config.tail_chars
         if len(text) <= head + tail:
             return text
@@ -147,7 +152,8 @@ class Featurizer:
 
     def transform_one(self, text: str) -> tuple[IntArray, list[float]]:
         """Bucket indices of every n-gram (repeats kept) and the dense signals of one text."""
-        window = self.window(text)
+        focused = focus_final_item(text)
+        window = self._window(focused.text)
         encoded = (" " + window + " ").encode("utf-8").translate(_ASCII_LOWER)
         data = np.frombuffer(encoded, dtype=np.uint8)
         length = data.shape[0]
@@ -173,7 +179,7 @@ class Featurizer:
         list_items, choices = _line_starts(window)
         n_bytes = length - 2
         return indices, [
-            math.log1p(len(text)),
+            math.log1p(len(focused.text)),
             math.log1p(newlines),
             0.0 if words.shape[0] else 1.0,
             non_ascii / n_bytes if n_bytes else 0.0,
@@ -183,6 +189,7 @@ class Featurizer:
             math.log1p(questions),
             math.log1p(list_items),
             math.log1p(choices),
+            math.log1p(focused.examples),
             *map(math.log1p, lexicon_counts[1:]),
         ]
 
@@ -193,7 +200,8 @@ class Featurizer:
         which removes most of the per-call overhead.
         """
         n = len(texts)
-        windows = [self.window(text) for text in texts]
+        focused = [focus_final_item(text) for text in texts]
+        windows = [self._window(item.text) for item in focused]
         encoded = [(" " + window + " ").encode("utf-8").translate(_ASCII_LOWER) for window in windows]
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
         joined = b"".join(encoded)
@@ -244,13 +252,14 @@ class Featurizer:
         byte_classes = np.bincount(doc * 7 + codes, minlength=n * 7).reshape(n, 7)[:, 1:]
         n_bytes = (lengths - 2).astype(np.float64)
         dense = np.empty((n, len(DENSE_FEATURE_NAMES)), dtype=np.float64)
-        dense[:, 0] = np.log1p(np.fromiter(map(len, texts), dtype=np.float64, count=n))
+        dense[:, 0] = np.log1p(np.fromiter((len(item.text) for item in focused), dtype=np.float64, count=n))
         dense[:, 1] = np.log1p(byte_classes[:, 0])
         dense[:, 2] = np.bincount(word_doc, minlength=n) == 0
         dense[:, 3] = np.divide(byte_classes[:, 1], n_bytes, out=np.zeros(n), where=n_bytes > 0)
         dense[:, 4:8] = np.log1p(byte_classes[:, 2:6])
         dense[:, 8:10] = np.log1p([_line_starts(window) for window in windows])
-        dense[:, 10:] = np.log1p(lexicon[:, 1:])
+        dense[:, 10] = np.log1p(np.fromiter((item.examples for item in focused), dtype=np.float64, count=n))
+        dense[:, 11:] = np.log1p(lexicon[:, 1:])
         return indices, owner, dense
 
     def _word_parts(self, words: UInt64Array) -> list[UInt64Array]:

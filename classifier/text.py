@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # Earlier turns only add context (a follow-up such as "and for 2024?" is as hard as the thread it is
@@ -60,3 +63,102 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
     if not context:
         return ask
     return context + CONTEXT_SEPARATOR + ask
+
+
+# Few-shot prompts (product backends template them: worked examples, then the real item) repeat a
+# frame of line-start labels such as "Question:"/"Answer:", "Q:"/"A:", "Input:"/"Output:" or
+# "Example 2:". The worked examples are already solved, so they say nothing about how hard the real
+# item is; the scorer reads the instructions before the first example and the final item.
+# Labels start upper-case, which keeps code ("else:", "try:") and most prose out; digits are folded
+# so "Example 1:" and "Example 2:" are one label. Anchoring on a literal newline keeps the scan fast.
+_LABEL_RE = re.compile(r"\n[#*> \t]{0,4}([A-Z][A-Za-z0-9 ,'_()-]{0,80}:)(?=\s)")
+_DIGITS_RE = re.compile(r"[0-9]")
+# Shorter texts are never few-shot prompts worth unpacking, and skipping them keeps typical asks cheap.
+FEW_SHOT_MIN_CHARS = 200
+PREAMBLE_CHARS = 300
+# Two solved examples and the real item.
+MIN_FEW_SHOT_BLOCKS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FocusedText:
+    """What is scored of a prompt: `text`, and how many worked examples preceded its final item."""
+
+    text: str
+    examples: int
+
+
+def focus_final_item(text: str) -> FocusedText:
+    """The instructions plus the final item of a few-shot prompt; any other text unchanged.
+
+    Two ways a prompt shows it is few-shot, tried in order:
+    - labelled lines: at least two distinct line-start labels each occur at least twice (a question
+      label and an answer label of a repeated frame); the label seen first opens each example;
+    - repeated blocks: at least three blank-line separated blocks start, or end, with the same marker
+      (a label such as "Answer:", an option letter, a bracketed tag, a doctest prompt).
+    The final item starts at the last occurrence of the opening label or marked block.
+    """
+    if len(text) < FEW_SHOT_MIN_CHARS or text.count("\n") < 3:
+        return FocusedText(text, 0)
+    found = _by_labels(text) or _by_blocks(text)
+    if found is None:
+        return FocusedText(text, 0)
+    first, last, examples = found
+    preamble = text[:first].strip()
+    final = text[last:]
+    focused = preamble[:PREAMBLE_CHARS] + "\n" + final if preamble else final
+    return FocusedText(focused, examples)
+
+
+def _by_labels(text: str) -> tuple[int, int, int] | None:
+    """(start of the first example, start of the final item, examples) from repeated line labels."""
+    lined = "\n" + text
+    raw = _LABEL_RE.findall(lined)
+    if len(raw) < 4:
+        return None
+    # Labels never contain a newline, so one substitution over the joined labels folds them all.
+    folded = _DIGITS_RE.sub("#", "\n".join(raw)).split("\n")
+    counts = Counter(folded)
+    repeated = [label for label, count in counts.items() if count >= 2]
+    if len(repeated) < 2:
+        return None
+    opener = repeated[0]  # Counter keeps first-seen order
+    first_raw = raw[folded.index(opener)]
+    last_raw = raw[len(folded) - 1 - folded[::-1].index(opener)]
+    # Positions in `lined` are one past those in `text`; the label itself starts after the newline.
+    return max(lined.find(first_raw) - 1, 0), max(lined.rfind(last_raw) - 1, 0), counts[opener] - 1
+
+
+def _marker(line: str) -> str:
+    """A line's first word when it looks like a frame marker rather than prose, else ""."""
+    word = line.lstrip()[:24].split(" ", 1)[0]
+    if not word or (word.isalpha() and len(word) > 1):
+        return ""
+    return _DIGITS_RE.sub("#", word)
+
+
+def _by_blocks(text: str) -> tuple[int, int, int] | None:
+    """(start of the first example, start of the final item, examples) from repeated block markers."""
+    blocks = text.split("\n\n")
+    if len(blocks) < MIN_FEW_SHOT_BLOCKS:
+        return None
+    heads = [_marker(block.lstrip("\n").partition("\n")[0]) for block in blocks]
+    tails = [_marker(block.rstrip().rpartition("\n")[2]) for block in blocks]
+    for keys in (heads, tails):
+        counts = Counter(key for key in keys if key)
+        if not counts:
+            continue
+        marker, count = counts.most_common(1)[0]
+        if count < MIN_FEW_SHOT_BLOCKS:
+            continue
+        first_block = keys.index(marker)
+        last_block = len(keys) - 1 - keys[::-1].index(marker)
+        examples = count - 1
+        if keys is tails and last_block < len(keys) - 1:
+            # Every block ending with the marker is a solved example; the item is what follows them.
+            last_block, examples = last_block + 1, count
+        offsets = [0]
+        for block in blocks[:last_block]:
+            offsets.append(offsets[-1] + len(block) + 2)
+        return offsets[first_block], offsets[last_block], examples
+    return None

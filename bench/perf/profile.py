@@ -1,7 +1,8 @@
 """Where a gateway's CPU goes: py-spy samples of the running process, summarised by component.
 
-Each sample is charged to the component of its innermost frame (self time), so that the shares add
-up to the process's busy time; a second list gives the router's own functions inclusively.
+Only the event loop's thread is counted: it runs every request. Each of its samples is charged to the
+component of its innermost frame (self time), so that the shares add up to 100%; a second list gives the
+router's own functions inclusively.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def component_of(path: str) -> str:
 
 
 def summarise(raw: Path, top: int = 12) -> str:
-    """A markdown summary: self time by component, and the router's own functions inclusively."""
+    """A markdown summary of the event loop's thread: self time by component, then the router's own
+    functions inclusively, as shares of that thread's samples."""
     by_component: Counter[str] = Counter()
     router_functions: Counter[str] = Counter()
     total = 0
@@ -83,6 +85,8 @@ def summarise(raw: Path, top: int = 12) -> str:
         if not line.strip():
             continue
         frames, count = _frames(line)
+        if frames[0].startswith("Thread._bootstrap"):
+            continue  # pool threads parked on their queue look busy to py-spy; requests run on the main thread
         total += count
         by_component[component_of(_file_of(frames[-1]))] += count
         seen = {_function_of(f) for f in frames if "/router/" in _file_of(f) and "/commands/" not in _file_of(f)}

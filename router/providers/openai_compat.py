@@ -10,6 +10,8 @@ lets tests hand in httpx's mock transports.
 from __future__ import annotations
 
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
@@ -28,9 +30,20 @@ UpstreamClient = aiohttp.ClientSession | httpx.AsyncClient
 
 def make_upstream_session(max_connections: int = 512) -> aiohttp.ClientSession:
     """The one keep-alive pool for every OpenAI-compatible upstream. Make it at startup, inside the running
-    event loop, and close it at shutdown. Like httpx, it honours HTTP(S)_PROXY and NO_PROXY."""
+    event loop, and close it at shutdown."""
     connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, trust_env=True)
+    # Not trust_env: aiohttp would then look for a proxy and a .netrc in a worker thread on every request.
+    # Proxies from the environment are looked up once per upstream instead (env_proxy).
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy that HTTP_PROXY / HTTPS_PROXY / ALL_PROXY name for `url`, unless NO_PROXY exempts it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def request_body(upstream_model: str, request: CompletionRequest, stream: bool) -> dict[str, Any]:
@@ -97,13 +110,19 @@ class _HttpxReply:
 
 @asynccontextmanager
 async def _exchange(
-    client: UpstreamClient, model: str, url: str, content: bytes, headers: dict[str, str], timeout_s: float
+    client: UpstreamClient,
+    model: str,
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    proxy: str | None,
 ) -> AsyncIterator[_Reply]:
     """POSTs `content`; transport failures while sending or reading become ProviderErrors of `model`."""
     try:
         if isinstance(client, aiohttp.ClientSession):
             timeout = aiohttp.ClientTimeout(total=timeout_s)
-            async with client.post(url, data=content, headers=headers, timeout=timeout) as response:
+            async with client.post(url, data=content, headers=headers, timeout=timeout, proxy=proxy) as response:
                 yield _AiohttpReply(response)
         else:
             async with client.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as reply:
@@ -166,6 +185,7 @@ class OpenAICompatibleProvider:
         self._client = client
         self._upstream_model = entry.model.split("/", 1)[1]
         self._url = (entry.api_base or DEFAULT_OPENAI_BASE).rstrip("/") + "/chat/completions"
+        self._proxy = env_proxy(self._url)  # httpx clients find their proxy themselves
 
     @property
     def entry(self) -> ModelEntry:
@@ -189,7 +209,8 @@ class OpenAICompatibleProvider:
 
     def _post(self, request: CompletionRequest, stream: bool) -> AbstractAsyncContextManager[_Reply]:
         content = orjson.dumps(request_body(self._upstream_model, request, stream))
-        return _exchange(self._client, self.name, self._url, content, self._headers(), self._timeout(request))
+        timeout = self._timeout(request)
+        return _exchange(self._client, self.name, self._url, content, self._headers(), timeout, self._proxy)
 
     def _result(
         self, text: str, usage: Usage | None, finish: str, request: CompletionRequest, started: float
