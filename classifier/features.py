@@ -57,6 +57,9 @@ _BYTE_CLASS_CODES = tuple(bytes([code]) for code in range(1, 7))
 # Numbered or bulleted list items (group 1) and lettered answer options (group 2), at line starts.
 _LINE_START_RE = re.compile(r"\n[ \t]*(?:(\d{1,2}[.)]|[-*•])|([A-Ea-e][).:]))[ \t]")
 
+# A lone underscore is the slot of a fill-in-the-blank item; " __init__" and snake_case are not.
+_BLANKS = (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n")
+
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICON)
 _N_LEXICON = len(LEXICON_NAMES)
 DENSE_FEATURE_NAMES: tuple[str, ...] = (
@@ -71,6 +74,7 @@ DENSE_FEATURE_NAMES: tuple[str, ...] = (
     "list_items",
     "choices",
     "few_shot_examples",
+    "blanks",
     *(f"lexicon_{name}" for name in LEXICON_NAMES),
 )
 
@@ -190,6 +194,7 @@ class Featurizer:
             math.log1p(list_items),
             math.log1p(choices),
             math.log1p(focused.examples),
+            math.log1p(_count_blanks(encoded)),
             *map(math.log1p, lexicon_counts[1:]),
         ]
 
@@ -259,7 +264,8 @@ class Featurizer:
         dense[:, 4:8] = np.log1p(byte_classes[:, 2:6])
         dense[:, 8:10] = np.log1p([_line_starts(window) for window in windows])
         dense[:, 10] = np.log1p(np.fromiter((item.examples for item in focused), dtype=np.float64, count=n))
-        dense[:, 11:] = np.log1p(lexicon[:, 1:])
+        dense[:, 11] = np.log1p(np.fromiter(map(_count_blanks, encoded), dtype=np.float64, count=n))
+        dense[:, 12:] = np.log1p(lexicon[:, 1:])
         return indices, owner, dense
 
     def _word_parts(self, words: UInt64Array) -> list[UInt64Array]:
@@ -308,6 +314,10 @@ def _word_bounds(encoded: bytes) -> tuple[IntArray, IntArray]:
     # Padding makes the first change a separator->word edge, and edges then alternate.
     edges = (separator[1:] - separator[:-1]).nonzero()[0] + 1
     return edges[0::2], edges[1::2]
+
+
+def _count_blanks(encoded: bytes) -> int:
+    return sum(encoded.count(blank) for blank in _BLANKS)
 
 
 def _line_starts(window: str) -> tuple[int, int]:

@@ -78,6 +78,10 @@ FEW_SHOT_MIN_CHARS = 200
 PREAMBLE_CHARS = 300
 # Two solved examples and the real item.
 MIN_FEW_SHOT_BLOCKS = 3
+# Markers that open or close a blank-line separated block: a label ("Answer:") or a tag ("[DONE]").
+_MARKER = r"(?:[A-Z][A-Za-z0-9 ,'_()-]{0,40}:|\[[A-Za-z_ ]{1,20}\])"
+_BLOCK_HEAD_RE = re.compile(r"\n\n(" + _MARKER + r")(?=\s)")
+_BLOCK_TAIL_RE = re.compile(r"\n(" + _MARKER + r")[^\n]*(?=\n\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +99,8 @@ def focus_final_item(text: str) -> FocusedText:
     - labelled lines: at least two distinct line-start labels each occur at least twice (a question
       label and an answer label of a repeated frame); the label seen first opens each example;
     - repeated blocks: at least three blank-line separated blocks start, or end, with the same marker
-      (a label such as "Answer:", an option letter, a bracketed tag, a doctest prompt).
-    The final item starts at the last occurrence of the opening label or marked block.
+      (a label such as "Answer:" or a tag such as "[DONE]").
+    The final item starts at the last opening label or marked block (or after the last closed one).
     """
     if len(text) < FEW_SHOT_MIN_CHARS or text.count("\n") < 3:
         return FocusedText(text, 0)
@@ -129,36 +133,24 @@ def _by_labels(text: str) -> tuple[int, int, int] | None:
     return max(lined.find(first_raw) - 1, 0), max(lined.rfind(last_raw) - 1, 0), counts[opener] - 1
 
 
-def _marker(line: str) -> str:
-    """A line's first word when it looks like a frame marker rather than prose, else ""."""
-    word = line.lstrip()[:24].split(" ", 1)[0]
-    if not word or (word.isalpha() and len(word) > 1):
-        return ""
-    return _DIGITS_RE.sub("#", word)
-
-
 def _by_blocks(text: str) -> tuple[int, int, int] | None:
     """(start of the first example, start of the final item, examples) from repeated block markers."""
-    blocks = text.split("\n\n")
-    if len(blocks) < MIN_FEW_SHOT_BLOCKS:
-        return None
-    heads = [_marker(block.lstrip("\n").partition("\n")[0]) for block in blocks]
-    tails = [_marker(block.rstrip().rpartition("\n")[2]) for block in blocks]
-    for keys in (heads, tails):
-        counts = Counter(key for key in keys if key)
-        if not counts:
+    for pattern in (_BLOCK_HEAD_RE, _BLOCK_TAIL_RE):
+        markers = pattern.findall("\n\n" + text + "\n\n")
+        if len(markers) < MIN_FEW_SHOT_BLOCKS:
             continue
-        marker, count = counts.most_common(1)[0]
+        marker, count = Counter(markers).most_common(1)[0]
         if count < MIN_FEW_SHOT_BLOCKS:
             continue
-        first_block = keys.index(marker)
-        last_block = len(keys) - 1 - keys[::-1].index(marker)
-        examples = count - 1
-        if keys is tails and last_block < len(keys) - 1:
-            # Every block ending with the marker is a solved example; the item is what follows them.
-            last_block, examples = last_block + 1, count
-        offsets = [0]
-        for block in blocks[:last_block]:
-            offsets.append(offsets[-1] + len(block) + 2)
-        return offsets[first_block], offsets[last_block], examples
+        if pattern is _BLOCK_HEAD_RE:
+            return text.find("\n\n" + marker) + 2, text.rfind("\n\n" + marker) + 2, count - 1
+        # Blocks whose last line carries the marker are solved examples; the item is what follows
+        # the last of them, or is that last block itself when nothing follows (an empty answer line).
+        first_line = text.find("\n" + marker)
+        last_line = text.rfind("\n" + marker)
+        first = text.rfind("\n\n", 0, first_line) + 2 if first_line > 0 else 0
+        after = text.find("\n\n", last_line)
+        if after < 0:
+            return first, text.rfind("\n\n", 0, last_line) + 2, count - 1
+        return first, after + 2, count
     return None

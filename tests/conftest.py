@@ -20,11 +20,12 @@ from router.simulator.runner import SimulatorServer
 
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every `async def` test runs on asyncio through anyio's pytest plugin; no marker needed.
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # Every `async def` test runs on asyncio through anyio's pytest plugin; no marker needed. Marked
+    # before collection so that parametrized async tests get the marker too.
+    if inspect.iscoroutinefunction(obj) and name.startswith("test"):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture

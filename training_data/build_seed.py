@@ -20,6 +20,7 @@ if str(HERE) not in sys.path:
 
 import templates_code  # noqa: E402
 import templates_everyday  # noqa: E402
+import templates_fewshot  # noqa: E402
 import templates_hard  # noqa: E402
 import templates_language  # noqa: E402
 import templates_multilingual  # noqa: E402
@@ -43,6 +44,8 @@ def collect_rows() -> list[Row]:
     rows = load_authored()
     for offset, module in enumerate(_GENERATORS, start=1):
         rows.extend(module.build(random.Random(SEED + offset)))
+    # Few-shot frames wrap a sample of the rows above, so they come last.
+    rows.extend(templates_fewshot.build(random.Random(SEED + len(_GENERATORS) + 1), rows))
     return rows
 
 

@@ -1,7 +1,11 @@
 """Generated coding asks: short Python function tasks in three phrasings, and tasks in other languages.
 
 A task is hard (difficulty=1) when a typical small model's first attempt tends to miss an edge
-case or the algorithm: tricky specifications, non-obvious algorithms, exact formatting rules.
+case or the algorithm: tricky specifications, non-obvious algorithms, exact formatting rules. Short
+specs checked by tests the model does not see (published pass rates of 7B-47B models on such tasks
+are around 40-60%) count as hard when the one-line spec leaves a choice the tests pin down (which
+middle, rounding, "odd positions" vs odd indices, rotation past the length, ties); fully determined
+one-liners (count the uppercase letters) stay easy.
 """
 
 from __future__ import annotations
@@ -17,21 +21,21 @@ _PY_TASKS: list[tuple[str, str, str, str, int]] = [
     ("count_upper", "count the uppercase letters in a string", "count_upper('HeLLo')", "3", 0),
     ("last_digit", "return the last digit of a non-negative integer", "last_digit(4096)", "6", 0),
     ("is_sorted", "check whether a list is sorted in non-decreasing order", "is_sorted([1, 2, 2, 5])", "True", 0),
-    ("middle_char", "return the middle character(s) of a string (two if the length is even)", "middle_char('abcd')", "'bc'", 0),
+    ("middle_char", "return the middle character(s) of a string (two if the length is even)", "middle_char('abcd')", "'bc'", 1),
     ("product_list", "multiply all numbers in a list", "product_list([2, 3, 4])", "24", 0),
-    ("first_repeated_char", "return the first character that repeats in a string, or None", "first_repeated_char('abcab')", "'a'", 0),
-    ("celsius_list", "convert a list of Fahrenheit temperatures to Celsius rounded to 1 decimal", "celsius_list([32, 212])", "[0.0, 100.0]", 0),
+    ("first_repeated_char", "return the first character that repeats in a string, or None", "first_repeated_char('abcab')", "'a'", 1),
+    ("celsius_list", "convert a list of Fahrenheit temperatures to Celsius rounded to 1 decimal", "celsius_list([32, 212])", "[0.0, 100.0]", 1),
     ("tuple_sum_pairs", "add two tuples element-wise", "tuple_sum_pairs((1, 2), (3, 4))", "(4, 6)", 0),
-    ("odd_positions", "return the elements at odd indices of a list", "odd_positions([9, 8, 7, 6])", "[8, 6]", 0),
-    ("word_lengths", "map each word in a sentence to its length", "word_lengths('hi there')", "{'hi': 2, 'there': 5}", 0),
+    ("odd_positions", "return the elements at odd indices of a list", "odd_positions([9, 8, 7, 6])", "[8, 6]", 1),
+    ("word_lengths", "map each word in a sentence to its length", "word_lengths('hi there')", "{'hi': 2, 'there': 5}", 1),
     ("remove_vowels", "remove all vowels from a string", "remove_vowels('banana')", "'bnn'", 0),
     ("cube_sum", "return the sum of cubes of the first n natural numbers", "cube_sum(3)", "36", 0),
     ("kth_char", "return the k-th character (1-based) of a string", "kth_char('python', 2)", "'y'", 0),
     ("count_evens", "count how many even numbers are in a list", "count_evens([1, 2, 4, 7])", "2", 0),
-    ("rotate_left", "rotate a list to the left by k positions", "rotate_left([1, 2, 3, 4], 1)", "[2, 3, 4, 1]", 0),
+    ("rotate_left", "rotate a list to the left by k positions", "rotate_left([1, 2, 3, 4], 1)", "[2, 3, 4, 1]", 1),
     ("min_max_diff", "return the difference between the largest and smallest value", "min_max_diff([4, 9, 1])", "8", 0),
     ("join_with_dash", "join a list of strings with dashes", "join_with_dash(['a', 'b'])", "'a-b'", 0),
-    ("sum_of_squares_odd", "sum the squares of the odd numbers from 1 to n", "sum_of_squares_odd(5)", "35", 0),
+    ("sum_of_squares_odd", "sum the squares of the odd numbers from 1 to n", "sum_of_squares_odd(5)", "35", 1),
     ("all_unique", "check whether all elements of a list are distinct", "all_unique([1, 2, 3])", "True", 0),
     ("char_frequency", "count the frequency of each character in a string", "char_frequency('aab')", "{'a': 2, 'b': 1}", 0),
     ("dict_filter_value", "keep only the dict entries whose value is at least n", "dict_filter_value({'a': 5, 'b': 1}, 3)", "{'a': 5}", 0),

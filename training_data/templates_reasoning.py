@@ -162,6 +162,8 @@ _OPTION_FRAMES = [
     "Fill in the blank: {s}\n1) {a}\n2) {b}",
     "{s} Who does _ refer to, {a} or {b}?",
     "Which name goes in the blank? \"{s}\" ({a} / {b})",
+    "{s}\n{a}\n{b}",
+    "Sentence: {s}\nOption A: {a}\nOption B: {b}",
 ]
 
 

@@ -30,9 +30,24 @@ router = APIRouter()
 _STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {key: _inline_refs(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(value, defs) for value in node]
+    return node
+
+
 def _chat_openapi() -> dict[str, Any]:
-    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    # The body is parsed by hand (cheaper than FastAPI's dependency machinery), so its schema is given
+    # here, self-contained: pydantic's $defs have no place in an OpenAPI operation.
+    schema = ChatRequest.model_json_schema()
+    defs = schema.pop("$defs", {})
+    body_schema = _inline_refs(schema, defs)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
 
 
 def parse_override(value: str | None) -> RouteOverride:
@@ -266,6 +281,10 @@ async def _sse(
             ex.event.calls.append(CallRecord(exc.model, ex.event.route, "error", 0.0, error=exc.kind))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
+        if result.finish_reason == "error" and ex.event.error is None:
+            # The aggregator was cut off mid-answer: tell the client, as the single-model path does.
+            ex.event.status, ex.event.error = 502, "upstream_stream_error"
+            yield sse.error_event("the answer was cut off upstream", "upstream_error")
         if result.finish_reason in _STORABLE_FINISH:
             yield sse.chunk(rid, model, created, {}, result.finish_reason)
             if chat.stream_options and chat.stream_options.include_usage:
