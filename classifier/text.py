@@ -78,8 +78,10 @@ FEW_SHOT_MIN_CHARS = 200
 PREAMBLE_CHARS = 300
 # Two solved examples and the real item.
 MIN_FEW_SHOT_BLOCKS = 3
-# Markers that open or close a blank-line separated block: a label ("Answer:") or a tag ("[DONE]").
-_MARKER = r"(?:[A-Z][A-Za-z0-9 ,'_()-]{0,40}:|\[[A-Za-z_ ]{1,20}\])"
+# Markers that open or close a blank-line separated block: a label ("Answer:"), a tag ("[DONE]"),
+# an option letter ("B.", "(B)") or a doctest prompt. Numbers are not markers: blank-line separated
+# numbered parts are one multi-part ask, not examples.
+_MARKER = r"(?:[A-Z][A-Za-z0-9 ,'_()-]{0,40}:|\[[A-Za-z_ ]{1,20}\]|\(?[A-Za-z][.)]|>>>)"
 _BLOCK_HEAD_RE = re.compile(r"\n\n(" + _MARKER + r")(?=\s)")
 _BLOCK_TAIL_RE = re.compile(r"\n(" + _MARKER + r")[^\n]*(?=\n\n)")
 
@@ -99,7 +101,7 @@ def focus_final_item(text: str) -> FocusedText:
     - labelled lines: at least two distinct line-start labels each occur at least twice (a question
       label and an answer label of a repeated frame); the label seen first opens each example;
     - repeated blocks: at least three blank-line separated blocks start, or end, with the same marker
-      (a label such as "Answer:" or a tag such as "[DONE]").
+      (a label such as "Answer:", a tag such as "[DONE]", an option letter, a doctest prompt).
     The final item starts at the last opening label or marked block (or after the last closed one).
     """
     if len(text) < FEW_SHOT_MIN_CHARS or text.count("\n") < 3:

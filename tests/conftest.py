@@ -19,7 +19,6 @@ from router.simulator.fleet import FleetConfig, SimModel
 from router.simulator.runner import SimulatorServer
 
 
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     # Every `async def` test runs on asyncio through anyio's pytest plugin; no marker needed. Marked
