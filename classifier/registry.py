@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,8 +110,10 @@ class ModelRegistry:
     def save(self, scorer: QueryScorer, meta: dict[str, Any]) -> str:
         """Store a new version and return its id, e.g. "v20261125-153000-ab12cd" (not promoted)."""
         now = datetime.now(UTC)
-        digest = hashlib.sha256(scorer.arrays()["hashed_weights"].tobytes()).hexdigest()[:6]
-        version = f"v{now:%Y%m%d-%H%M%S}-{digest}"
+        # Weights plus a random salt: two versions trained in the same second never share an id.
+        hasher = hashlib.sha256(scorer.arrays()["hashed_weights"].tobytes())
+        hasher.update(secrets.token_bytes(8))
+        version = f"v{now:%Y%m%d-%H%M%S}-{hasher.hexdigest()[:6]}"
         full_meta = {"created_at": now.isoformat(timespec="seconds"), **meta, "version": version}
         artifacts.save(self.models_dir / version, scorer, full_meta)
         return version

@@ -71,19 +71,19 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
 # item is; the scorer reads the instructions before the first example and the final item.
 # Labels start upper-case, which keeps code ("else:", "try:") and most prose out; digits are folded
 # so "Example 1:" and "Example 2:" are one label. Anchoring on a literal newline keeps the scan fast.
-_LABEL_RE = re.compile(r"\n[#*> \t]{0,4}([A-Z][A-Za-z0-9 ,'_()-]{0,80}:)(?=\s)")
+_LABEL_RE = re.compile(r"\n[#*> \t]{0,4}+([A-Z][A-Za-z0-9 ,'_()-]{0,80}+:)(?=\s|$)")
 _DIGITS_RE = re.compile(r"[0-9]")
 # Shorter texts are never few-shot prompts worth unpacking, and skipping them keeps typical asks cheap.
 FEW_SHOT_MIN_CHARS = 200
 PREAMBLE_CHARS = 300
+# How much of a prompt's end is searched for the frame (examples further back are not counted).
+FEW_SHOT_SCAN_CHARS = 2048
 # Two solved examples and the real item.
 MIN_FEW_SHOT_BLOCKS = 3
-# Markers that open or close a blank-line separated block: a label ("Answer:"), a tag ("[DONE]"),
-# an option letter ("B.", "(B)") or a doctest prompt. Numbers are not markers: blank-line separated
-# numbered parts are one multi-part ask, not examples.
-_MARKER = r"(?:[A-Z][A-Za-z0-9 ,'_()-]{0,40}:|\[[A-Za-z_ ]{1,20}\]|\(?[A-Za-z][.)]|>>>)"
-_BLOCK_HEAD_RE = re.compile(r"\n\n(" + _MARKER + r")(?=\s)")
-_BLOCK_TAIL_RE = re.compile(r"\n(" + _MARKER + r")[^\n]*(?=\n\n)")
+# The first word (up to 16 characters) of each block's first line and of its last line.
+_BLOCK_HEAD_RE = re.compile(r"\n\n\s*([^ \n]{1,16})")
+# Possessive and atomic parts: a line that is not a block's last is given up at once, no backtracking.
+_BLOCK_TAIL_RE = re.compile(r"\n[ \t]*+((?>[^ \n]{1,16}))[^\n]*+(?=\n\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +101,35 @@ def focus_final_item(text: str) -> FocusedText:
     - labelled lines: at least two distinct line-start labels each occur at least twice (a question
       label and an answer label of a repeated frame); the label seen first opens each example;
     - repeated blocks: at least three blank-line separated blocks start, or end, with the same marker
-      (a label such as "Answer:", a tag such as "[DONE]", an option letter, a doctest prompt).
+      (a label such as "Answer:", an option letter, a tag such as "[DONE]", a doctest prompt).
     The final item starts at the last opening label or marked block (or after the last closed one).
+    Only the last FEW_SHOT_SCAN_CHARS characters are searched, so examples before them are not counted.
     """
     if len(text) < FEW_SHOT_MIN_CHARS or text.count("\n") < 3:
         return FocusedText(text, 0)
-    found = _by_labels(text) or _by_blocks(text)
+    # Only the end is searched, which bounds the cost whatever the length: the final item and the
+    # examples just before it are there, and the instructions are read from the start below.
+    offset = max(len(text) - FEW_SHOT_SCAN_CHARS, 0)
+    region = text[offset:]
+    # Cheap counts first: the label frame needs four labels, the block frame three blocks.
+    found = (_by_labels(region, cut=offset > 0) if region.count(":") >= 4 else None) or (
+        _by_blocks(region) if region.count("\n\n") >= MIN_FEW_SHOT_BLOCKS - 1 else None
+    )
     if found is None:
         return FocusedText(text, 0)
-    first, last, examples = found
+    first, last, examples = found[0] + offset, found[1] + offset, found[2]
     preamble = text[:first].strip()
     final = text[last:]
     focused = preamble[:PREAMBLE_CHARS] + "\n" + final if preamble else final
     return FocusedText(focused, examples)
 
 
-def _by_labels(text: str) -> tuple[int, int, int] | None:
-    """(start of the first example, start of the final item, examples) from repeated line labels."""
+def _by_labels(text: str, cut: bool = False) -> tuple[int, int, int] | None:
+    """(start of the first example, start of the final item, examples) from repeated line labels.
+
+    The opening label is the first repeated one; in a `cut` text, which may start mid-example, it is
+    the one whose last occurrence comes first (it opens the final item).
+    """
     lined = "\n" + text
     raw = _LABEL_RE.findall(lined)
     if len(raw) < 4:
@@ -128,31 +140,54 @@ def _by_labels(text: str) -> tuple[int, int, int] | None:
     repeated = [label for label, count in counts.items() if count >= 2]
     if len(repeated) < 2:
         return None
-    opener = repeated[0]  # Counter keeps first-seen order
+    if cut:
+        last_seen = {label: index for index, label in enumerate(folded)}
+        opener = min(repeated, key=last_seen.__getitem__)
+    else:
+        opener = repeated[0]  # Counter keeps first-seen order
     first_raw = raw[folded.index(opener)]
     last_raw = raw[len(folded) - 1 - folded[::-1].index(opener)]
-    # Positions in `lined` are one past those in `text`; the label itself starts after the newline.
-    return max(lined.find(first_raw) - 1, 0), max(lined.rfind(last_raw) - 1, 0), counts[opener] - 1
+    # Offsets of "\n" + label in `lined` are those of the label in `text`.
+    first = lined.find("\n" + first_raw)
+    last = lined.rfind("\n" + last_raw)
+    if first < 0 or last < 0:  # the label sits after a markdown or quote prefix
+        first, last = lined.find(first_raw) - 1, lined.rfind(last_raw) - 1
+    return max(first, 0), max(last, 0), counts[opener] - 1
+
+
+def _is_marker(word: str) -> bool:
+    """Whether a block's first word looks like a frame marker rather than prose.
+
+    Markers are labels, option letters and tags ("Answer:", "B.", "(B)", "[DONE]", ">>>"); prose
+    words (letters only, or with an apostrophe or a trailing comma) are not. Numbers are kept as
+    written, so the parts of a numbered multi-part ask ("1.", "2.", "3.") never repeat.
+    """
+    return not (word.isalpha() and len(word) > 1) and "'" not in word and not word.endswith(",")
 
 
 def _by_blocks(text: str) -> tuple[int, int, int] | None:
     """(start of the first example, start of the final item, examples) from repeated block markers."""
+    padded = "\n\n" + text + "\n\n"
     for pattern in (_BLOCK_HEAD_RE, _BLOCK_TAIL_RE):
-        markers = pattern.findall("\n\n" + text + "\n\n")
-        if len(markers) < MIN_FEW_SHOT_BLOCKS:
+        words = pattern.findall(padded)
+        if len(words) < MIN_FEW_SHOT_BLOCKS:
             continue
-        marker, count = Counter(markers).most_common(1)[0]
-        if count < MIN_FEW_SHOT_BLOCKS:
+        counts = Counter(words)
+        markers = [w for w, c in counts.items() if c >= MIN_FEW_SHOT_BLOCKS and _is_marker(w)]
+        if not markers:
             continue
+        marker = max(markers, key=counts.__getitem__)  # the first seen wins a tie
+        count = counts[marker]
+        # Offsets in `padded` are two past those in `text`, which skips the blank line itself.
         if pattern is _BLOCK_HEAD_RE:
-            return text.find("\n\n" + marker) + 2, text.rfind("\n\n" + marker) + 2, count - 1
-        # Blocks whose last line carries the marker are solved examples; the item is what follows
-        # the last of them, or is that last block itself when nothing follows (an empty answer line).
-        first_line = text.find("\n" + marker)
-        last_line = text.rfind("\n" + marker)
-        first = text.rfind("\n\n", 0, first_line) + 2 if first_line > 0 else 0
-        after = text.find("\n\n", last_line)
-        if after < 0:
-            return first, text.rfind("\n\n", 0, last_line) + 2, count - 1
-        return first, after + 2, count
+            return padded.find("\n\n" + marker), padded.rfind("\n\n" + marker), count - 1
+        # Blocks whose last line starts with the marker are solved examples; the item is what follows
+        # the last of them, or that last block itself when nothing follows (an empty answer line).
+        first_line = padded.find("\n" + marker)
+        last_line = padded.rfind("\n" + marker)
+        first = max(padded.rfind("\n\n", 0, first_line), 0)
+        after = padded.find("\n\n", last_line)
+        if after >= len(padded) - 2:
+            return first, max(padded.rfind("\n\n", 0, last_line), 0), count - 1
+        return first, after, count
     return None

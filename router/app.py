@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="moa-router", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(chat.ChatFastPath)  # the hot path skips FastAPI's routing machinery
     app.include_router(chat.router)
     app.include_router(feedback.router)
     app.include_router(health.router)

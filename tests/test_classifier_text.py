@@ -70,3 +70,11 @@ def test_fill_in_the_blank_slots_are_counted_but_identifiers_are_not() -> None:
     blanks = DENSE_FEATURE_NAMES.index("blanks")
     assert featurizer.transform_one("Ann thanked Bo because _ had helped.")[1][blanks] == np.log1p(1)
     assert featurizer.transform_one("def __init__(self, my_name): pass")[1][blanks] == 0.0
+
+
+def test_only_the_end_is_searched_but_the_instructions_are_kept() -> None:
+    text = labelled_prompt("Which gas do plants absorb?", shots=60)
+    focused = focus_final_item(text)
+    assert focused.text == text[:PREAMBLE_CHARS] + "\nQuestion: Which gas do plants absorb?\nAnswer:"
+    assert focused.text.startswith("Answer like the examples.")
+    assert 0 < focused.examples < 60

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.api import sse
 from router.api.errors import APIError, error_response
@@ -134,7 +135,37 @@ class _Exchange:
         }
 
 
-@router.post("/v1/chat/completions", openapi_extra=_chat_openapi(), response_model=None)
+CHAT_PATH = "/v1/chat/completions"
+
+
+class ChatFastPath:
+    """ASGI middleware that hands POST /v1/chat/completions straight to its handler, past FastAPI's
+    routing, request wrapper, dependency solving and inner middleware: about a sixth of the router's CPU
+    time per request (bench/perf). The FastAPI route stays: it is the same handler, and it documents the
+    endpoint in the OpenAPI schema. Errors the handler does not answer itself reach the app's outer
+    error middleware as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) == CHAT_PATH:
+            try:
+                response = await chat_completions(Request(scope, receive, send))
+            except APIError as exc:
+                response = error_response(exc)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+@router.post(CHAT_PATH, openapi_extra=_chat_openapi(), response_model=None)
 async def chat_completions(request: Request) -> Response:
     state = get_state(request)
     ex = _Exchange(state, request)

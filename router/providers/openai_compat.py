@@ -133,48 +133,17 @@ async def _exchange(
         raise ProviderError(model, "connection", type(exc).__name__) from exc
 
 
-async def _sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """The payloads of the `data:` lines that each read from the network completes. A fast upstream sends
-    several events per read; handing them on together saves a trip through every layer per event."""
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The payload of each `data:` line of a server-sent event stream, as the bytes arrive."""
     pending = b""
     async for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        batch = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-        if batch:
-            yield batch
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
     if pending.startswith(b"data:"):
-        yield [pending[5:].strip()]
-
-
-class _StreamState:
-    """What a stream has said so far: its text, usage, finish reason, and whether [DONE] came."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.usage: Usage | None = None
-        self.finish = "stop"
-        self.done = False
-
-    def take(self, batch: list[bytes]) -> str:
-        """Reads one batch of events; returns the text they add (their deltas, joined)."""
-        added: list[str] = []
-        for data in batch:
-            if data == b"[DONE]":
-                self.done = True
-                break
-            chunk = orjson.loads(data)
-            self.usage = _usage_from(chunk.get("usage")) or self.usage
-            for choice in chunk.get("choices") or ():
-                delta = (choice.get("delta") or {}).get("content")
-                if delta:
-                    added.append(delta)
-                if choice.get("finish_reason"):
-                    self.finish = choice["finish_reason"]
-        text = "".join(added)
-        if text:
-            self.parts.append(text)
-        return text
+        yield pending[5:].strip()
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -276,19 +245,28 @@ class OpenAICompatibleProvider:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
         started = time.perf_counter()
-        state = _StreamState()
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish = "stop"
         async with self._post(request, stream=True) as reply:
             if reply.status != 200:
                 raise _error_for_status(self.name, reply, await reply.read())
             try:
-                async for batch in _sse_batches(reply.chunks()):
-                    text = state.take(batch)
-                    if text:
-                        yield text
-                    if state.done:
+                async for data in _sse_data(reply.chunks()):
+                    if data == b"[DONE]":
                         break
+                    chunk = orjson.loads(data)
+                    usage = _usage_from(chunk.get("usage")) or usage
+                    for choice in chunk.get("choices") or ():
+                        delta = (choice.get("delta") or {}).get("content")
+                        if delta:
+                            parts.append(delta)
+                            yield delta
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                else:
+                    # The body ended without [DONE]: the stream was cut off, not finished.
+                    raise ProviderError(self.name, "connection", "stream ended before [DONE]")
             except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
                 raise ProviderError(self.name, "malformed", "stream chunk is not valid JSON") from exc
-            if not state.done:  # the body ended without [DONE]: the stream was cut off, not finished
-                raise ProviderError(self.name, "connection", "stream ended before [DONE]")
-        yield self._result("".join(state.parts), state.usage, state.finish, request, started)
+        yield self._result("".join(parts), usage, finish, request, started)

@@ -1,0 +1,157 @@
+"""The lean OpenAI-compatible provider over both HTTP clients it accepts (aiohttp, which the service uses,
+and httpx), against the simulator over real HTTP; and the same upstream answer through litellm's path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from router.config import ModelEntry
+from router.providers.base import CallResult, CompletionRequest, ProviderError
+from router.providers.litellm_provider import LiteLLMProvider
+from router.providers.openai_compat import (
+    OpenAICompatibleProvider,
+    UpstreamClient,
+    env_proxy,
+    make_upstream_session,
+)
+from router.providers.pricing import prices_for
+from router.redis_server import free_port
+from router.simulator.runner import SimulatorServer
+from tests.conftest import TEST_MODELS, entry
+
+REQUEST = CompletionRequest([{"role": "user", "content": "Why is the sky blue? Explain briefly."}])
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamClient]:
+    if request.param == "aiohttp":
+        session = make_upstream_session()
+        yield session
+        await session.close()
+    else:
+        async with httpx.AsyncClient() as http:
+            yield http
+
+
+def lean(client: UpstreamClient, sim_url: str, name: str = "cheap-1", **extra: Any) -> OpenAICompatibleProvider:
+    model_entry = ModelEntry.model_validate(entry(sim_url, name, **extra))
+    return OpenAICompatibleProvider(model_entry, prices_for(model_entry), client)
+
+
+async def streamed(provider: Any, request: CompletionRequest = REQUEST) -> tuple[list[str], CallResult]:
+    deltas: list[str] = []
+    async for item in provider.stream(request):
+        if isinstance(item, CallResult):
+            return deltas, item
+        deltas.append(item)
+    raise AssertionError("the stream ended without its CallResult")
+
+
+async def patch_model(sim: SimulatorServer, name: str, **changes: Any) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.patch(f"{sim.root_url}/_sim/models/{name}", json=changes)).raise_for_status()
+
+
+async def test_a_completion_has_text_usage_and_cost(client: UpstreamClient, sim_url: str) -> None:
+    result = await lean(client, sim_url).complete(REQUEST)
+    _, input_price, output_price = TEST_MODELS["cheap-1"]
+    assert result.model == "openai/cheap-1" and result.text and result.finish_reason == "stop"
+    assert result.usage.completion_tokens > 0 and result.usage.prompt_tokens > 0
+    assert not result.usage_estimated  # the upstream's own counts, not the router's estimate
+    expected = result.usage.prompt_tokens * input_price + result.usage.completion_tokens * output_price
+    assert result.cost_usd == pytest.approx(expected)
+
+
+async def test_a_stream_adds_up_to_the_same_answer(client: UpstreamClient, sim_url: str) -> None:
+    provider = lean(client, sim_url)
+    deltas, result = await streamed(provider)
+    completed = await provider.complete(REQUEST)
+    assert deltas and "".join(deltas) == result.text == completed.text
+    assert (result.usage, result.cost_usd, result.finish_reason) == (completed.usage, completed.cost_usd, "stop")
+
+
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length(client: UpstreamClient, sim_url: str) -> None:
+    request = CompletionRequest(REQUEST.messages, max_tokens=5)
+    provider = lean(client, sim_url)
+    completed = await provider.complete(request)
+    _, result = await streamed(provider, request)
+    for answer in (completed, result):
+        assert (answer.finish_reason, answer.usage.completion_tokens) == ("length", 5)
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "status"),
+    [
+        ({"rate_limit_rate": 1.0, "retry_after_s": 3.0}, "rate_limit", 429),
+        ({"error_rate": 1.0}, "upstream", 500),
+        ({"malformed_rate": 1.0}, "malformed", None),
+    ],
+)
+async def test_failed_calls_are_classified(
+    client: UpstreamClient, sim: SimulatorServer, sim_url: str, changes: dict[str, Any], kind: str, status: int | None
+) -> None:
+    await patch_model(sim, "cheap-1", **changes)
+    provider = lean(client, sim_url)
+    for call in (provider.complete(REQUEST), streamed(provider)):
+        with pytest.raises(ProviderError) as raised:
+            await call
+        assert (raised.value.kind, raised.value.status) == (kind, status)
+    if kind == "rate_limit":
+        assert raised.value.retry_after_s == 3.0
+
+
+async def test_a_stream_cut_off_midway_is_a_connection_error(
+    client: UpstreamClient, sim: SimulatorServer, sim_url: str
+) -> None:
+    await patch_model(sim, "cheap-1", drop_stream_rate=1.0)
+    with pytest.raises(ProviderError) as raised:
+        await streamed(lean(client, sim_url))
+    assert raised.value.kind == "connection"
+
+
+async def test_a_slow_upstream_times_out(client: UpstreamClient, sim: SimulatorServer, sim_url: str) -> None:
+    await patch_model(sim, "cheap-1", ttft_s=5.0)
+    request = CompletionRequest(REQUEST.messages, timeout_s=0.2)
+    provider = lean(client, sim_url)
+    for call in (provider.complete(request), streamed(provider, request)):
+        with pytest.raises(ProviderError) as raised:
+            await call
+        assert raised.value.kind == "timeout"
+
+
+async def test_an_unreachable_upstream_is_a_connection_error(client: UpstreamClient) -> None:
+    with pytest.raises(ProviderError) as raised:
+        await lean(client, f"http://127.0.0.1:{free_port()}/v1").complete(REQUEST)
+    assert raised.value.kind == "connection"
+
+
+async def test_the_lean_path_and_litellm_agree_on_the_same_answer(sim_url: str) -> None:
+    model_entry = ModelEntry.model_validate(entry(sim_url, "cheap-1"))
+    general = LiteLLMProvider(model_entry, prices_for(model_entry))
+    session = make_upstream_session()
+    try:
+        fast = OpenAICompatibleProvider(model_entry, prices_for(model_entry), session)
+        pairs = [(await fast.complete(REQUEST), await general.complete(REQUEST))]
+        pairs.append(((await streamed(fast))[1], (await streamed(general))[1]))
+    finally:
+        await session.close()
+    for mine, theirs in pairs:
+        assert (mine.model, mine.text, mine.finish_reason) == (theirs.model, theirs.text, theirs.finish_reason)
+        assert (mine.usage, mine.usage_estimated) == (theirs.usage, theirs.usage_estimated)
+        assert mine.cost_usd == pytest.approx(theirs.cost_usd)
+
+
+def test_proxies_come_from_the_environment_unless_no_proxy_exempts_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy("http://api.openai.com/v1/chat/completions") is None  # no HTTP_PROXY
+    assert env_proxy("https://127.0.0.1:8000/v1/chat/completions") is None
