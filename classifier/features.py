@@ -29,6 +29,7 @@ UInt64Array = npt.NDArray[np.uint64]
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _BASE = 0x100000001B3  # odd, hence invertible modulo 2**64
+_ONE = np.uint64(1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of h * _MIX are well spread
 _PAIR = np.uint64(0xD6E8FEB86659FD93)  # combines two word hashes into a word-pair hash
 _SALT_CHAR = 0x51ED270B27D3A1C5
@@ -55,7 +56,7 @@ _BYTE_CLASSES = _translation(b"\n", bytes(range(128, 256)), b"0123456789", b"=+*
 _BYTE_CLASS_CODES = tuple(bytes([code]) for code in range(1, 7))
 
 # Numbered or bulleted list items (group 1) and lettered answer options (group 2), at line starts.
-_LINE_START_RE = re.compile(r"\n[ \t]*(?:(\d{1,2}[.)]|[-*•])|([A-Ea-e][).:]))[ \t]")
+_LINE_START_RE = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]")
 
 # A lone underscore is the slot of a fill-in-the-blank item; " __init__" and snake_case are not.
 _BLANKS = (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n")
@@ -161,21 +162,46 @@ class Featurizer:
         encoded = (" " + window + " ").encode("utf-8").translate(_ASCII_LOWER)
         data = np.frombuffer(encoded, dtype=np.uint8)
         length = data.shape[0]
+        # Every numpy call costs about a microsecond whatever its size, so the steps below are as few
+        # as possible and write in place: this is most of the per-query cost.
         prefix = np.zeros(length + 1, dtype=np.uint64)
-        # +1 so that a zero byte still changes the hash.
-        np.cumsum((data + np.uint64(1)) * self._powers[:length], out=prefix[1:])
+        weighted = data.astype(np.uint64)
+        weighted += _ONE  # so that a zero byte still changes the hash
+        weighted *= self._powers[:length]
+        np.add.accumulate(weighted, out=prefix[1:])
 
-        parts: list[UInt64Array] = []
+        starts, ends = _word_bounds(encoded)
+        n_words = starts.shape[0]
+        words = prefix[ends]
+        words -= prefix[starts]
+        words *= self._inverse_powers[starts]
+        # All hashes go into one array in the order chars, words, word pairs (the order of the sum of
+        # their weights, hence of its rounding).
+        n_char = sum(max(length - n + 1, 0) for n, _ in self._char_salts)
+        with_words = 1 in self.config.word_ngrams
+        with_pairs = 2 in self.config.word_ngrams and n_words > 1
+        total = n_char + (n_words if with_words else 0) + (n_words - 1 if with_pairs else 0)
+        hashes = np.empty(total, dtype=np.uint64)
+        at = 0
         for n, salt in self._char_salts:
             if length >= n:
-                hashes = (prefix[n:] - prefix[:-n]) * self._inverse_powers[: length - n + 1]
-                hashes ^= salt
-                parts.append(hashes)
-        n_char = sum(part.shape[0] for part in parts)
-        starts, ends = _word_bounds(encoded)
-        words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
-        parts.extend(self._word_parts(words))
-        indices = self._to_buckets(parts)
+                part = hashes[at : at + length - n + 1]
+                np.subtract(prefix[n:], prefix[:-n], out=part)
+                part *= self._inverse_powers[: length - n + 1]
+                part ^= salt
+                at += part.shape[0]
+        if with_pairs:
+            # Pairs before salting the words, which they are made of.
+            pairs = hashes[total - n_words + 1 :]
+            np.multiply(words[:-1], _PAIR, out=pairs)
+            pairs += words[1:]
+            pairs ^= _PAIR_SALT
+        if with_words:
+            np.bitwise_xor(words, _WORD_SALT, out=hashes[at : at + n_words])
+        hashes *= _MIX
+        hashes >>= self._shift
+        # Bucket numbers are far below 2**63, so the uint64 bits read as int64 are the same numbers.
+        indices = hashes.view(np.intp)
 
         lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1).tolist()
         classes = encoded.translate(_BYTE_CLASSES)
@@ -185,7 +211,7 @@ class Featurizer:
         return indices, [
             math.log1p(len(focused.text)),
             math.log1p(newlines),
-            0.0 if words.shape[0] else 1.0,
+            0.0 if n_words else 1.0,
             non_ascii / n_bytes if n_bytes else 0.0,
             math.log1p(digits),
             math.log1p(math_symbols),
@@ -310,25 +336,30 @@ class Featurizer:
 
 def _word_bounds(encoded: bytes) -> tuple[IntArray, IntArray]:
     """Start and end offsets of the words of space-padded bytes."""
-    separator = np.frombuffer(encoded.translate(_SEPARATORS), dtype=np.int8)
+    separator = np.frombuffer(encoded.translate(_SEPARATORS), dtype=np.bool_)
+    changes = np.empty(separator.shape[0], dtype=np.bool_)
+    changes[0] = False
+    np.not_equal(separator[1:], separator[:-1], out=changes[1:])
     # Padding makes the first change a separator->word edge, and edges then alternate.
-    edges = (separator[1:] - separator[:-1]).nonzero()[0] + 1
+    edges = changes.nonzero()[0]
     return edges[0::2], edges[1::2]
 
 
 def _count_blanks(encoded: bytes) -> int:
+    # Most texts have no underscore at all, and finding one byte is much cheaper than six counts.
+    if b"_" not in encoded:
+        return 0
     return sum(encoded.count(blank) for blank in _BLANKS)
 
 
 def _line_starts(window: str) -> tuple[int, int]:
     """(list items, lettered answer options) at the starts of lines."""
-    list_items = choices = 0
-    for item, choice in _LINE_START_RE.findall(window):
-        if item:
-            list_items += 1
-        elif choice:
-            choices += 1
-    return list_items, choices
+    if "\n" not in window:
+        return 0, 0
+    # The one group is empty for a list item and the option letter for an answer option.
+    found = _LINE_START_RE.findall(window)
+    list_items = found.count("")
+    return list_items, len(found) - list_items
 
 
 def _salt(value: int) -> np.uint64:

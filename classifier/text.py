@@ -72,7 +72,7 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
 # Labels start upper-case, which keeps code ("else:", "try:") and most prose out; digits are folded
 # so "Example 1:" and "Example 2:" are one label. Anchoring on a literal newline keeps the scan fast.
 _LABEL_RE = re.compile(r"\n[#*> \t]{0,4}+([A-Z][A-Za-z0-9 ,'_()-]{0,80}+:)(?=\s|$)")
-_DIGITS_RE = re.compile(r"[0-9]")
+_FOLD_DIGITS = str.maketrans("0123456789", "##########")
 # Shorter texts are never few-shot prompts worth unpacking, and skipping them keeps typical asks cheap.
 FEW_SHOT_MIN_CHARS = 200
 PREAMBLE_CHARS = 300
@@ -105,7 +105,8 @@ def focus_final_item(text: str) -> FocusedText:
     The final item starts at the last opening label or marked block (or after the last closed one).
     Only the last FEW_SHOT_SCAN_CHARS characters are searched, so examples before them are not counted.
     """
-    if len(text) < FEW_SHOT_MIN_CHARS or text.count("\n") < 3:
+    # Three finds stop at the third newline, where counting them all would read the whole text.
+    if len(text) < FEW_SHOT_MIN_CHARS or text.find("\n", text.find("\n", text.find("\n") + 1) + 1) < 0:
         return FocusedText(text, 0)
     # Only the end is searched, which bounds the cost whatever the length: the final item and the
     # examples just before it are there, and the instructions are read from the start below.
@@ -134,17 +135,20 @@ def _by_labels(text: str, cut: bool = False) -> tuple[int, int, int] | None:
     raw = _LABEL_RE.findall(lined)
     if len(raw) < 4:
         return None
-    # Labels never contain a newline, so one substitution over the joined labels folds them all.
-    folded = _DIGITS_RE.sub("#", "\n".join(raw)).split("\n")
-    counts = Counter(folded)
-    repeated = [label for label, count in counts.items() if count >= 2]
+    # Labels never contain a newline, so one translation of the joined labels folds them all.
+    folded = "\n".join(raw).translate(_FOLD_DIGITS).split("\n")
+    counts: dict[str, int] = {}
+    for label in folded:
+        counts[label] = counts.get(label, 0) + 1
+    repeated = [label for label, count in counts.items() if count >= 2]  # first-seen order
     if len(repeated) < 2:
         return None
     if cut:
-        last_seen = {label: index for index, label in enumerate(folded)}
+        # Later occurrences overwrite earlier ones, so each label maps to its last position.
+        last_seen = dict(zip(folded, range(len(folded)), strict=True))
         opener = min(repeated, key=last_seen.__getitem__)
     else:
-        opener = repeated[0]  # Counter keeps first-seen order
+        opener = repeated[0]
     first_raw = raw[folded.index(opener)]
     last_raw = raw[len(folded) - 1 - folded[::-1].index(opener)]
     # Offsets of "\n" + label in `lined` are those of the label in `text`.

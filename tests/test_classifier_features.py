@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from classifier import artifacts
+from classifier.dataset import load_rows, row_text
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
-from classifier.text import CONTEXT_CHARS_PER_TURN, messages_to_text
+from classifier.lexicon import LEXICON
+from classifier.scorer import QueryScorer
+from classifier.text import CONTEXT_CHARS_PER_TURN, focus_final_item, messages_to_text
+from tests.test_classifier_text import long_prompts
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +167,139 @@ def test_batch_features_equal_single_features(texts: list[str]) -> None:
         single_indices, single_dense = featurizer.transform_one(text)
         assert sorted(indices[owner == row].tolist()) == sorted(single_indices.tolist())
         assert dense[row] == pytest.approx(np.array(single_dense))
+
+
+# A straightforward reference of the features, byte by byte in plain Python: the optimised numpy code
+# must give the shipped weights exactly the features they were trained on (same buckets in the same
+# order, same dense signals), hence the same scores.
+_M64 = (1 << 64) - 1
+_REF_BASE, _REF_MIX, _REF_PAIR = 0x100000001B3, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93
+_REF_SALT_CHAR, _REF_SALT_WORD = 0x51ED270B27D3A1C5, 0x2545F4914F6CDD1D
+_REF_SEPARATORS = frozenset(b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
+_REF_CLASSES = (b"\n", bytes(range(128, 256)), b"0123456789", b"=+*/^<>%", b"{};`_[]#|\\", b"?")
+_REF_LINE_START = re.compile(r"\n[ \t]*(?:(\d{1,2}[.)]|[-*•])|([A-Ea-e][).:]))[ \t]")
+
+
+def _ref_hash(segment: bytes) -> int:
+    value, power = 0, 1
+    for byte in segment:
+        value = (value + (byte + 1) * power) & _M64
+        power = (power * _REF_BASE) & _M64
+    return value
+
+
+def _ref_words(encoded: bytes) -> list[bytes]:
+    words, current = [], bytearray()
+    for byte in encoded:
+        if byte in _REF_SEPARATORS:
+            if current:
+                words.append(bytes(current))
+            current = bytearray()
+        else:
+            current.append(byte)
+    return words  # the padding ends every word
+
+
+def _ref_word_hashes(config: FeatureConfig, encoded: bytes) -> list[int]:
+    words = [_ref_hash(word) for word in _ref_words(encoded)]
+    hashes = [word ^ (_REF_SALT_WORD + 1) for word in words] if 1 in config.word_ngrams else []
+    if 2 in config.word_ngrams:
+        hashes += [((a * _REF_PAIR + b) & _M64) ^ (_REF_SALT_WORD + 2) for a, b in itertools.pairwise(words)]
+    return hashes
+
+
+def reference_features(config: FeatureConfig, text: str) -> tuple[list[int], list[float]]:
+    def bucket(value: int) -> int:
+        return ((value * _REF_MIX) & _M64) >> (64 - config.buckets_log2)
+
+    focused = focus_final_item(text)  # checked against its own reference in test_classifier_text.py
+    window = focused.text
+    if len(window) > config.head_chars + config.tail_chars:
+        window = window[: config.head_chars] + "\n" + window[-config.tail_chars :]
+    lower = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
+    encoded = (" " + window + " ").encode("utf-8").translate(lower)
+    indices = [
+        bucket(_ref_hash(encoded[i : i + n]) ^ (_REF_SALT_CHAR + n))
+        for n in config.char_ngrams
+        for i in range(len(encoded) - n + 1)
+    ]
+    word_indices = [bucket(value) for value in _ref_word_hashes(config, encoded)]
+    category: dict[int, int] = {}
+    for number, name in enumerate(LEXICON, start=1):
+        for entry in LEXICON[name]:
+            entry_bytes = (" " + entry + " ").encode("utf-8").translate(lower)
+            n_words = len(_ref_words(entry_bytes))
+            if n_words in (1, 2) and n_words in config.word_ngrams:
+                category[bucket(_ref_word_hashes(FeatureConfig(word_ngrams=(n_words,)), entry_bytes)[0])] = number
+    lexicon_counts = [0] * len(LEXICON)
+    for index in word_indices:
+        if index in category:
+            lexicon_counts[category[index] - 1] += 1
+    classes = [sum(byte in members for byte in encoded) for members in _REF_CLASSES]
+    line_starts = _REF_LINE_START.findall(window)
+    blanks = sum(encoded.count(blank) for blank in (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n"))
+    n_bytes = len(encoded) - 2
+    dense = [
+        len(focused.text),
+        classes[0],
+        *classes[2:6],
+        sum(1 for item, _ in line_starts if item),
+        sum(1 for item, choice in line_starts if choice and not item),
+        focused.examples,
+        blanks,
+        *lexicon_counts,
+    ]
+    logged = [math.log1p(count) for count in dense]
+    flags = [0.0 if _ref_words(encoded) else 1.0, classes[1] / n_bytes if n_bytes else 0.0]
+    return indices + word_indices, [*logged[:2], *flags, *logged[2:]]
+
+
+def reference_probabilities(scorer: QueryScorer, text: str, single: bool) -> tuple[float, float]:
+    """Both calibrated scores from the saved arrays and the reference features, in plain formulas.
+
+    The hashed weights are summed as the scorer sums them, which decides the rounding (about 1e-6
+    apart): one query in float32 (a matrix product), a batch in float64 (bincount).
+    """
+    indices, dense = reference_features(scorer.feature_config(), text)
+    arrays = scorer.arrays()
+    standardised = (np.clip(dense, arrays["dense_low"], arrays["dense_high"]) - arrays["dense_mean"]) / arrays[
+        "dense_scale"
+    ]
+    logits = arrays["intercept"] + standardised @ arrays["dense_weights"]
+    if indices:
+        gathered = arrays["hashed_weights"][indices]
+        if single:
+            summed = (np.ones(len(indices), dtype=np.float32) @ gathered).astype(np.float64)
+        else:
+            summed = gathered.astype(np.float64).sum(axis=0)
+        logits = logits + summed / math.sqrt(len(indices))
+    difficulty, stakes = scorer.platt_
+    return difficulty.apply_one(float(logits[0])), stakes.apply_one(float(logits[1]))
+
+
+SEED_DIR = Path(__file__).resolve().parent.parent / "classifier" / "artifacts" / "seed"
+SEED_ROWS = Path(__file__).resolve().parent.parent / "training_data" / "seed.jsonl"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [FeatureConfig(), FeatureConfig(buckets_log2=12, char_ngrams=(3, 5), word_ngrams=(2,), head_chars=40)],
+)
+def test_features_equal_the_reference(config: FeatureConfig) -> None:
+    featurizer = Featurizer(config)
+    texts = [row_text(row) for row in load_rows(SEED_ROWS)][::4]
+    odd = ["", " ", "_", "a _ b", "1. x\n2) y\n A) z\n- w", "é" * 700, "Ünïcödé 数字\n\n?" * 40]
+    for text in texts + long_prompts(texts, random.Random(5), 60) + odd:
+        indices, dense = featurizer.transform_one(text)
+        assert (indices.tolist(), dense) == reference_features(config, text)
+
+
+def test_shipped_scores_equal_the_reference() -> None:
+    scorer = artifacts.load(SEED_DIR).scorer
+    texts = [row_text(row) for row in load_rows(SEED_ROWS)]
+    prompts = texts[::3] + long_prompts(texts, random.Random(7), 150)
+    single = np.array([[s.difficulty, s.stakes] for s in map(scorer.score_text, prompts)])
+    expected_single = np.array([reference_probabilities(scorer, text, single=True) for text in prompts])
+    assert np.abs(single - expected_single).max() < 1e-9
+    expected_batch = np.array([reference_probabilities(scorer, text, single=False) for text in prompts])
+    assert np.abs(scorer.predict_proba(prompts) - expected_batch).max() < 1e-9

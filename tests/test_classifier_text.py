@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
+import random
+import re
+from collections import Counter
+from pathlib import Path
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from classifier.dataset import load_rows, row_text
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
 from classifier.text import PREAMBLE_CHARS, focus_final_item
 
@@ -78,3 +86,107 @@ def test_only_the_end_is_searched_but_the_instructions_are_kept() -> None:
     assert focused.text == text[:PREAMBLE_CHARS] + "\nQuestion: Which gas do plants absorb?\nAnswer:"
     assert focused.text.startswith("Answer like the examples.")
     assert 0 < focused.examples < 60
+
+
+# The detection as first written (revision 2): Counter, a regex substitution and a full newline count.
+# The optimised `focus_final_item` must agree with it exactly, since the shipped weights were trained
+# on its output.
+_REF_LABEL_RE = re.compile(r"\n[#*> \t]{0,4}+([A-Z][A-Za-z0-9 ,'_()-]{0,80}+:)(?=\s|$)")
+_REF_BLOCK_HEAD_RE = re.compile(r"\n\n\s*([^ \n]{1,16})")
+_REF_BLOCK_TAIL_RE = re.compile(r"\n[ \t]*+((?>[^ \n]{1,16}))[^\n]*+(?=\n\n)")
+
+
+def reference_focus(text: str) -> tuple[str, int]:
+    if len(text) < 200 or text.count("\n") < 3:
+        return text, 0
+    offset = max(len(text) - 2048, 0)
+    region = text[offset:]
+    found = (_reference_labels(region, offset > 0) if region.count(":") >= 4 else None) or (
+        _reference_blocks(region) if region.count("\n\n") >= 2 else None
+    )
+    if found is None:
+        return text, 0
+    preamble = text[: found[0] + offset].strip()
+    final = text[found[1] + offset :]
+    return (preamble[:PREAMBLE_CHARS] + "\n" + final if preamble else final), found[2]
+
+
+def _reference_labels(text: str, cut: bool) -> tuple[int, int, int] | None:
+    lined = "\n" + text
+    raw = _REF_LABEL_RE.findall(lined)
+    folded = [re.sub("[0-9]", "#", label) for label in raw]
+    counts = Counter(folded)
+    repeated = [label for label, count in counts.items() if count >= 2]
+    if len(raw) < 4 or len(repeated) < 2:
+        return None
+    last_of = {label: max(i for i, f in enumerate(folded) if f == label) for label in repeated}
+    opener = min(repeated, key=last_of.__getitem__) if cut else repeated[0]
+    first_raw = raw[folded.index(opener)]
+    last_raw = raw[last_of[opener]]
+    first, last = lined.find("\n" + first_raw), lined.rfind("\n" + last_raw)
+    if first < 0 or last < 0:
+        first, last = lined.find(first_raw) - 1, lined.rfind(last_raw) - 1
+    return max(first, 0), max(last, 0), counts[opener] - 1
+
+
+def _reference_blocks(text: str) -> tuple[int, int, int] | None:
+    padded = "\n\n" + text + "\n\n"
+    for pattern in (_REF_BLOCK_HEAD_RE, _REF_BLOCK_TAIL_RE):
+        counts = Counter(pattern.findall(padded))
+        markers = [
+            w
+            for w, c in counts.items()
+            if c >= 3 and not (w.isalpha() and len(w) > 1) and "'" not in w and not w.endswith(",")
+        ]
+        if not markers:
+            continue
+        marker = max(markers, key=counts.__getitem__)
+        count = counts[marker]
+        if pattern is _REF_BLOCK_HEAD_RE:
+            return padded.find("\n\n" + marker), padded.rfind("\n\n" + marker), count - 1
+        first_line, last_line = padded.find("\n" + marker), padded.rfind("\n" + marker)
+        first = max(padded.rfind("\n\n", 0, first_line), 0)
+        after = padded.find("\n\n", last_line)
+        if after >= len(padded) - 2:
+            return first, max(padded.rfind("\n\n", 0, last_line), 0), count - 1
+        return first, after, count
+    return None
+
+
+def long_prompts(texts: list[str], rng: random.Random, count: int) -> list[str]:
+    """Seed texts joined by blank lines (as in bench/bench_classifier.py), 200 to 9,000 characters."""
+    prompts = []
+    for _ in range(count):
+        length = rng.choice((250, 1000, 2500, 4000, 9000))
+        parts: list[str] = []
+        while sum(map(len, parts)) < length:
+            parts.append(rng.choice(texts))
+        prompts.append("\n\n".join(parts)[:length])
+    return prompts
+
+
+def seed_texts() -> list[str]:
+    return [row_text(row) for row in load_rows(SEED_DATA)]
+
+
+SEED_DATA = Path(__file__).resolve().parent.parent / "training_data" / "seed.jsonl"
+
+
+def test_focus_equals_the_reference_on_seed_and_long_prompts() -> None:
+    texts = seed_texts()
+    prompts = texts + long_prompts(texts, random.Random(3), 1500)
+    assert sum(focus_final_item(p).examples > 0 for p in prompts) > 100  # the frames are exercised
+    for prompt in prompts:
+        focused = focus_final_item(prompt)
+        assert (focused.text, focused.examples) == reference_focus(prompt)
+
+
+_PIECES = ["\n", "\n\n", " ", "\t", "\r", "\xa0", "A", "ab", "Answer:", "Q:", "B.", "1", ":", "Example 1:", "'", ","]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=40, max_size=400))
+def test_focus_equals_the_reference_on_odd_layouts(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    focused = focus_final_item(text)
+    assert (focused.text, focused.examples) == reference_focus(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -141,3 +142,25 @@ def test_a_tenant_rates_only_its_own_requests(make_service: Service, redis_url: 
     assert rate(base, {"request_id": request_id, "rating": "bad"}).status_code == 401
     own = rate(base, {"request_id": request_id, "rating": "bad"}, key="key-acme")
     assert own.status_code == 200 and own.json()["status"] == "recorded"
+
+
+def test_ratings_right_after_the_answer_always_find_the_request(
+    make_service: Service, redis_url: str, prefix: str
+) -> None:
+    # Many clients at once and a writer that flushes all the time: ratings race with batches being
+    # written (a rating must never miss a request whose answer the client already has).
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"flush_interval_s": 0.001})
+
+    def client(worker: int) -> list[int]:
+        statuses = []
+        with httpx.Client(timeout=30) as http:
+            for i in range(40):
+                payload = {"model": "m", "messages": [{"role": "user", "content": f"race {worker} {i}"}]}
+                answer = http.post(f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"})
+                rating = {"request_id": answer.headers["x-request-id"], "rating": "good"}
+                statuses.append(http.post(f"{base}/v1/feedback", json=rating).status_code)
+        return statuses
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [status for worker in pool.map(client, range(8)) for status in worker]
+    assert statuses == [200] * 320

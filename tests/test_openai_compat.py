@@ -3,11 +3,16 @@ and httpx), against the simulator over real HTTP; and the same upstream answer t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from router.config import ModelEntry
 from router.providers.base import CallResult, CompletionRequest, ProviderError
@@ -21,7 +26,7 @@ from router.providers.openai_compat import (
 from router.providers.pricing import prices_for
 from router.redis_server import free_port
 from router.simulator.runner import SimulatorServer
-from tests.conftest import TEST_MODELS, entry
+from tests.conftest import TEST_MODELS, entry, settings_dict
 
 REQUEST = CompletionRequest([{"role": "user", "content": "Why is the sky blue? Explain briefly."}])
 
@@ -155,3 +160,38 @@ def test_proxies_come_from_the_environment_unless_no_proxy_exempts_the_host(monk
     assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.internal:3128"
     assert env_proxy("http://api.openai.com/v1/chat/completions") is None  # no HTTP_PROXY
     assert env_proxy("https://127.0.0.1:8000/v1/chat/completions") is None
+
+
+# Builds the service's state as startup does, then says which heavy libraries got imported.
+_STARTUP_SCRIPT = """
+import asyncio, sys
+from contextlib import AsyncExitStack
+from router.app import build_state
+from router.config import load_settings
+
+async def main() -> None:
+    async with AsyncExitStack() as stack:
+        await build_state(load_settings(sys.argv[1]), stack)
+        print(sorted(name for name in ("litellm", "openai") if name in sys.modules))
+
+asyncio.run(main())
+"""
+
+
+def test_a_service_with_only_openai_compatible_upstreams_never_imports_litellm(
+    sim_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # litellm costs seconds and ~190 MiB to import. Its prices are still used: this cheap entry has none
+    # of its own, so they come from litellm's cost map, read as JSON.
+    settings = settings_dict(sim_url, tmp_path / "data", redis_url=redis_url)
+    settings["cheap"] = {"model": "openai/gpt-4o-mini", "api_base": sim_url, "api_key": "sim-key"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTUP_SCRIPT, str(config)], capture_output=True, text=True, env=env, cwd=root,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

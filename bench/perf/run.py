@@ -205,7 +205,7 @@ def start_router(bench: Bench, config: Path) -> Gateway:
 def profile_router(bench: Bench, router: Gateway) -> None:
     """py-spy on the router under the 16-connection load of the table (runs of their own, so that
     sampling does not slow the measured ones)."""
-    for name in (CHEAP, CACHE_HIT, MIXTURE):
+    for name in SCENARIOS:
         scenario = router.scenarios[name]
         raw = bench.out / f"profile-{name}.txt"
         loader = threading.Thread(target=bench.load, args=(router, scenario, 16, bench.args.duration + 2))

@@ -300,9 +300,9 @@ async def _sse(
     model = result.model
     completed = False
     try:
-        yield sse.chunk(rid, model, created, {"role": "assistant", "content": ""})
-        if first:
-            yield sse.chunk(rid, model, created, {"content": first})
+        # Events that are ready together go out in one write (each write costs a trip through the server).
+        opening = sse.chunk(rid, model, created, {"role": "assistant", "content": ""})
+        yield opening + sse.chunk(rid, model, created, {"content": first}) if first else opening
         try:
             async for delta in deltas:
                 yield sse.chunk(rid, model, created, {"content": delta})
@@ -317,9 +317,10 @@ async def _sse(
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
             yield sse.error_event("the answer was cut off upstream", "upstream_error")
         if result.finish_reason in _STORABLE_FINISH:
-            yield sse.chunk(rid, model, created, {}, result.finish_reason)
+            closing = sse.chunk(rid, model, created, {}, result.finish_reason)
             if chat.stream_options and chat.stream_options.include_usage:
-                yield sse.usage_chunk(rid, model, created, ex.event.usage, ex.extra())
+                closing += sse.usage_chunk(rid, model, created, ex.event.usage, ex.extra())
+            yield closing
             if result.fallback is None:  # a proposer's answer standing in for the aggregator is not kept
                 await session.store(
                     CachedAnswer(

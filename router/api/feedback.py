@@ -71,8 +71,11 @@ async def _find_request(redis: Any, ledger: OutcomeLog, request_id: str) -> tupl
     """(stream id, index summary) of a logged request; flushes this replica's log first when the
     request is still buffered here (a rating can arrive before the event's batch is written)."""
     key = ledger.keys.request(request_id)
+    # Checked before the read: the writer may finish the batch while the GET is on its way, and then
+    # neither the buffer nor that GET's answer shows the request.
+    buffered = ledger.is_pending(request_id)
     raw = await redis.get(key)
-    if raw is None and ledger.is_pending(request_id):
+    if raw is None and buffered:
         await ledger.flush(timeout_s=2.0)
         raw = await redis.get(key)
     if raw is None:

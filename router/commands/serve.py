@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from router.app import create_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":  # httpx (litellm's HTTP client) logs every upstream call at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.ExitStack() as stack:
         try:
             if args.demo:
