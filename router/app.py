@@ -20,7 +20,8 @@ from router.hot_reload import start_hot_reload
 from router.ledger import start_outcome_log
 from router.metrics import start_metrics
 from router.mixture import MixtureEngine
-from router.providers.registry import build_providers, make_http_client
+from router.providers.openai_compat import make_upstream_session
+from router.providers.registry import build_providers
 from router.ratelimit import start_rate_limiter
 from router.redis_client import connect_redis
 from router.scoring import ActiveClassifier
@@ -48,12 +49,11 @@ STARTUP_STEPS: tuple[StartupStep, ...] = (
 
 
 async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
-    http = make_http_client()
-    stack.push_async_callback(http.aclose)
-    providers = build_providers(settings, http)
+    upstream = make_upstream_session()
+    stack.push_async_callback(upstream.close)
+    providers = build_providers(settings, upstream)
     state = AppState(
         settings=settings,
-        http=http,
         providers=providers,
         engine=MixtureEngine(providers.proposers, providers.aggregator, settings.mixture),
         classifier=ActiveClassifier.from_data_dir(settings.data_dir, settings.policy),

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 from fastapi import Request
 
 from router.auth import Authenticator
@@ -28,7 +27,6 @@ class BudgetGuard(Protocol):
 @dataclass(slots=True)
 class AppState:
     settings: Settings
-    http: httpx.AsyncClient
     providers: ProviderSet
     engine: MixtureEngine
     classifier: ActiveClassifier

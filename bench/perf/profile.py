@@ -16,7 +16,8 @@ from pathlib import Path
 # (component, path fragments); the first component with a fragment in the leaf frame's file wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("upstream HTTP client (aiohttp)", ("/aiohttp/", "/yarl/", "/multidict/", "/aiohappyeyeballs/")),
-    ("upstream HTTP client (httpx)", ("/httpx/", "/httpcore/", "/h11/", "/anyio/")),
+    ("upstream HTTP client (httpx)", ("/httpx/", "/httpcore/", "/h11/")),
+    ("anyio (starlette's streaming, httpx's sockets)", ("/anyio/",)),
     ("HTTP server (uvicorn, httptools)", ("/uvicorn/", "/httptools/")),
     ("ASGI framework (starlette, fastapi)", ("/starlette/", "/fastapi/")),
     ("request validation (pydantic)", ("/pydantic/", "/pydantic_core/")),
@@ -68,6 +69,12 @@ def _function_of(frame: str) -> str:
     return f"{name} ({module})"
 
 
+def _is_router_code(path: str) -> bool:
+    """The router's own modules, less the command line that starts it (in every sample)."""
+    entry_points = ("/router/cli.py", "/router/__main__.py")
+    return "/router/" in path and "/commands/" not in path and not path.endswith(entry_points)
+
+
 def component_of(path: str) -> str:
     for component, fragments in COMPONENTS:
         if any(fragment in path for fragment in fragments):
@@ -89,7 +96,7 @@ def summarise(raw: Path, top: int = 12) -> str:
             continue  # pool threads parked on their queue look busy to py-spy; requests run on the main thread
         total += count
         by_component[component_of(_file_of(frames[-1]))] += count
-        seen = {_function_of(f) for f in frames if "/router/" in _file_of(f) and "/commands/" not in _file_of(f)}
+        seen = {_function_of(f) for f in frames if _is_router_code(_file_of(f))}
         for function in seen:
             router_functions[function] += count
     if total == 0:

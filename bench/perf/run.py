@@ -1,15 +1,16 @@
 """The performance benchmark of issue 7: moa-router against a direct call and LiteLLM's proxy.
 
-    .venv/bin/python bench/perf/run.py                 # the whole table, a few minutes
+    .venv/bin/python bench/perf/run.py                 # the whole table, about 5 minutes
     .venv/bin/python bench/perf/run.py --profile       # plus a py-spy summary of the router's CPU
 
-One fast fake upstream (the project's simulator, `moa-router simulate`, with a zero-latency fleet),
-then each gateway in turn on its own: LiteLLM's proxy (one worker, no database, installed from
-bench/perf/litellm-proxy.lock into bench/.litellm-venv on the first run) and the router (one worker,
-cache on with a real Redis: REDIS_URL when set, else its embedded one). Load comes from Debian's `wrk`,
-a separate process, on loopback only. With two or more CPUs the gateway under test runs on CPU 0 and
-everything else (upstream, wrk, Redis) on the others, so that the load generator does not take the
-gateway's CPU. Results go to bench/results/perf/<time>/ (report.md, results.json, logs).
+One fast fake upstream (the project's simulator, `moa-router simulate`, with a zero-latency fleet), and
+on it LiteLLM's proxy (one worker, no database, installed from bench/perf/litellm-proxy.lock into
+bench/.litellm-venv on the first run) and the router (one worker, cache on with a real Redis: REDIS_URL
+when set, else its embedded one). Both gateways run side by side; one at a time is under load, and
+they take turns for each row. Load comes from Debian's `wrk`, a separate process, on loopback only.
+With two or more CPUs the gateway under load runs on CPU 0 and everything else (upstream, wrk, Redis)
+on the others, so that the load generator does not take the gateway's CPU. Results go to
+bench/results/perf/<time>/ (report.md, results.json, logs, generated configs).
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class Bench:
     gateway_cpus: list[int] | None
     other_cpus: list[int] | None
     report: Report = field(default_factory=Report)
+    services: list[Service] = field(default_factory=list)  # every process started, stopped at the end
+
+    def launch(self, service: Service) -> Service:
+        self.services.append(service)
+        return service.start()
 
     def load(self, gateway: Gateway, scenario: Scenario, connections: int, seconds: float) -> LoadResult:
         return run_wrk(gateway.url, scenario.body, scenario.headers, connections, seconds, self.other_cpus)
@@ -116,7 +122,7 @@ class Bench:
 
         with make() as first:
             first.wait_ready(self.args.start_timeout)
-        service = make().start()
+        service = self.launch(make())
         ready_s = service.wait_ready(self.args.start_timeout)
         self.report.facts[name] = GatewayFacts(ready_s=ready_s)
         print(f"{name}: ready {ready_s:.2f} s after start", flush=True)
@@ -162,7 +168,7 @@ def start_upstream(bench: Bench, fleet: Path, port: int) -> Gateway:
     command += ["--latency-scale", "0"]
     base_url = f"http://127.0.0.1:{port}"
     service = Service("upstream", command, f"{base_url}/v1/models", bench.out, child_env(), bench.other_cpus, REPO)
-    service.start().wait_ready(bench.args.start_timeout)
+    bench.launch(service).wait_ready(bench.args.start_timeout)
     model = configs.CHEAP_MODEL
     scenarios = [Scenario(CHEAP, configs.chat_body(model)), Scenario(STREAM, configs.chat_body(model, stream=True))]
     return Gateway(DIRECT, service, base_url, {s.name: s for s in scenarios})
@@ -253,7 +259,7 @@ def notes(bench: Bench, redis_url: str | None) -> list[str]:
         "connections (a cache hit is compared with a plain direct call)",
         "CPU ms/req = CPU time of the gateway process and its children (the router's embedded redis-server) / "
         "requests; RSS = the gateway process after all its load; ready = start to ready on a warm start",
-        f"Redis: {'REDIS_URL' if redis_url else 'the router embedded redis-server'}",
+        "Redis: " + ("REDIS_URL" if redis_url else "the router's embedded redis-server"),
     ]
 
 
@@ -297,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_router(bench, gateways[-1])
     finally:
-        for gateway in reversed(gateways):
-            gateway.service.stop()
+        for service in reversed(bench.services):
+            service.stop()
     bench.report.notes += notes(bench, redis_url)
     text = render(bench.report, "moa-router vs LiteLLM's proxy vs a direct call")
     (out / "report.md").write_text(text)

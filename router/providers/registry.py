@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 from router.config import ModelEntry, Settings
 from router.providers.base import Provider
 from router.providers.litellm_provider import LiteLLMProvider
-from router.providers.openai_compat import OpenAICompatibleProvider
+from router.providers.openai_compat import OpenAICompatibleProvider, UpstreamClient
 from router.providers.pricing import prices_for
 from router.resilience import Breakers, resilient
 
 
-def build_provider(entry: ModelEntry, client: httpx.AsyncClient, lean: bool = True) -> Provider:
-    """OpenAI-compatible entries take the lean httpx path when `lean`; everything else goes through
+def build_provider(entry: ModelEntry, client: UpstreamClient, lean: bool = True) -> Provider:
+    """OpenAI-compatible entries take the lean path when `lean`; everything else goes through
     litellm. Both report the same CallResult, priced by the same function."""
     prices = prices_for(entry)  # fails at startup, not at the first request, when a price is unknown
     if lean and entry.provider == "openai":
@@ -36,7 +34,7 @@ class ProviderSet:
         return (self.cheap, *self.proposers, self.aggregator, self.judge, self.strong)
 
 
-def build_providers(settings: Settings, client: httpx.AsyncClient) -> ProviderSet:
+def build_providers(settings: Settings, client: UpstreamClient) -> ProviderSet:
     breakers = Breakers(settings.resilience)
 
     def make(entry: ModelEntry) -> Provider:
@@ -53,9 +51,3 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> ProviderSe
         strong=make(settings.strong_entry),
         breakers=breakers,
     )
-
-
-def make_http_client(max_connections: int = 512) -> httpx.AsyncClient:
-    # One pool for every upstream; keep-alive matters more than anything else for added latency.
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0))
