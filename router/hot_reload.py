@@ -131,9 +131,12 @@ def announce_from_command_line(version: str) -> str:
         location = LogLocation.from_environment()
     except ConfigError as exc:
         return f"could not announce {version}: {exc}"
-    if location.redis_url is None:
-        return "no REDIS_URL: running replicas that share this data directory pick it up from its ACTIVE file"
-    client = Redis.from_url(location.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    from router.redis_server import running_embedded_url
+
+    url = location.redis_url or running_embedded_url(location.data_dir / "redis")
+    if url is None:
+        return "no Redis: running replicas that share this data directory pick it up from its ACTIVE file"
+    client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
         announce_active_version(client, location.prefix, version)
     except (RedisError, OSError) as exc:

@@ -199,14 +199,14 @@ class LogLocation:
 @contextlib.contextmanager
 def connect(location: LogLocation) -> Iterator[Any]:
     """A synchronous Redis client for the command line. Without a URL it starts the embedded Redis
-    under the data directory: stop a running demo first (or give REDIS_URL), since two servers must not
-    share one append-only file."""
+    under the data directory, unless a running service's embedded Redis answers there (two servers must
+    not share one append-only file)."""
     from redis import Redis
 
-    from router.redis_server import EmbeddedRedis
+    from router.redis_server import EmbeddedRedis, running_embedded_url
 
     with contextlib.ExitStack() as stack:
-        url = location.redis_url
+        url = location.redis_url or running_embedded_url(location.data_dir / "redis")
         if url is None:
             url = stack.enter_context(EmbeddedRedis(location.data_dir / "redis", persist=True)).url
         client = Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)

@@ -50,6 +50,12 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def url_file(self) -> Path:
+        """Where a running server writes its URL, so commands can reach the service's embedded Redis
+        instead of starting a second server on the same files."""
+        return self.directory / "url"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -85,6 +91,7 @@ class EmbeddedRedis:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(16).startswith(b"+PONG"):
+                        self.url_file.write_text(self.url, encoding="utf-8")
                         return self.url
             except OSError:
                 pass
@@ -96,6 +103,7 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        self.url_file.unlink(missing_ok=True)
         process.terminate()  # SIGTERM: redis flushes its append-only file and exits
         try:
             process.wait(timeout=10)
@@ -111,3 +119,16 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def running_embedded_url(directory: Path) -> str | None:
+    """The URL of an embedded Redis that another process runs with its files under `directory`, if one
+    answers there."""
+    try:
+        url = (directory / "url").read_text(encoding="utf-8").strip()
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return url if conn.recv(16).startswith(b"+PONG") else None
+    except (OSError, ValueError, IndexError):
+        return None

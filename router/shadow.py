@@ -18,7 +18,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,8 +153,10 @@ class ShadowEvaluator:
         redis: Any,
         ledger: OutcomeLog,
         rng: random.Random | None = None,
+        on_verdict: Callable[[bool | None, float], None] | None = None,
     ) -> None:
         self._settings = settings.shadow
+        self._on_verdict = on_verdict  # e.g. the stats recorder: (mixture needed or None, run cost)
         self._default_max_tokens = settings.mixture.max_tokens
         self._providers = providers
         self._engine = engine
@@ -250,6 +252,8 @@ class ShadowEvaluator:
             self.counters.failed += 1
         self.counters.completed += 1
         self._ledger.record_outcome(self._outcome(job, verdict, cost, error, judge_text))
+        if self._on_verdict is not None:
+            self._on_verdict(None if verdict == "unclear" else verdict == "mixture", cost)
 
     def _outcome(self, job: _Job, verdict: Verdict, cost: float, error: str | None, judge_text: str) -> dict[str, Any]:
         event = job.event
@@ -298,7 +302,10 @@ async def start_shadow(state: AppState, stack: AsyncExitStack) -> None:
     if not isinstance(ledger, OutcomeLog):
         logger.warning("shadow evaluation is configured but the outcome log is off: no shadow runs")
         return
-    evaluator = ShadowEvaluator(state.settings, state.providers, state.engine, state.redis, ledger)
+    stats = state.components.get("stats")
+    on_verdict = getattr(stats, "record_shadow", None)
+    evaluator = ShadowEvaluator(state.settings, state.providers, state.engine, state.redis, ledger,
+                                on_verdict=on_verdict)
     evaluator.start()
     stack.push_async_callback(evaluator.close)
     state.sinks.append(evaluator)

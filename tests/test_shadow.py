@@ -279,7 +279,7 @@ def test_the_service_shadows_cheap_requests_without_delaying_them(
     assert outcome["request_id"] == response.headers["x-request-id"]
     assert outcome["kind"] == "shadow" and outcome["judge_model"] == "openai/judge-1"
     assert outcome["shadow_cost_usd"] > 0 and outcome["error"] is None
-    # The simulated judge writes prose without a VERDICT line, so its verdict is unreadable here.
-    assert outcome["verdict"] == "unclear"
+    # The simulated judge ends with a VERDICT line, so every run gives a readable verdict and a label.
+    assert outcome["verdict"] in ("mixture", "cheap", "tie")
     calls = {name: m["calls"] for name, m in httpx.get(f"{root}/_sim/stats", timeout=5).json()["models"].items()}
     assert calls["judge-1"] == 1 and calls["agg-1"] == 1 and calls["cheap-1"] == 1

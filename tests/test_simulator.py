@@ -468,3 +468,15 @@ def test_simulate_command_serves_until_interrupted() -> None:
         stdout, _ = process.communicate(timeout=WAIT_LIMIT_S)
     assert process.returncode == 0
     assert f"127.0.0.1:{port}/v1".encode() in stdout
+
+
+def test_a_judge_prompt_gets_a_verdict_line(sim_url: str) -> None:
+    from router.shadow import judge_messages, parse_verdict
+
+    messages = judge_messages([{"role": "user", "content": "2+2?"}], "4", "five")
+    verdicts = set()
+    for attempt in range(12):
+        response = httpx.post(f"{sim_url}/chat/completions", timeout=10, json={
+            "model": "judge-1", "messages": [*messages, {"role": "user", "content": f"case {attempt}"}]})
+        verdicts.add(parse_verdict(response.json()["choices"][0]["message"]["content"]))
+    assert None not in verdicts and len(verdicts) > 1

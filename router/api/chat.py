@@ -119,6 +119,7 @@ class _Exchange:
     def note_result(self, result: RouteResult) -> None:
         self.event.calls.extend(result.calls)
         self.event.fallback = result.fallback
+        self.event.answer_text = result.text  # in-process only (the shadow judge reads it); never logged
         if result.fallback:
             self.headers["x-moa-fallback"] = result.fallback
         if self.event.messages is not None:
@@ -204,6 +205,7 @@ async def chat_completions(request: Request) -> Response:
             chat.sampling_params(),
             state.settings.limits.request_timeout_s,
         )
+        ex.event.upstream = upstream  # in-process only: what a shadow run sends the other route
         if chat.stream:
             response = await _start_stream(ex, chat, session, upstream)
             streaming = isinstance(response, StreamingResponse)

@@ -250,4 +250,7 @@ def _compose_cached(
         sentence = " " + pool.pop().format(a=a, b=b, c=c)
         text += sentence
         length += count_tokens(sentence)  # a space-led piece never merges with the token before it
+    if any("VERDICT:" in t for t in other_texts):
+        # Asked to judge (shadow evaluation): end with the machine-readable line the prompt asks for.
+        text += "\nVERDICT: " + rng.choices(("A", "B", "TIE"), weights=(3, 4, 3))[0]
     return tuple(split_tokens(text))
