@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +35,27 @@ def jsonl_files(path: Path) -> list[Path]:
     raise DatasetError(f"{path}: no such file or directory")
 
 
+def iter_jsonl(file: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line; invalid JSON is a DatasetError naming it."""
+    with Path(file).open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{file}:{line_number}: invalid JSON ({exc.msg})") from exc
+
+
 def load_rows(path: Path) -> list[Row]:
     """All rows of a JSON-lines file, or of every *.jsonl file in a directory; validated."""
     rows: list[Row] = []
     for file in jsonl_files(path):
-        with file.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{file}:{line_number}: invalid JSON ({exc.msg})") from exc
-                problem = row_problem(row)
-                if problem:
-                    raise DatasetError(f"{file}:{line_number}: {problem}")
-                rows.append(row)
+        for line_number, row in iter_jsonl(file):
+            problem = row_problem(row)
+            if problem:
+                raise DatasetError(f"{file}:{line_number}: {problem}")
+            rows.append(row)
     return rows
 
 

@@ -7,7 +7,6 @@ sum of their calls.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from classifier.dataset import iter_jsonl
 
 DEFAULT_ROUTING_DATA = Path("../shared/data/routerbench-dev.jsonl")
 DEFAULT_CHEAP = "mistralai/mixtral-8x7b-chat"
@@ -38,21 +39,10 @@ class RoutingOutcomes:
 
 def read_routing_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_number}: invalid JSON ({exc.msg})") from exc
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("text"), str)
-                or not isinstance(row.get("perf"), dict)
-            ):
-                raise ValueError(f"{path}:{line_number}: expected an object with 'text' and 'perf'")
-            rows.append(row)
+    for line_number, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("perf"), dict):
+            raise ValueError(f"{path}:{line_number}: expected an object with 'text' and 'perf'")
+        rows.append(row)
     return rows
 
 

@@ -83,17 +83,21 @@ def run(args: argparse.Namespace) -> int:
         if args.demo:
             print(f"moa-router demo: simulated providers at {base_url}; auth is OPEN (demo only)", flush=True)
         print(f"moa-router serving OpenAI-compatible API at {where}/v1  dashboard: {where}/dashboard", flush=True)
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.resilience.shutdown_grace_s),
-        )
+        uvicorn.run(app, **_server_options(args, settings))
     return 0
+
+
+def _server_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """uvicorn's options, the same for one process and for several workers."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.resilience.shutdown_grace_s),
+    }
 
 
 def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,16 +122,6 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             redis = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis", persist=True))
             os.environ["REDIS_URL"] = redis.url
         print(f"moa-router serving at http://{args.host}:{args.port}/v1 with {args.workers} workers", flush=True)
-        uvicorn.run(
-            "router.asgi:app_from_env",
-            factory=True,
-            workers=args.workers,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.resilience.shutdown_grace_s),
-        )
+        uvicorn.run("router.asgi:app_from_env", factory=True, workers=args.workers,
+                    **_server_options(args, settings))
     return 0
