@@ -27,6 +27,11 @@ unit: install
 
 test: lint typecheck unit
 
+# The performance benchmark of issue 7 (about 5 minutes; not part of the tests). It needs Debian's wrk.
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/perf/run.py
+
 # Re-pin after changing dependencies in pyproject.toml (needs uv: `pip install uv`).
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements.lock
