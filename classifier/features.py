@@ -87,13 +87,19 @@ class FeatureConfig:
     Only the first `head_chars` and last `tail_chars` characters are read: the ask of a long prompt is
     almost always at its start (instructions) or its end (the question after pasted material or
     few-shot examples), and the cap bounds the per-query cost whatever the prompt's length.
+
+    Byte n-grams (`char_ngrams`) are hashed only for texts whose share of non-ASCII bytes is at least
+    `char_min_non_ascii`: words and word pairs carry space-delimited text as well, at a third of the
+    hashes (each hash is a weight gathered per query), while scripts written without spaces (Chinese,
+    Japanese, Thai) form one "word" per sentence and need the byte n-grams. 0 hashes them always.
     """
 
     buckets_log2: int = 17
     char_ngrams: tuple[int, ...] = (4,)
     word_ngrams: tuple[int, ...] = (1, 2)
-    head_chars: int = 512
-    tail_chars: int = 1024
+    head_chars: int = 256
+    tail_chars: int = 768
+    char_min_non_ascii: float = 0.5
 
     @property
     def n_buckets(self) -> int:
@@ -122,6 +128,8 @@ class FeatureConfig:
             word_ngrams=word_ngrams,
             head_chars=int(data["head_chars"]),
             tail_chars=int(data["tail_chars"]),
+            # Versions saved before the setting hashed byte n-grams of every text.
+            char_min_non_ascii=float(data.get("char_min_non_ascii", 0.0)),
         )
 
 
@@ -175,15 +183,19 @@ class Featurizer:
         words = prefix[ends]
         words -= prefix[starts]
         words *= self._inverse_powers[starts]
+        classes = encoded.translate(_BYTE_CLASSES)
+        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(classes.count, _BYTE_CLASS_CODES)
+        n_bytes = length - 2
+        char_salts = self._char_salts if non_ascii >= self.config.char_min_non_ascii * n_bytes else ()
         # All hashes go into one array in the order chars, words, word pairs (the order of the sum of
         # their weights, hence of its rounding).
-        n_char = sum(max(length - n + 1, 0) for n, _ in self._char_salts)
+        n_char = sum(max(length - n + 1, 0) for n, _ in char_salts)
         with_words = 1 in self.config.word_ngrams
         with_pairs = 2 in self.config.word_ngrams and n_words > 1
         total = n_char + (n_words if with_words else 0) + (n_words - 1 if with_pairs else 0)
         hashes = np.empty(total, dtype=np.uint64)
         at = 0
-        for n, salt in self._char_salts:
+        for n, salt in char_salts:
             if length >= n:
                 part = hashes[at : at + length - n + 1]
                 np.subtract(prefix[n:], prefix[:-n], out=part)
@@ -204,10 +216,7 @@ class Featurizer:
         indices = hashes.view(np.intp)
 
         lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1).tolist()
-        classes = encoded.translate(_BYTE_CLASSES)
-        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(classes.count, _BYTE_CLASS_CODES)
         list_items, choices = _line_starts(window)
-        n_bytes = length - 2
         return indices, [
             math.log1p(len(focused.text)),
             math.log1p(newlines),
@@ -247,13 +256,20 @@ class Featurizer:
         prefix = np.zeros(total + 1, dtype=np.uint64)
         np.cumsum((data + np.uint64(1)) * self._powers[local], out=prefix[1:])
 
+        codes = np.frombuffer(joined.translate(_BYTE_CLASSES), dtype=np.uint8)
+        byte_classes = np.bincount(doc * 7 + codes, minlength=n * 7).reshape(n, 7)[:, 1:]
+        n_bytes = (lengths - 2).astype(np.float64)
+        with_chars = byte_classes[:, 1] >= self.config.char_min_non_ascii * n_bytes
+
         parts: list[UInt64Array] = []
         owners: list[IntArray] = []
         for k, salt in self._char_salts:
             if total < k:
                 continue
-            # Only n-grams inside one text (each text is padded, so none of its own are lost).
+            # Only n-grams inside one text (each text is padded, so none of its own are lost), and only
+            # of the texts that get byte n-grams.
             inside = remaining[: total - k + 1] >= k
+            inside &= with_chars[doc[: total - k + 1]]
             hashes = ((prefix[k:] - prefix[:-k]) * inverse[: total - k + 1])[inside]
             hashes ^= salt
             parts.append(hashes)
@@ -279,9 +295,6 @@ class Featurizer:
         lexicon = np.bincount(
             owner[n_char:] * (_N_LEXICON + 1) + self._lexicon[indices[n_char:]], minlength=n * (_N_LEXICON + 1)
         ).reshape(n, _N_LEXICON + 1)
-        codes = np.frombuffer(joined.translate(_BYTE_CLASSES), dtype=np.uint8)
-        byte_classes = np.bincount(doc * 7 + codes, minlength=n * 7).reshape(n, 7)[:, 1:]
-        n_bytes = (lengths - 2).astype(np.float64)
         dense = np.empty((n, len(DENSE_FEATURE_NAMES)), dtype=np.float64)
         dense[:, 0] = np.log1p(np.fromiter((len(item.text) for item in focused), dtype=np.float64, count=n))
         dense[:, 1] = np.log1p(byte_classes[:, 0])

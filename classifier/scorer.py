@@ -61,6 +61,7 @@ class QueryScorer:
         word_ngrams: tuple[int, ...] = _DEFAULT_FEATURES.word_ngrams,
         head_chars: int = _DEFAULT_FEATURES.head_chars,
         tail_chars: int = _DEFAULT_FEATURES.tail_chars,
+        char_min_non_ascii: float = _DEFAULT_FEATURES.char_min_non_ascii,
         C: float = 4.0,
         calibration_folds: int = 5,
         random_state: int = 0,
@@ -70,6 +71,7 @@ class QueryScorer:
         self.word_ngrams = word_ngrams
         self.head_chars = head_chars
         self.tail_chars = tail_chars
+        self.char_min_non_ascii = char_min_non_ascii
         self.C = C
         self.calibration_folds = calibration_folds
         self.random_state = random_state
@@ -92,6 +94,7 @@ class QueryScorer:
             word_ngrams=tuple(self.word_ngrams),
             head_chars=self.head_chars,
             tail_chars=self.tail_chars,
+            char_min_non_ascii=self.char_min_non_ascii,
         )
 
     def fit(
@@ -134,6 +137,7 @@ class QueryScorer:
             word_ngrams=feature_config.word_ngrams,
             head_chars=feature_config.head_chars,
             tail_chars=feature_config.tail_chars,
+            char_min_non_ascii=feature_config.char_min_non_ascii,
         )
         scorer._set_state(Featurizer(feature_config), arrays, (calibration["difficulty"], calibration["stakes"]))
         return scorer
@@ -261,5 +265,5 @@ def _chunks(texts: Sequence[str]) -> list[tuple[int, int]]:
     return bounds
 
 
-_FEATURE_PARAM_NAMES = ("buckets_log2", "char_ngrams", "word_ngrams", "head_chars", "tail_chars")
+_FEATURE_PARAM_NAMES = ("buckets_log2", "char_ngrams", "word_ngrams", "head_chars", "tail_chars", "char_min_non_ascii")
 _PARAM_NAMES: tuple[str, ...] = (*_FEATURE_PARAM_NAMES, "C", "calibration_folds", "random_state")

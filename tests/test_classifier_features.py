@@ -68,10 +68,22 @@ def test_case_does_not_change_the_features(featurizer: Featurizer) -> None:
 
 
 def test_counts_n_grams_as_configured() -> None:
-    featurizer = Featurizer(FeatureConfig(buckets_log2=16, char_ngrams=(3,), word_ngrams=(1, 2)))
-    indices, _ = featurizer.transform_one("ab cd")
+    always = Featurizer(FeatureConfig(buckets_log2=16, char_ngrams=(3,), word_ngrams=(1, 2), char_min_non_ascii=0.0))
+    indices, _ = always.transform_one("ab cd")
     # " ab cd " has 7 bytes -> 5 byte trigrams; 2 words; 1 word pair.
     assert indices.shape[0] == 5 + 2 + 1
+
+
+def test_byte_n_grams_only_for_mostly_non_ascii_text() -> None:
+    featurizer = Featurizer(
+        FeatureConfig(buckets_log2=16, char_ngrams=(3,), word_ngrams=(1, 2), char_min_non_ascii=0.5)
+    )
+    # ASCII text: the 2 words and 1 word pair only.
+    assert featurizer.transform_one("ab cd")[0].shape[0] == 2 + 1
+    # One accented letter in 6 bytes is below half: still words only.
+    assert featurizer.transform_one("ab cé")[0].shape[0] == 2 + 1
+    # " 税金 申告 " is 15 bytes, 12 of them non-ASCII: 13 byte trigrams, 2 words, 1 pair.
+    assert featurizer.transform_one("税金 申告")[0].shape[0] == 13 + 2 + 1
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n\t"])
@@ -80,9 +92,8 @@ def test_empty_text_has_no_words_and_is_flagged(featurizer: Featurizer, text: st
     values = dict(zip(DENSE_FEATURE_NAMES, dense, strict=True))
     assert values["empty"] == 1.0
     assert all(np.isfinite(dense))
-    # Only the byte n-grams of the padded whitespace, no word features.
-    padded = len(text) + 2
-    assert indices.shape[0] == sum(max(0, padded - k + 1) for k in featurizer.config.char_ngrams)
+    # No word features, and no byte n-grams either: whitespace is ASCII.
+    assert indices.shape[0] == 0
 
 
 def test_long_text_reads_only_the_head_and_tail_window() -> None:
@@ -218,9 +229,13 @@ def reference_features(config: FeatureConfig, text: str) -> tuple[list[int], lis
         window = window[: config.head_chars] + "\n" + window[-config.tail_chars :]
     lower = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
     encoded = (" " + window + " ").encode("utf-8").translate(lower)
+    classes = [sum(byte in members for byte in encoded) for members in _REF_CLASSES]
+    n_bytes = len(encoded) - 2
+    # Byte n-grams only for texts mostly outside ASCII (or always, with a threshold of 0).
+    with_chars = classes[1] >= config.char_min_non_ascii * n_bytes
     indices = [
         bucket(_ref_hash(encoded[i : i + n]) ^ (_REF_SALT_CHAR + n))
-        for n in config.char_ngrams
+        for n in (config.char_ngrams if with_chars else ())
         for i in range(len(encoded) - n + 1)
     ]
     word_indices = [bucket(value) for value in _ref_word_hashes(config, encoded)]
@@ -235,10 +250,8 @@ def reference_features(config: FeatureConfig, text: str) -> tuple[list[int], lis
     for index in word_indices:
         if index in category:
             lexicon_counts[category[index] - 1] += 1
-    classes = [sum(byte in members for byte in encoded) for members in _REF_CLASSES]
     line_starts = _REF_LINE_START.findall(window)
     blanks = sum(encoded.count(blank) for blank in (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n"))
-    n_bytes = len(encoded) - 2
     dense = [
         len(focused.text),
         classes[0],
@@ -283,12 +296,25 @@ SEED_ROWS = Path(__file__).resolve().parent.parent / "training_data" / "seed.jso
 
 @pytest.mark.parametrize(
     "config",
-    [FeatureConfig(), FeatureConfig(buckets_log2=12, char_ngrams=(3, 5), word_ngrams=(2,), head_chars=40)],
+    [
+        FeatureConfig(),
+        FeatureConfig(buckets_log2=12, char_ngrams=(3, 5), word_ngrams=(2,), head_chars=40, char_min_non_ascii=0.0),
+        FeatureConfig(buckets_log2=12, char_ngrams=(4,), char_min_non_ascii=0.01),
+    ],
 )
 def test_features_equal_the_reference(config: FeatureConfig) -> None:
     featurizer = Featurizer(config)
     texts = [row_text(row) for row in load_rows(SEED_ROWS)][::4]
-    odd = ["", " ", "_", "a _ b", "1. x\n2) y\n A) z\n- w", "é" * 700, "Ünïcödé 数字\n\n?" * 40]
+    odd = [
+        "",
+        " ",
+        "_",
+        "a _ b",
+        "1. x\n2) y\n A) z\n- w",
+        "é" * 700,
+        "Café au lait, s'il vous plaît: où?",
+        "Ünïcödé 数字\n\n?" * 40,
+    ]
     for text in texts + long_prompts(texts, random.Random(5), 60) + odd:
         indices, dense = featurizer.transform_one(text)
         assert (indices.tolist(), dense) == reference_features(config, text)
@@ -303,3 +329,11 @@ def test_shipped_scores_equal_the_reference() -> None:
     assert np.abs(single - expected_single).max() < 1e-9
     expected_batch = np.array([reference_probabilities(scorer, text, single=False) for text in prompts])
     assert np.abs(scorer.predict_proba(prompts) - expected_batch).max() < 1e-9
+
+
+def test_config_round_trips_and_older_versions_hash_byte_n_grams_always() -> None:
+    config = FeatureConfig(char_min_non_ascii=0.25)
+    assert FeatureConfig.from_json(config.to_json()) == config
+    older = config.to_json()
+    del older["char_min_non_ascii"]  # versions saved before the setting existed
+    assert FeatureConfig.from_json(older).char_min_non_ascii == 0.0
