@@ -40,7 +40,9 @@ class EmbeddedRedis:
     a restart (of the demo, or in a test) finds the data again."""
 
     def __init__(self, directory: Path, port: int | None = None, persist: bool = True) -> None:
-        self.directory = directory
+        # Absolute: redis-server changes into --dir before it opens --logfile, so a relative path
+        # (the default data directory is ./.moa-router) would point nowhere.
+        self.directory = Path(directory).absolute()
         self.port = port or free_port()
         self.persist = persist
         self._process: subprocess.Popen[bytes] | None = None

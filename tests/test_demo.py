@@ -23,8 +23,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     data_dir = tmp_path_factory.mktemp("demo")
     log = data_dir / "connections.log"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded Redis, as on a fresh machine
-    env.update(MOA_ROUTER_DATA_DIR=str(data_dir), MOA_TEST_CONNECTIONS_LOG=str(log),
+    # As on a fresh machine: the embedded Redis and the default, relative data directory (./.moa-router).
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MOA_ROUTER_DATA_DIR")}
+    env.update(MOA_TEST_CONNECTIONS_LOG=str(log),
                LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests/support/record_connections.py"), "serve", "--demo", "--port", str(port),

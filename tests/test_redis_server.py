@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from router.redis_server import EmbeddedRedis, running_embedded_url
 
 
@@ -19,3 +21,11 @@ def test_a_stale_url_file_is_not_trusted(tmp_path: Path) -> None:
     server.stop()
     url_file.write_text(saved)  # as if the server had died without cleaning up
     assert running_embedded_url(tmp_path) is None
+
+
+def test_a_relative_directory_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default data directory is relative (./.moa-router), as in `make demo` on a fresh clone.
+    monkeypatch.chdir(tmp_path)
+    with EmbeddedRedis(Path(".moa-router/redis"), persist=True) as server:
+        assert running_embedded_url(Path(".moa-router/redis")) == server.url
+    assert (tmp_path / ".moa-router/redis/redis.log").exists()
