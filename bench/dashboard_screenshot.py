@@ -21,17 +21,9 @@ import httpx
 import orjson
 
 from router.redis_server import EmbeddedRedis
+from tests.support.browser import launch_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def load_queries(limit: int, seed: int) -> list[list[dict[str, Any]]]:
@@ -67,7 +59,7 @@ def screenshot(base: str, out: Path, window: str) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.goto(f"{base}/dashboard#window={window}")
         page.wait_for_selector("#chart-latency[data-rendered]", timeout=30_000)

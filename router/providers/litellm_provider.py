@@ -15,7 +15,7 @@ from typing import Any
 from router.config import ModelEntry
 from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.openai_compat import request_body
-from router.providers.pricing import Prices, estimate_tokens
+from router.providers.pricing import Prices, priced_call
 
 
 def _litellm() -> ModuleType:
@@ -78,17 +78,6 @@ class LiteLLMProvider:
             kwargs["api_key"] = key
         return kwargs
 
-    def _result(
-        self, text: str, usage: Usage | None, finish: str, request: CompletionRequest, started: float
-    ) -> CallResult:
-        estimated = usage is None
-        if usage is None:
-            prompt = sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
-            usage = Usage(prompt, estimate_tokens(text))
-        return CallResult(
-            self.name, text, usage, self._prices.cost(usage), time.perf_counter() - started, finish, estimated
-        )
-
     async def complete(self, request: CompletionRequest) -> CallResult:
         import openai
 
@@ -104,7 +93,7 @@ class LiteLLMProvider:
             finish = choice.finish_reason or "stop"
         except (AttributeError, IndexError) as exc:
             raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
-        return self._result(str(text), _usage(response), str(finish), request, started)
+        return priced_call(self.name, self._prices, request, str(text), _usage(response), str(finish), started)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
         import openai
@@ -127,4 +116,4 @@ class LiteLLMProvider:
                         finish = choice.finish_reason
         except openai.APIError as exc:
             raise _provider_error(self.name, exc) from exc
-        yield self._result("".join(parts), usage, finish, request, started)
+        yield priced_call(self.name, self._prices, request, "".join(parts), usage, finish, started)

@@ -22,7 +22,7 @@ import orjson
 
 from router.config import ModelEntry
 from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
-from router.providers.pricing import Prices, estimate_tokens
+from router.providers.pricing import Prices, priced_call
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
 UpstreamClient = aiohttp.ClientSession | httpx.AsyncClient
@@ -174,10 +174,6 @@ def _usage_from(payload: Mapping[str, Any] | None) -> Usage | None:
         return None
 
 
-def _prompt_token_estimate(request: CompletionRequest) -> int:
-    return sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
-
-
 class OpenAICompatibleProvider:
     def __init__(self, entry: ModelEntry, prices: Prices, client: UpstreamClient) -> None:
         self._entry = entry
@@ -212,22 +208,6 @@ class OpenAICompatibleProvider:
         timeout = self._timeout(request)
         return _exchange(self._client, self.name, self._url, content, self._headers(), timeout, self._proxy)
 
-    def _result(
-        self, text: str, usage: Usage | None, finish: str, request: CompletionRequest, started: float
-    ) -> CallResult:
-        estimated = usage is None
-        if usage is None:
-            usage = Usage(_prompt_token_estimate(request), estimate_tokens(text))
-        return CallResult(
-            model=self.name,
-            text=text,
-            usage=usage,
-            cost_usd=self._prices.cost(usage),
-            latency_s=time.perf_counter() - started,
-            finish_reason=finish,
-            usage_estimated=estimated,
-        )
-
     async def complete(self, request: CompletionRequest) -> CallResult:
         started = time.perf_counter()
         async with self._post(request, stream=False) as reply:
@@ -241,7 +221,9 @@ class OpenAICompatibleProvider:
             finish = choice.get("finish_reason") or "stop"
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
-        return self._result(str(text), _usage_from(payload.get("usage")), str(finish), request, started)
+        return priced_call(
+            self.name, self._prices, request, str(text), _usage_from(payload.get("usage")), str(finish), started
+        )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
         started = time.perf_counter()
@@ -269,4 +251,4 @@ class OpenAICompatibleProvider:
                     raise ProviderError(self.name, "connection", "stream ended before [DONE]")
             except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
                 raise ProviderError(self.name, "malformed", "stream chunk is not valid JSON") from exc
-        yield self._result("".join(parts), usage, finish, request, started)
+        yield priced_call(self.name, self._prices, request, "".join(parts), usage, finish, started)

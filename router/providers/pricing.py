@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from router.config import ModelEntry
-from router.providers.base import Usage
+from router.providers.base import CallResult, CompletionRequest, Usage
 
 _COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 
@@ -65,3 +66,21 @@ def cost_usd(prices: Prices, usage: Usage) -> float:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for upstreams that report no usage."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def priced_call(
+    model: str,
+    prices: Prices,
+    request: CompletionRequest,
+    text: str,
+    usage: Usage | None,
+    finish_reason: str,
+    started: float,
+) -> CallResult:
+    """The finished call of any provider path: priced by the one cost function, with tokens counted by
+    the router when the upstream reported no usage (flagged, so it shows in the outcome log)."""
+    estimated = usage is None
+    if usage is None:
+        prompt = sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
+        usage = Usage(prompt, estimate_tokens(text))
+    return CallResult(model, text, usage, prices.cost(usage), time.perf_counter() - started, finish_reason, estimated)
