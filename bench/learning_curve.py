@@ -1,13 +1,16 @@
-"""Learning curve: routing quality (APGR) after retraining on 0, 300 and 1,000 logged outcomes.
+"""Learning curve: routing quality (APGR) after training on 0, 300 and 1,000 logged outcomes.
 
 RouterBench's development set (`../shared/data/routerbench-dev.jsonl`) is split at random into an
 evaluation part and a replay pool. For each curve point n, a fresh service (real HTTP, the simulated
 fleet upstream, a real Redis, prompts stored) receives the first n pool prompts as traffic; each answer
 is rated through `POST /v1/feedback` with the cheap model's recorded correctness on that prompt (good
-when it was right). Then `moa-router train --from-log` trains on the seed data plus those outcomes,
-gates and promotes, and the running service must answer with the promoted version. APGR is measured
-on the evaluation part, ranking by the difficulty score, for the promoted version and for the
-candidate trained (promoted or not). n = 0 is the shipped seed. Several random splits give a spread.
+when it was right). Then `moa-router train --from-log` fits the seed data and corrects the difficulty
+head towards those outcomes (classifier.adaptation), gates and promotes, and the running service must
+answer with the promoted version. APGR is measured on the evaluation part, ranking by the difficulty
+score, for the promoted version and for the candidate trained (promoted or not). n = 0 is the shipped
+seed. Several random splits give a spread; the gain column is
+paired (each split's point minus the same split's seed, on the same evaluation part), which removes
+most of the split-to-split spread of APGR itself.
 
 The replay sends every prompt to the cheap route (`--replay-route cheap`, the default): the rating is
 then exactly the label the feedback gives, as in an exploration period. `--replay-route auto` lets the
@@ -215,9 +218,11 @@ def _run_point_in(
 
 def summary(points: list[Point], pool_size: int) -> str:
     lines = [
-        "| outcomes | splits | APGR of the served version | APGR of the candidate | promoted | service switched |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| outcomes | splits | APGR of the served version | gain over the seed (paired) | higher than the seed |"
+        " APGR of the candidate | promoted | service switched |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    seed_of = {p.split: p.apgr_active for p in points if p.requested == 0}
     for requested in dict.fromkeys(p.requested for p in points):
         group = [p for p in points if p.requested == requested]
         served = np.array([p.apgr_active for p in group])
@@ -226,8 +231,11 @@ def summary(points: list[Point], pool_size: int) -> str:
         label = f"{actual}" if actual == requested else f"{actual} (asked {requested}; the pool holds {pool_size})"
         # Each point starts from the seed, so the service should serve the candidate iff it was promoted.
         switched = sum(p.served == (p.trained if p.promoted else "seed") for p in group)
+        paired = [p.apgr_active - seed_of[p.split] for p in group if p.split in seed_of]
+        gain = f"{np.mean(paired):+.3f} ± {np.std(paired):.3f}" if paired and requested else "-"
+        higher = f"{sum(g > 0 for g in paired)}/{len(paired)}" if paired and requested else "-"
         lines.append(
-            f"| {label} | {len(group)} | {served.mean():.3f} ± {served.std():.3f} | "
+            f"| {label} | {len(group)} | {served.mean():.3f} ± {served.std():.3f} | {gain} | {higher} | "
             f"{candidate.mean():.3f} ± {candidate.std():.3f} | {sum(p.promoted for p in group)}/{len(group)} | "
             f"{switched}/{len(group)} |"
         )
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strong", nargs="+", default=list(DEFAULT_STRONG))
     parser.add_argument("--points", type=int, nargs="+", default=[0, 300, 1000])
     parser.add_argument("--eval-fraction", type=float, default=0.35)
-    parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replay-route", choices=["cheap", "auto"], default="cheap")
     parser.add_argument("--feedback-weight", type=float, default=1.0, help="ledger.feedback_weight of the config")

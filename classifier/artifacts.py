@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from classifier.booster import ARRAY_NAMES as BOOSTER_ARRAY_NAMES
 from classifier.calibration import Platt
 from classifier.features import FeatureConfig
 from classifier.scorer import ARRAY_NAMES, HEADS, QueryScorer
@@ -143,7 +144,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray[Any, Any]]:
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         # ValueError is numpy refusing pickled (object) data, since pickles are not allowed.
         raise ArtifactError(f"{path}: refused ({exc})") from exc
-    unexpected = set(arrays) - set(ARRAY_NAMES)
+    unexpected = set(arrays) - set(ARRAY_NAMES) - set(BOOSTER_ARRAY_NAMES)
     if unexpected:
         raise ArtifactError(f"{path}: unexpected arrays {sorted(unexpected)}")
     for name, array in arrays.items():

@@ -33,6 +33,24 @@ def auroc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def paired_auroc_difference_se(
+    labels: npt.ArrayLike, first: npt.ArrayLike, second: npt.ArrayLike, draws: int = 200, seed: int = 0
+) -> float:
+    """Bootstrap standard error of AUROC(second) - AUROC(first) on the same rows: how far two equally
+    good scorers' AUROCs drift apart on a sample this size (resamples without both classes skipped)."""
+    y = np.asarray(labels, dtype=np.float64)
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n = int(y.shape[0])
+    differences = []
+    for _ in range(draws):
+        rows = rng.integers(0, n, n)
+        positives = int((y[rows] > 0.5).sum())
+        if 0 < positives < n:
+            differences.append(auroc(y[rows], b[rows]) - auroc(y[rows], a[rows]))
+    return float(np.std(differences)) if len(differences) > 1 else 0.0
+
+
 def expected_calibration_error(labels: npt.ArrayLike, probabilities: npt.ArrayLike, bins: int = 10) -> float:
     """ECE with equal-width bins: sum over bins of (bin share) * |mean label - mean probability|."""
     y = np.asarray(labels, dtype=np.float64)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from classifier.booster import ARRAY_NAMES as BOOSTER_ARRAY_NAMES
+from classifier.booster import Booster
 from classifier.calibration import Platt
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
 from classifier.text import messages_to_text
@@ -129,7 +131,8 @@ class QueryScorer:
         calibration: Mapping[str, Platt],
         params: Mapping[str, Any] | None = None,
     ) -> QueryScorer:
-        """A fitted scorer from saved weights (see classifier.artifacts)."""
+        """A fitted scorer from saved weights (see classifier.artifacts); the booster arrays, when
+        present, are a correction of the difficulty head learnt on outcomes (classifier.adaptation)."""
         scorer = cls(**dict(params or {}))
         scorer.set_params(
             buckets_log2=feature_config.buckets_log2,
@@ -139,11 +142,19 @@ class QueryScorer:
             tail_chars=feature_config.tail_chars,
             char_min_non_ascii=feature_config.char_min_non_ascii,
         )
-        scorer._set_state(Featurizer(feature_config), arrays, (calibration["difficulty"], calibration["stakes"]))
+        booster = None
+        if any(name in arrays for name in BOOSTER_ARRAY_NAMES):
+            booster = Booster.from_arrays({name: arrays[name] for name in BOOSTER_ARRAY_NAMES})
+        platt = (calibration["difficulty"], calibration["stakes"])
+        scorer._set_state(Featurizer(feature_config), arrays, platt, booster)
         return scorer
 
     def _set_state(
-        self, featurizer: Featurizer, arrays: Mapping[str, npt.NDArray[Any]], platt: tuple[Platt, Platt]
+        self,
+        featurizer: Featurizer,
+        arrays: Mapping[str, npt.NDArray[Any]],
+        platt: tuple[Platt, Platt],
+        booster: Booster | None = None,
     ) -> None:
         n_buckets, n_dense = featurizer.config.n_buckets, len(DENSE_FEATURE_NAMES)
         expected = {
@@ -170,6 +181,9 @@ class QueryScorer:
         self.dense_high_ = np.asarray(arrays["dense_high"], dtype=np.float64)
         self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         self.platt_ = platt
+        if booster is not None and platt[0].a <= 0:
+            raise ValueError("a booster needs a difficulty calibration with a positive slope")
+        self.booster_ = booster
         # Standardisation folded into the dense weights and intercept.
         self._dense_effective = self.dense_weights_ / self.dense_scale_[:, None]
         self._bias = self.intercept_ - (self.dense_mean_ / self.dense_scale_) @ self.dense_weights_
@@ -187,7 +201,7 @@ class QueryScorer:
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The learnt weights, by name, for saving."""
         self._check_fitted()
-        return {
+        arrays: dict[str, npt.NDArray[Any]] = {
             "hashed_weights": self.hashed_weights_,
             "dense_weights": self.dense_weights_,
             "dense_mean": self.dense_mean_,
@@ -196,6 +210,27 @@ class QueryScorer:
             "dense_high": self.dense_high_,
             "intercept": self.intercept_,
         }
+        if self.booster_ is not None:
+            arrays.update(self.booster_.arrays())
+        return arrays
+
+    def with_booster(self, booster: Booster | None) -> QueryScorer:
+        """A copy of this fitted scorer whose difficulty head is corrected by `booster`."""
+        self._check_fitted()
+        copy = QueryScorer(**self.get_params())
+        base_arrays = {name: value for name, value in self.arrays().items() if name not in BOOSTER_ARRAY_NAMES}
+        copy._set_state(self.featurizer_, base_arrays, self.platt_, booster)
+        return copy
+
+    def _boosted(self, z_difficulty: FloatArray, clipped_dense: FloatArray) -> FloatArray:
+        """Raw difficulty logits after the booster: the calibrated logit plus the trees' margin, mapped
+        back through the calibration so that Platt scaling gives sigmoid(calibrated + margin)."""
+        assert self.booster_ is not None
+        platt = self.platt_[0]
+        calibrated = platt.a * z_difficulty + platt.b
+        margin = self.booster_.margins(np.column_stack([calibrated, clipped_dense]))
+        result: FloatArray = z_difficulty + margin / platt.a
+        return result
 
     def logits_one(self, text: str) -> tuple[float, float]:
         """Raw (uncalibrated) logits of both heads for one text."""
@@ -210,11 +245,19 @@ class QueryScorer:
         if n:
             if self._ones.shape[0] < n:
                 self._ones = np.ones(max(n, 2 * self._ones.shape[0]), dtype=np.float32)
-            # ones @ rows sums the gathered rows; much faster than .sum(axis=0) on an (n, 2) gather.
-            hashed_difficulty, hashed_stakes = (self._ones[:n] @ self.hashed_weights_.take(indices, axis=0)).tolist()
+            # ones . rows sums the gathered rows; much faster than .sum(axis=0) on an (n, 2) gather.
+            # np.dot calls the same BLAS routine as the @ operator (same sum, same rounding) with less
+            # dispatch overhead.
+            rows = self.hashed_weights_.take(indices, axis=0)
+            hashed_difficulty, hashed_stakes = np.dot(self._ones[:n], rows).tolist()
             scale = 1.0 / math.sqrt(n)
             z_difficulty += hashed_difficulty * scale
             z_stakes += hashed_stakes * scale
+        if self.booster_ is not None:
+            platt = self.platt_[0]
+            calibrated = platt.a * z_difficulty + platt.b
+            clipped_dense = [min(max(v, row[0]), row[1]) for v, row in zip(dense, self._dense_rows, strict=True)]
+            z_difficulty += self.booster_.margin_one([calibrated, *clipped_dense]) / platt.a
         return z_difficulty, z_stakes
 
     def decision_function(self, texts: Sequence[str]) -> FloatArray:
@@ -228,9 +271,12 @@ class QueryScorer:
             counts = np.bincount(owner, minlength=n)
             scale = 1.0 / np.sqrt(np.maximum(counts, 1))
             gathered = self.hashed_weights_.take(indices, axis=0)
-            z = self._bias + np.clip(dense, self.dense_low_, self.dense_high_) @ self._dense_effective
+            clipped = np.clip(dense, self.dense_low_, self.dense_high_)
+            z = self._bias + clipped @ self._dense_effective
             for head in range(2):
                 z[:, head] += np.bincount(owner, weights=gathered[:, head], minlength=n) * scale
+            if self.booster_ is not None:
+                z[:, 0] = self._boosted(z[:, 0], clipped)
             result[start : start + n] = z
         return result
 
@@ -245,7 +291,7 @@ class QueryScorer:
         self._check_fitted()
         z_difficulty, z_stakes = self.logits_one(text)
         difficulty, stakes = self.platt_
-        return Scores(difficulty=difficulty.apply_one(z_difficulty), stakes=stakes.apply_one(z_stakes))
+        return Scores(difficulty.apply_one(z_difficulty), stakes.apply_one(z_stakes))
 
     def score_messages(self, messages: Sequence[Mapping[str, Any]]) -> Scores:
         """Scores for one chat request's messages: the hot path of the router."""

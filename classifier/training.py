@@ -1,7 +1,8 @@
 """Training a classifier version: split, fit, evaluate on the held-back rows, choose thresholds.
 
-`train_version` is the one entry point; `moa-router train` is a thin command line over it, and
-training from logged outcomes adds rows (with a per-row `weight`) to the same call.
+`train_version` is the one entry point; `moa-router train` is a thin command line over it. Training
+from logged outcomes passes them as `logged` rows (with a per-row `weight`): the base is fitted on the
+seed rows, then its difficulty head is corrected towards the outcomes (classifier.adaptation).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifier import metrics
+from classifier.adaptation import adapt_difficulty
 from classifier.calibration import choose_thresholds
 from classifier.dataset import Row, data_sha256, row_text, split_rows
 from classifier.scorer import HEADS, QueryScorer
@@ -45,6 +47,7 @@ class LabelledData:
 def train_version(
     rows: Sequence[Row],
     *,
+    logged: Sequence[Row] = (),
     held_back_fraction: float = DEFAULT_HELD_BACK_FRACTION,
     target_escalation_rate: float = DEFAULT_ESCALATION_RATE,
     params: Mapping[str, Any] | None = None,
@@ -52,7 +55,8 @@ def train_version(
     """Fit a scorer on the training split and describe it: (scorer, meta for the registry).
 
     The held-back split (a stable hash of each row's id) is never fitted on: it measures the version,
-    and the policy thresholds are chosen on it for `target_escalation_rate`.
+    and the policy thresholds are chosen on it for `target_escalation_rate`. `logged` rows (outcomes
+    of this deployment) correct the difficulty head of the version fitted on `rows`.
     """
     train_rows, held_rows = split_rows(rows, held_back_fraction)
     if not train_rows or not held_rows:
@@ -60,6 +64,12 @@ def train_version(
     train = LabelledData.from_rows(train_rows)
     scorer = QueryScorer(**dict(params or {}))
     scorer.fit(train.texts, train.difficulty, train.stakes, sample_weight=train.weight)
+    logged_train, logged_held = split_rows(logged, held_back_fraction)
+    adaptation = None
+    if logged_train:
+        outcomes = LabelledData.from_rows(logged_train)
+        scorer, adaptation = adapt_difficulty(scorer, outcomes.texts, outcomes.difficulty, outcomes.weight)
+    held_rows = [*held_rows, *logged_held]
 
     held = LabelledData.from_rows(held_rows)
     probabilities = scorer.predict_proba(held.texts)
@@ -71,8 +81,8 @@ def train_version(
         target_escalation_rate=target_escalation_rate,
     )
     meta: dict[str, Any] = {
-        "training_data_sha256": data_sha256(rows),
-        "n_train": len(train_rows),
+        "training_data_sha256": data_sha256([*rows, *logged]),
+        "n_train": len(train_rows) + len(logged_train),
         "n_held_back": len(held_rows),
         "split": {"method": "sha256(id) < fraction", "held_back_fraction": held_back_fraction},
         "metrics": {"held_back": labelled_metrics_from(held, probabilities)},
@@ -84,6 +94,10 @@ def train_version(
             "stakes_recall": choice.stakes_recall,
         },
     }
+    if logged:
+        meta["logged_outcomes"] = {"n_train": len(logged_train), "n_held_back": len(logged_held)}
+    if adaptation is not None:
+        meta["adaptation"] = adaptation.to_json()
     return scorer, meta
 
 

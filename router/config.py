@@ -102,7 +102,7 @@ class LedgerSettings(_Section):
     feedback_window_s: int = Field(default=7 * 86400, ge=60)  # how long a request can still be rated
     max_buffer: int = Field(default=100_000, ge=1)  # events held in memory while Redis is unreachable
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
-    # Training weight of a row by the source of its label (`train --from-log`); seed rows weigh 1.
+    # Weight of a logged outcome by the source of its label in `train --from-log`'s correction.
     feedback_weight: float = Field(default=1.0, ge=0)
     shadow_weight: float = Field(default=0.5, ge=0)
 

@@ -103,3 +103,21 @@ def test_cpt_unreachable_is_none() -> None:
     # Strong loses on one prompt more than it gains elsewhere? No: gap positive but level above max PGR.
     curve = routing_curve([1, 0], [0, 0], [1, 0])
     assert call_performance_threshold(curve, 1.5) is None
+
+
+def test_paired_auroc_difference_se_reflects_sample_size() -> None:
+    from classifier.metrics import paired_auroc_difference_se
+
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        labels = (rng.random(n) < 0.3).astype(float)
+        first = labels + rng.normal(size=n)  # two equally good, differently noisy scorers
+        second = labels + rng.normal(size=n)
+        return labels, first, second
+
+    labels, first, _ = sample(60)
+    assert paired_auroc_difference_se(labels, first, first) == 0.0  # the same scores never differ
+    small = paired_auroc_difference_se(*sample(60))
+    large = paired_auroc_difference_se(*sample(2000))
+    assert 0.03 < small < 0.15 and large < small / 3

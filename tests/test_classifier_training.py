@@ -90,3 +90,31 @@ def test_not_worse_gate() -> None:
     assert not not_worse(metrics(0.70, 0.90), metrics(0.80, 0.80))
     assert not not_worse(metrics(0.90, 0.70), metrics(0.80, 0.80))
     assert not_worse(metrics(0.50, None), metrics(0.40, 0.90))  # an undefined AUROC is not compared
+
+
+def test_logged_outcomes_correct_the_version_fitted_on_the_seed_rows() -> None:
+    rows = load_rows(FIXTURE)
+    params = {"buckets_log2": 12, "calibration_folds": 2}
+    logged = [
+        {
+            "id": f"outcome:{index}",
+            "prompt": f"please check the lighthouse schedule number {index}",
+            "difficulty": 1,
+            "stakes": 0,
+            "weight": 1.0,
+        }
+        for index in range(40)
+    ] + [
+        {"id": f"outcome:x{index}", "prompt": f"say hi to the team, take {index}", "difficulty": 0, "stakes": 0}
+        for index in range(40)
+    ]
+    base, _ = train_version(rows, held_back_fraction=0.3, params=params)
+    adapted, meta = train_version(rows, logged=logged, held_back_fraction=0.3, params=params)
+    _, logged_held = split_rows(logged, 0.3)
+    assert meta["logged_outcomes"] == {"n_train": len(logged) - len(logged_held), "n_held_back": len(logged_held)}
+    assert meta["metrics"]["held_back"]["n"] == len(split_rows(rows, 0.3)[1]) + len(logged_held)
+    assert meta["adaptation"]["choice"] not in ("none", "shift")
+    assert meta["training_data_sha256"] == data_sha256([*rows, *logged])
+    probe = ["please check the lighthouse schedule for friday", "say hi to the team tomorrow"]
+    before, after = base.predict_proba(probe)[:, 0], adapted.predict_proba(probe)[:, 0]
+    assert after[0] > before[0] and after[1] < before[1]

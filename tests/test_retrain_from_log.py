@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -196,3 +197,34 @@ def test_export_writes_the_log_as_json_lines(
     [row] = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert row["id"] == f"outcome:{ids[0]}" and row["difficulty"] == 1 and row["source"] == "feedback"
     assert LogLocation.from_environment(prefix=prefix).redis_url == redis_url
+
+
+class _FixedScores:
+    """A stand-in version that gives each prompt a fixed difficulty (stakes 0.5)."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.array([[self.scores[text], 0.5] for text in texts])
+
+
+def test_the_gate_tolerates_noise_on_few_outcomes_but_not_a_real_drop() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = (rng.random(n) < 0.3).astype(int)
+    signal = labels + rng.normal(scale=0.8, size=n)
+    rows = [
+        {"id": f"outcome:{i}", "prompt": f"p{i}", "difficulty": int(labels[i]), "stakes": 0, "source": "feedback"}
+        for i in range(n)
+    ]
+    prompts = [f"p{i}" for i in range(n)]
+    active = _FixedScores(dict(zip(prompts, signal.tolist(), strict=True)))
+    # As good, with other noise: on ~80 held-back outcomes the AUROCs differ by chance; still promoted.
+    jittered = _FixedScores(dict(zip(prompts, (signal + rng.normal(scale=0.3, size=n)).tolist(), strict=True)))
+    same = logged_gate(active, jittered, rows, 0.2)
+    assert same.passed, same.describe()
+    # Scores that ignore the labels: a real drop, refused.
+    useless = _FixedScores(dict(zip(prompts, rng.random(n).tolist(), strict=True)))
+    worse = logged_gate(active, useless, rows, 0.2)
+    assert not worse.passed and "dropped by more than" in worse.reason

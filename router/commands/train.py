@@ -2,8 +2,9 @@
 
 The new version is always saved; it is promoted only when its AUROC on the held-back split is not
 worse than the active version's on the same rows (both heads, small tolerance), unless --no-promote.
-With --from-log the logged outcomes (feedback, shadow verdicts) join the data, and the gate is
-router.outcomes.logged_gate on the held-back split; a promotion is announced to running replicas.
+With --from-log the version fitted on the data is then corrected towards the logged outcomes (feedback,
+shadow verdicts; classifier.adaptation), and the gate is router.outcomes.logged_gate on the held-back
+split; a promotion is announced to running replicas.
 """
 
 from __future__ import annotations
@@ -55,17 +56,19 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"moa-router train: {exc}", file=sys.stderr)
         return 2
+    logged: list[dict[str, object]] = []
     if args.from_log:
-        from router.outcomes import add_logged_rows
+        from router.outcomes import read_logged_rows
 
-        with_log = add_logged_rows(rows)
-        if with_log is None:
+        read = read_logged_rows()
+        if read is None:
             return 1
-        rows = with_log
+        logged = read
     registry = ModelRegistry(default_models_dir())
     try:
         scorer, meta = train_version(
             rows,
+            logged=logged,
             held_back_fraction=args.held_back_fraction,
             target_escalation_rate=args.target_escalation_rate,
             params={"C": args.C},
@@ -84,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     version = registry.save(scorer, meta)
     print(f"trained {version} on {meta['n_train']} rows; held back {meta['n_held_back']}")
 
+    if "adaptation" in meta:
+        print(f"logged outcomes: {meta['adaptation']['reason']}")
+    rows = [*rows, *logged]
     _, held_rows = split_rows(rows, args.held_back_fraction)
     candidate = meta["metrics"]["held_back"]
     columns = {version: candidate}
