@@ -26,10 +26,11 @@ from classifier.text import focus_final_item
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 UInt64Array = npt.NDArray[np.uint64]
+# Dtype objects passed positionally: numpy resolves them faster than type names or keywords.
+_U8, _U64, _INTP, _BOOL = np.dtype(np.uint8), np.dtype(np.uint64), np.dtype(np.intp), np.dtype(np.bool_)
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _BASE = 0x100000001B3  # odd, hence invertible modulo 2**64
-_ONE = np.uint64(1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of h * _MIX are well spread
 _PAIR = np.uint64(0xD6E8FEB86659FD93)  # combines two word hashes into a word-pair hash
 _SALT_CHAR = 0x51ED270B27D3A1C5
@@ -54,15 +55,19 @@ _SEPARATORS = _translation(b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
 # Counted byte classes, in DENSE_FEATURE_NAMES order: newlines, non-ASCII, digits, maths, code, "?".
 _BYTE_CLASSES = _translation(b"\n", bytes(range(128, 256)), b"0123456789", b"=+*/^<>%", b"{};`_[]#|\\", b"?")
 _BYTE_CLASS_CODES = tuple(bytes([code]) for code in range(1, 7))
+_UNCOUNTED = bytes(byte for byte in range(256) if not _BYTE_CLASSES[byte])
+# Case folding and the +1 of the hash in one translation; UTF-8 never contains the byte 0xFF.
+_LOWER_PLUS_ONE = bytes((byte + 32 if 65 <= byte <= 90 else byte) + 1 & 0xFF for byte in range(256))
 
 # Numbered or bulleted list items (group 1) and lettered answer options (group 2), at line starts.
-_LINE_START_RE = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]")
+_LINE_START_RE = re.compile(r"\n[ \t]*+(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]")
 
 # A lone underscore is the slot of a fill-in-the-blank item; " __init__" and snake_case are not.
 _BLANKS = (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n")
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICON)
 _N_LEXICON = len(LEXICON_NAMES)
+_LEXICON_CODES = tuple(bytes([code]) for code in range(1, _N_LEXICON + 1))
 DENSE_FEATURE_NAMES: tuple[str, ...] = (
     "log_chars",
     "log_lines",
@@ -143,6 +148,11 @@ class Featurizer:
     _shift: np.uint64 = field(init=False, repr=False)
     _char_salts: tuple[tuple[int, np.uint64], ...] = field(init=False, repr=False)
     _lexicon: npt.NDArray[np.uint8] = field(init=False, repr=False)
+    _inverse_after: UInt64Array = field(init=False, repr=False)
+    _word_pair_salts: UInt64Array = field(init=False, repr=False)
+    _salt_split: int = field(init=False, repr=False)
+    _with_words: bool = field(init=False, repr=False)
+    _with_pairs: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # A window of N characters is at most 4N UTF-8 bytes, plus the two padding spaces.
@@ -152,6 +162,12 @@ class Featurizer:
         self._shift = np.uint64(64 - self.config.buckets_log2)
         self._char_salts = tuple((n, _salt(_SALT_CHAR + n)) for n in self.config.char_ngrams)
         self._lexicon = self._build_lexicon()
+        self._inverse_after = self._inverse_powers[1:]
+        # Word salts then pair salts; transform_one XORs a slice around the split onto its hashes.
+        self._salt_split = size
+        self._word_pair_salts = np.concatenate([np.full(size, _WORD_SALT), np.full(size, _PAIR_SALT)])
+        self._with_words = 1 in self.config.word_ngrams
+        self._with_pairs = 2 in self.config.word_ngrams
 
     def window(self, text: str) -> str:
         """The part of `text` that is read (see FeatureConfig); a few-shot prompt's final item."""
@@ -167,55 +183,59 @@ class Featurizer:
         """Bucket indices of every n-gram (repeats kept) and the dense signals of one text."""
         focused = focus_final_item(text)
         window = self._window(focused.text)
-        encoded = (" " + window + " ").encode("utf-8").translate(_ASCII_LOWER)
-        data = np.frombuffer(encoded, dtype=np.uint8)
-        length = data.shape[0]
-        # Every numpy call costs about a microsecond whatever its size, so the steps below are as few
-        # as possible and write in place: this is most of the per-query cost.
-        prefix = np.zeros(length + 1, dtype=np.uint64)
-        weighted = data.astype(np.uint64)
-        weighted += _ONE  # so that a zero byte still changes the hash
-        weighted *= self._powers[:length]
-        np.add.accumulate(weighted, out=prefix[1:])
-
-        starts, ends = _word_bounds(encoded)
-        n_words = starts.shape[0]
-        words = prefix[ends]
-        words -= prefix[starts]
-        words *= self._inverse_powers[starts]
-        classes = encoded.translate(_BYTE_CLASSES)
-        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(classes.count, _BYTE_CLASS_CODES)
+        encoded = (" " + window + " ").encode("utf-8")
+        length = len(encoded)
         n_bytes = length - 2
-        char_salts = self._char_salts if non_ascii >= self.config.char_min_non_ascii * n_bytes else ()
+        # Uncounted bytes are deleted in the same pass, so the six counts read a short string.
+        counted = encoded.translate(_BYTE_CLASSES, _UNCOUNTED)
+        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(counted.count, _BYTE_CLASS_CODES)
+        with_chars = non_ascii >= self.config.char_min_non_ascii * n_bytes
+        # Every numpy call costs about a microsecond whatever its size, so the steps below are as few
+        # as possible and write in place: this is most of the per-query cost. One translation folds
+        # case and adds the 1 that makes a zero byte still change the hash (UTF-8 has no 0xFF byte).
+        weighted = np.frombuffer(encoded.translate(_LOWER_PLUS_ONE), _U8).astype(_U64)
+        weighted *= self._powers[:length]
+        if with_chars:  # byte n-grams start at offset 0, so they need the prefix sums' leading zero
+            prefix = np.empty(length + 1, _U64)
+            prefix[0] = 0
+            cumulative = np.add.accumulate(weighted, out=prefix[1:])
+            n_char = sum(max(length - n + 1, 0) for n, _ in self._char_salts)
+        else:
+            cumulative = np.add.accumulate(weighted, out=weighted)
+            n_char = 0
+        # Word edges: the last separator byte before each word and each word's last byte. Prefix sums
+        # at them differ by the word's hash times the power of its start, which the inverse undoes.
+        separator = np.frombuffer(encoded.translate(_SEPARATORS), _BOOL)
+        edges = np.not_equal(separator[1:], separator[:-1]).nonzero()[0]
+        n_words = edges.shape[0] >> 1
+        n_word_hashes = n_words if self._with_words else 0
+        n_pairs = n_words - 1 if self._with_pairs and n_words > 1 else 0
         # All hashes go into one array in the order chars, words, word pairs (the order of the sum of
         # their weights, hence of its rounding).
-        n_char = sum(max(length - n + 1, 0) for n, _ in char_salts)
-        with_words = 1 in self.config.word_ngrams
-        with_pairs = 2 in self.config.word_ngrams and n_words > 1
-        total = n_char + (n_words if with_words else 0) + (n_words - 1 if with_pairs else 0)
-        hashes = np.empty(total, dtype=np.uint64)
+        hashes = np.empty(n_char + n_word_hashes + n_pairs, _U64)
         at = 0
-        for n, salt in char_salts:
+        for n, salt in self._char_salts if with_chars else ():
             if length >= n:
                 part = hashes[at : at + length - n + 1]
                 np.subtract(prefix[n:], prefix[:-n], out=part)
                 part *= self._inverse_powers[: length - n + 1]
                 part ^= salt
                 at += part.shape[0]
-        if with_pairs:
-            # Pairs before salting the words, which they are made of.
-            pairs = hashes[total - n_words + 1 :]
+        words = hashes[n_char : n_char + n_words] if n_word_hashes else np.empty(n_words, _U64)
+        bounds = cumulative.take(edges)
+        np.subtract(bounds[1::2], bounds[::2], out=words)
+        words *= self._inverse_after.take(edges[::2])
+        if n_pairs:  # pairs before salting the words, which they are made of
+            pairs = hashes[-n_pairs:]
             np.multiply(words[:-1], _PAIR, out=pairs)
             pairs += words[1:]
-            pairs ^= _PAIR_SALT
-        if with_words:
-            np.bitwise_xor(words, _WORD_SALT, out=hashes[at : at + n_words])
+        # One XOR salts the words and the pairs: a slice of a table of word salts followed by pair salts.
+        hashes[n_char:] ^= self._word_pair_salts[self._salt_split - n_word_hashes : self._salt_split + n_pairs]
         hashes *= _MIX
         hashes >>= self._shift
         # Bucket numbers are far below 2**63, so the uint64 bits read as int64 are the same numbers.
-        indices = hashes.view(np.intp)
-
-        lexicon_counts = np.bincount(self._lexicon[indices[n_char:]], minlength=_N_LEXICON + 1).tolist()
+        indices = hashes.view(_INTP)
+        categories = self._lexicon.take(indices[n_char:]).tobytes()
         list_items, choices = _line_starts(window)
         return indices, [
             math.log1p(len(focused.text)),
@@ -230,7 +250,7 @@ class Featurizer:
             math.log1p(choices),
             math.log1p(focused.examples),
             math.log1p(_count_blanks(encoded)),
-            *map(math.log1p, lexicon_counts[1:]),
+            *[math.log1p(categories.count(code)) for code in _LEXICON_CODES],
         ]
 
     def transform_batch(self, texts: Sequence[str]) -> tuple[IntArray, IntArray, FloatArray]:
@@ -307,18 +327,6 @@ class Featurizer:
         dense[:, 12:] = np.log1p(lexicon[:, 1:])
         return indices, owner, dense
 
-    def _word_parts(self, words: UInt64Array) -> list[UInt64Array]:
-        """Salted word and word-pair hashes (consumes `words`)."""
-        parts = []
-        if 2 in self.config.word_ngrams and words.shape[0] > 1:
-            pairs = words[:-1] * _PAIR + words[1:]
-            pairs ^= _PAIR_SALT
-            parts.append(pairs)
-        if 1 in self.config.word_ngrams and words.shape[0]:
-            words ^= _WORD_SALT
-            parts.insert(0, words)
-        return parts
-
     def _to_buckets(self, salted: list[UInt64Array]) -> IntArray:
         """Fibonacci hashing of salted hashes to bucket numbers."""
         if not salted:
@@ -359,8 +367,8 @@ def _word_bounds(encoded: bytes) -> tuple[IntArray, IntArray]:
 
 
 def _count_blanks(encoded: bytes) -> int:
-    # Most texts have no underscore at all, and finding one byte is much cheaper than six counts.
-    if b"_" not in encoded:
+    # Most texts have no blank at all, and one search is much cheaper than six counts.
+    if b" _" not in encoded:
         return 0
     return sum(encoded.count(blank) for blank in _BLANKS)
 

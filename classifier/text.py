@@ -59,6 +59,8 @@ def split_messages(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 
 def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """The last user turn, preceded by short excerpts of up to three earlier turns."""
+    if len(messages) == 1:  # the common single-turn request, whatever its role: the ask alone
+        return content_text(messages[0].get("content"))
     ask, context = split_messages(messages)
     if not context:
         return ask
@@ -72,7 +74,7 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
 # Labels start upper-case, which keeps code ("else:", "try:") and most prose out; digits are folded
 # so "Example 1:" and "Example 2:" are one label. Anchoring on a literal newline keeps the scan fast.
 _LABEL_RE = re.compile(r"\n[#*> \t]{0,4}+([A-Z][A-Za-z0-9 ,'_()-]{0,80}+:)(?=\s|$)")
-_FOLD_DIGITS = str.maketrans("0123456789", "##########")
+_FOLD_DIGITS = bytes.maketrans(b"0123456789", b"##########")
 # Shorter texts are never few-shot prompts worth unpacking, and skipping them keeps typical asks cheap.
 FEW_SHOT_MIN_CHARS = 200
 PREAMBLE_CHARS = 300
@@ -82,8 +84,10 @@ FEW_SHOT_SCAN_CHARS = 2048
 MIN_FEW_SHOT_BLOCKS = 3
 # The first word (up to 16 characters) of each block's first line and of its last line.
 _BLOCK_HEAD_RE = re.compile(r"\n\n\s*([^ \n]{1,16})")
-# Possessive and atomic parts: a line that is not a block's last is given up at once, no backtracking.
-_BLOCK_TAIL_RE = re.compile(r"\n[ \t]*+((?>[^ \n]{1,16}))[^\n]*+(?=\n\n)")
+# Possessive parts: a line that is not a block's last is given up at once, no backtracking. Taking the
+# line's own newline is safe (the next line is blank, so no match can start there) and faster than
+# looking ahead at two.
+_BLOCK_TAIL_RE = re.compile(r"\n[ \t]*+([^ \n]{1,16}+)[^\n]*+\n(?=\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +110,17 @@ def focus_final_item(text: str) -> FocusedText:
     Only the last FEW_SHOT_SCAN_CHARS characters are searched, so examples before them are not counted.
     """
     # Three finds stop at the third newline, where counting them all would read the whole text.
-    if len(text) < FEW_SHOT_MIN_CHARS or text.find("\n", text.find("\n", text.find("\n") + 1) + 1) < 0:
+    second = text.find("\n", text.find("\n") + 1)
+    if len(text) < FEW_SHOT_MIN_CHARS or second < 0 or text.find("\n", second + 1) < 0:
         return FocusedText(text, 0)
     # Only the end is searched, which bounds the cost whatever the length: the final item and the
     # examples just before it are there, and the instructions are read from the start below.
     offset = max(len(text) - FEW_SHOT_SCAN_CHARS, 0)
     region = text[offset:]
-    # Cheap counts first: the label frame needs four labels, the block frame three blocks.
+    # Cheap checks first: the label frame needs four labels (colons), the block frame three blocks
+    # (two blank lines; two finds stop at the second, where counting would read the whole region).
     found = (_by_labels(region, cut=offset > 0) if region.count(":") >= 4 else None) or (
-        _by_blocks(region) if region.count("\n\n") >= MIN_FEW_SHOT_BLOCKS - 1 else None
+        _by_blocks(region) if region.find("\n\n", region.find("\n\n") + 2) >= 0 else None
     )
     if found is None:
         return FocusedText(text, 0)
@@ -133,24 +139,22 @@ def _by_labels(text: str, cut: bool = False) -> tuple[int, int, int] | None:
     """
     lined = "\n" + text
     raw = _LABEL_RE.findall(lined)
-    if len(raw) < 4:
+    n = len(raw)
+    if n < 4:
         return None
-    # Labels never contain a newline, so one translation of the joined labels folds them all.
-    folded = "\n".join(raw).translate(_FOLD_DIGITS).split("\n")
-    counts: dict[str, int] = {}
+    # Labels are ASCII and never contain a newline, so one bytes translation folds them all.
+    folded = "\n".join(raw).encode("ascii").translate(_FOLD_DIGITS).split(b"\n")
+    counts: dict[bytes, int] = {}
     for label in folded:
         counts[label] = counts.get(label, 0) + 1
     repeated = [label for label, count in counts.items() if count >= 2]  # first-seen order
     if len(repeated) < 2:
         return None
-    if cut:
-        # Later occurrences overwrite earlier ones, so each label maps to its last position.
-        last_seen = dict(zip(folded, range(len(folded)), strict=True))
-        opener = min(repeated, key=last_seen.__getitem__)
-    else:
-        opener = repeated[0]
+    # In reverse, the label whose last occurrence comes first is found latest.
+    backwards = folded[::-1]
+    opener = max(repeated, key=backwards.index) if cut else repeated[0]
     first_raw = raw[folded.index(opener)]
-    last_raw = raw[len(folded) - 1 - folded[::-1].index(opener)]
+    last_raw = raw[n - 1 - backwards.index(opener)]
     # Offsets of "\n" + label in `lined` are those of the label in `text`.
     first = lined.find("\n" + first_raw)
     last = lined.rfind("\n" + last_raw)
@@ -172,26 +176,33 @@ def _is_marker(word: str) -> bool:
 def _by_blocks(text: str) -> tuple[int, int, int] | None:
     """(start of the first example, start of the final item, examples) from repeated block markers."""
     padded = "\n\n" + text + "\n\n"
-    for pattern in (_BLOCK_HEAD_RE, _BLOCK_TAIL_RE):
-        words = pattern.findall(padded)
-        if len(words) < MIN_FEW_SHOT_BLOCKS:
-            continue
-        counts = Counter(words)
-        markers = [w for w, c in counts.items() if c >= MIN_FEW_SHOT_BLOCKS and _is_marker(w)]
-        if not markers:
-            continue
-        marker = max(markers, key=counts.__getitem__)  # the first seen wins a tie
-        count = counts[marker]
+    found = _top_marker(_BLOCK_HEAD_RE.findall(padded))
+    if found is not None:
+        marker, count = found
         # Offsets in `padded` are two past those in `text`, which skips the blank line itself.
-        if pattern is _BLOCK_HEAD_RE:
-            return padded.find("\n\n" + marker), padded.rfind("\n\n" + marker), count - 1
-        # Blocks whose last line starts with the marker are solved examples; the item is what follows
-        # the last of them, or that last block itself when nothing follows (an empty answer line).
-        first_line = padded.find("\n" + marker)
-        last_line = padded.rfind("\n" + marker)
-        first = max(padded.rfind("\n\n", 0, first_line), 0)
-        after = padded.find("\n\n", last_line)
-        if after >= len(padded) - 2:
-            return first, max(padded.rfind("\n\n", 0, last_line), 0), count - 1
-        return first, after, count
-    return None
+        return padded.find("\n\n" + marker), padded.rfind("\n\n" + marker), count - 1
+    found = _top_marker(_BLOCK_TAIL_RE.findall(padded))
+    if found is None:
+        return None
+    marker, count = found
+    # Blocks whose last line starts with the marker are solved examples; the item is what follows
+    # the last of them, or that last block itself when nothing follows (an empty answer line).
+    first_line = padded.find("\n" + marker)
+    last_line = padded.rfind("\n" + marker)
+    first = max(padded.rfind("\n\n", 0, first_line), 0)
+    after = padded.find("\n\n", last_line)
+    if after >= len(padded) - 2:
+        return first, max(padded.rfind("\n\n", 0, last_line), 0), count - 1
+    return first, after, count
+
+
+def _top_marker(words: list[str]) -> tuple[str, int] | None:
+    """The most frequent marker word seen at least MIN_FEW_SHOT_BLOCKS times (the first seen wins a
+    tie), and its count."""
+    if len(words) < MIN_FEW_SHOT_BLOCKS:
+        return None
+    best: tuple[str, int] | None = None
+    for word, count in Counter(words).items():
+        if count >= (best[1] + 1 if best else MIN_FEW_SHOT_BLOCKS) and _is_marker(word):
+            best = word, count
+    return best

@@ -320,6 +320,27 @@ def test_features_equal_the_reference(config: FeatureConfig) -> None:
         assert (indices.tolist(), dense) == reference_features(config, text)
 
 
+_ANY_TEXT = st.lists(
+    st.one_of(
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+        st.sampled_from(["\n", "\n\n", " ", "_", " _ ", "é", "数字", "1. ", "\nA) ", "Q: x\nA: y\n\n", "\x00", "?"]),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_ANY_TEXT)
+def test_features_equal_the_reference_on_any_text(text: str) -> None:
+    for config in (
+        FeatureConfig(buckets_log2=12),
+        FeatureConfig(buckets_log2=12, char_ngrams=(2, 4), word_ngrams=(1,), char_min_non_ascii=0.0),
+        FeatureConfig(buckets_log2=12, word_ngrams=(2,), head_chars=30, tail_chars=40, char_min_non_ascii=0.3),
+    ):
+        indices, dense = Featurizer(config).transform_one(text)
+        assert (indices.tolist(), dense) == reference_features(config, text)
+
+
 def test_shipped_scores_equal_the_reference() -> None:
     scorer = artifacts.load(SEED_DIR).scorer
     texts = [row_text(row) for row in load_rows(SEED_ROWS)]

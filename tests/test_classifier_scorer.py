@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,20 @@ def test_sample_weight_changes_the_fit(rows: list[dict[str, Any]]) -> None:
 def test_fit_rejects_a_single_class() -> None:
     with pytest.raises(ValueError, match="nothing to learn"):
         QueryScorer(buckets_log2=10, calibration_folds=2).fit(["a", "b", "c", "d"], [0, 0, 0, 0], [0, 1, 0, 1])
+
+
+def test_single_logits_add_every_clipped_signal_in_order(scorer: QueryScorer) -> None:
+    # Bit for bit the plain formula: the clipped signals in order, then the hashed rows summed in float32.
+    for text in ["", "hi", "Prove that 2 is prime?", "1. a\n2. b\nA) c", "x" * 5000, "税金の申告", "Q: a\nA: b\n" * 9]:
+        indices, dense = scorer.featurizer_.transform_one(text)
+        z_difficulty, z_stakes = scorer._bias_pair
+        for value, (low, high, w_difficulty, w_stakes) in zip(dense, scorer._dense_rows, strict=True):
+            clipped = min(max(value, low), high)
+            z_difficulty += clipped * w_difficulty
+            z_stakes += clipped * w_stakes
+        if indices.shape[0]:
+            hashed = (np.ones(indices.shape[0], dtype=np.float32) @ scorer.hashed_weights_[indices]).tolist()
+            scale = 1.0 / math.sqrt(indices.shape[0])
+            z_difficulty += hashed[0] * scale
+            z_stakes += hashed[1] * scale
+        assert scorer.logits_one(text) == (z_difficulty, z_stakes)

@@ -6,6 +6,7 @@ import random
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from classifier.dataset import load_rows, row_text
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
-from classifier.text import PREAMBLE_CHARS, focus_final_item
+from classifier.text import PREAMBLE_CHARS, focus_final_item, messages_to_text, split_messages
 
 
 def labelled_prompt(final: str, shots: int = 3) -> str:
@@ -190,3 +191,41 @@ def test_focus_equals_the_reference_on_odd_layouts(pieces: list[str]) -> None:
     text = "".join(pieces)
     focused = focus_final_item(text)
     assert (focused.text, focused.examples) == reference_focus(text)
+
+
+# Framed lines: labels (numbered, after markdown or quote prefixes), option letters, long and
+# non-Latin words, odd whitespace, blank lines; repeated, as worked examples are, and then followed by
+# a final item, up to several thousand characters so long texts are cut to the scanned end.
+_LINE_STARTS = ["", "", "> ", "## ", "\t", "  ", "\xa0"]
+_LINE_HEADS = ["Question:", "Answer:", "Q:", "A:", "Example 1:", "Example 12:", "Input:", "Output:", "Answer 3:"]
+_LINE_HEADS += ["B.", "(A)", "I", "Is", "", "x" * 17, "数字", "It's", "Yes,", "[DONE]", ">>>"]
+_LINE_RESTS = ["", " what is 2 + 2?", " 4", "\t1", " é数", ": ok", " " * 3, "\r"]
+_LINE_ENDS = ["\n", "\n", "\n\n", "\n\n\n", " \n\n", "\n\u3000\n"]
+_framed_lines = st.lists(
+    st.tuples(*(st.sampled_from(parts) for parts in (_LINE_STARTS, _LINE_HEADS, _LINE_RESTS, _LINE_ENDS))),
+    max_size=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_framed_lines, st.integers(1, 200), _framed_lines)
+def test_focus_equals_the_reference_on_framed_lines(
+    example: list[tuple[str, str, str, str]], repeats: int, final: list[tuple[str, str, str, str]]
+) -> None:
+    text = "".join(map("".join, example)) * repeats + "".join(map("".join, final))
+    focused = focus_final_item(text)
+    assert (focused.text, focused.examples) == reference_focus(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["user", "assistant", "system", None]),
+    st.one_of(
+        st.none(), st.text(max_size=50), st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}))
+    ),
+)
+def test_a_single_message_is_the_ask(role: str | None, content: Any) -> None:
+    message = {"role": role, "content": content}
+    ask, context = split_messages([message])
+    assert context == ""
+    assert messages_to_text([message]) == ask
