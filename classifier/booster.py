@@ -35,26 +35,21 @@ class Booster:
     feature: IntArray  # (trees, 3)
     threshold: FloatArray  # (trees, 3)
     leaf: FloatArray  # (trees, 4)
-    # Flat copies and per-tree offsets for margin_one, where each numpy call costs about a microsecond.
-    _root_feature: IntArray = field(init=False, repr=False)
-    _root_threshold: FloatArray = field(init=False, repr=False)
-    _feature_flat: IntArray = field(init=False, repr=False)
-    _threshold_flat: FloatArray = field(init=False, repr=False)
-    _leaf_flat: FloatArray = field(init=False, repr=False)
-    _child_offset: IntArray = field(init=False, repr=False)
-    _leaf_offset: IntArray = field(init=False, repr=False)
+    # One tuple per tree for margin_one: at a few dozen trees a plain loop beats numpy's per-call cost.
+    _rows: list[tuple[int, float, int, float, int, float, float, float, float, float]] = field(
+        init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         trees = self.feature.shape[0]
         if self.feature.shape != (trees, 3) or self.threshold.shape != (trees, 3) or self.leaf.shape != (trees, 4):
             raise ValueError("booster arrays must be (trees, 3), (trees, 3) and (trees, 4)")
-        self._root_feature = np.ascontiguousarray(self.feature[:, 0])
-        self._root_threshold = np.ascontiguousarray(self.threshold[:, 0])
-        self._feature_flat = self.feature.reshape(-1).copy()
-        self._threshold_flat = self.threshold.reshape(-1).copy()
-        self._leaf_flat = self.leaf.reshape(-1).copy()
-        self._child_offset = np.arange(trees, dtype=np.intp) * 3 + 1
-        self._leaf_offset = np.arange(trees, dtype=np.intp) * 4
+        self._rows = [
+            (f0, t0, f1, t1, f2, t2, l0, l1, l2, l3)
+            for (f0, f1, f2), (t0, t1, t2), (l0, l1, l2, l3) in zip(
+                self.feature.tolist(), self.threshold.tolist(), self.leaf.tolist(), strict=True
+            )
+        ]
 
     @property
     def trees(self) -> int:
@@ -91,12 +86,26 @@ class Booster:
         return total
 
     def margin_one(self, columns: Sequence[float]) -> float:
-        """The sum of all trees' leaves for one row: the request path, so as few numpy calls as possible."""
-        values = np.asarray(columns)
-        right = values.take(self._root_feature) > self._root_threshold
-        child = self._child_offset + right
-        right_child = values.take(self._feature_flat.take(child)) > self._threshold_flat.take(child)
-        return float(self._leaf_flat.take(self._leaf_offset + 2 * right + right_child).sum())
+        """The sum of all trees' leaves for one row (the request path)."""
+        total = 0.0
+        for f0, t0, f1, t1, f2, t2, l0, l1, l2, l3 in self._rows:
+            if columns[f0] > t0:
+                total += l3 if columns[f2] > t2 else l2
+            else:
+                total += l1 if columns[f1] > t1 else l0
+        return total
+
+    def for_unclipped(self, low: FloatArray, high: FloatArray) -> Booster:
+        """The same trees for columns 1.. not yet clipped to [low, high]: clip(x) > t is x > t inside
+        the range, never when t >= high, always when t < low, so the clipping folds into thresholds."""
+        threshold = self.threshold.copy()
+        for node in range(3):
+            column = self.feature[:, node]
+            dense = column > 0
+            lo, hi = low[column[dense] - 1], high[column[dense] - 1]
+            t = threshold[dense, node]
+            threshold[dense, node] = np.where(t >= hi, _NEVER, np.where(t < lo, -_NEVER, t))
+        return Booster(self.feature, threshold, self.leaf)
 
 
 def fit_booster(

@@ -184,6 +184,8 @@ class QueryScorer:
         if booster is not None and platt[0].a <= 0:
             raise ValueError("a booster needs a difficulty calibration with a positive slope")
         self.booster_ = booster
+        # For single queries, clipping of the dense signals folded into the trees' thresholds.
+        self._booster_unclipped = None if booster is None else booster.for_unclipped(self.dense_low_, self.dense_high_)
         # Standardisation folded into the dense weights and intercept.
         self._dense_effective = self.dense_weights_ / self.dense_scale_[:, None]
         self._bias = self.intercept_ - (self.dense_mean_ / self.dense_scale_) @ self.dense_weights_
@@ -253,11 +255,10 @@ class QueryScorer:
             scale = 1.0 / math.sqrt(n)
             z_difficulty += hashed_difficulty * scale
             z_stakes += hashed_stakes * scale
-        if self.booster_ is not None:
+        if self._booster_unclipped is not None:
             platt = self.platt_[0]
             calibrated = platt.a * z_difficulty + platt.b
-            clipped_dense = [min(max(v, row[0]), row[1]) for v, row in zip(dense, self._dense_rows, strict=True)]
-            z_difficulty += self.booster_.margin_one([calibrated, *clipped_dense]) / platt.a
+            z_difficulty += self._booster_unclipped.margin_one([calibrated, *dense]) / platt.a
         return z_difficulty, z_stakes
 
     def decision_function(self, texts: Sequence[str]) -> FloatArray:

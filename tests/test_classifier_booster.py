@@ -92,3 +92,39 @@ def test_a_scorer_with_a_booster_scores_saves_and_loads(tmp_path: Path) -> None:
     loaded = artifacts.load(tmp_path / "b").scorer
     assert loaded.booster_ is not None and loaded.booster_.trees == 1
     np.testing.assert_allclose(loaded.predict_proba(texts), after, atol=1e-9)
+
+
+def test_single_queries_fold_the_clipping_into_thresholds_and_agree_with_batches() -> None:
+    rows = load_rows(FIXTURE)
+    texts = [row_text(row) for row in rows]
+    base = QueryScorer(buckets_log2=12, calibration_folds=2).fit(
+        texts, [row["difficulty"] for row in rows], [row["stakes"] for row in rows]
+    )
+    from classifier.fitting import feature_matrix
+
+    _, dense = feature_matrix(base.featurizer_, texts)
+    clipped = np.clip(dense, base.dense_low_, base.dense_high_)
+    platt = base.platt_[0]
+    offset = platt.a * base.decision_function(texts)[:, 0] + platt.b
+    labels = (dense[:, 0] > np.median(dense[:, 0])).astype(np.float64)  # long asks went badly
+    columns = np.column_stack([offset, clipped])
+    booster = fit_booster(columns, offset, labels, np.ones_like(labels), trees=30, min_leaf=5)
+    assert (booster.feature > 0).any()  # the trees use dense signals, whose clipping matters
+    boosted = base.with_booster(booster)
+    # Outside the training range on both sides: a far longer ask, an empty one, code, options.
+    probe = [*texts[:10], "word " * 3000, "", "def f(x):\n    return {x: [x]}\n" * 40, "A) yes\nB) no\nC) maybe\n" * 30]
+    batch = boosted.predict_proba(probe)[:, 0]
+    for index, text in enumerate(probe):
+        assert boosted.score_text(text).difficulty == pytest.approx(batch[index], abs=1e-6)
+
+
+def test_folded_thresholds_match_clipping_everywhere() -> None:
+    # Column 1 is clipped to [1, 2]; thresholds below, inside and above that range.
+    low, high = np.array([1.0]), np.array([2.0])
+    for threshold in (0.5, 1.0, 1.5, 2.0, 3.0):
+        feature = np.array([[1, 0, 0]], dtype=np.intp)
+        booster = Booster(feature, np.array([[threshold, 0.0, 0.0]]), np.array([[-1.0, -1.0, 1.0, 1.0]]))
+        unclipped = booster.for_unclipped(low, high)
+        for x in (-5.0, 0.9, 1.0, 1.2, 1.5, 1.9, 2.0, 2.5, 9.0):
+            clipped = min(max(x, 1.0), 2.0)
+            assert unclipped.margin_one([0.0, x]) == booster.margin_one([0.0, clipped]), (threshold, x)
