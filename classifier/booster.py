@@ -66,10 +66,6 @@ class Booster:
             leaf=np.asarray(arrays["booster_leaf"], dtype=np.float64),
         )
 
-    def prefix(self, trees: int) -> Booster:
-        """The ensemble of the first `trees` trees (boosting adds them in order)."""
-        return Booster(self.feature[:trees], self.threshold[:trees], self.leaf[:trees])
-
     def leaf_values(self, columns: FloatArray) -> FloatArray:
         """Each tree's leaf for each row of `columns` (n, 1 + dense): shape (n, trees)."""
         rows = np.arange(columns.shape[0])[:, None]
