@@ -253,33 +253,24 @@ class GateResult:
         return "\n".join(lines)
 
 
-def _head_metrics(scorer: Any, rows: Sequence[Mapping[str, Any]], head: str) -> tuple[float | None, float | None]:
-    """(AUROC or None without both classes, log loss) of one head on labelled rows."""
-    from classifier import metrics
-
-    if not rows:
-        return None, None
-    labels, probabilities = _head_probabilities(scorer, rows, head)
-    both = 0 < sum(labels) < len(labels)
-    return (metrics.auroc(labels, probabilities) if both else None), metrics.log_loss(labels, probabilities)
-
-
 def _head_probabilities(scorer: Any, rows: Sequence[Mapping[str, Any]], head: str) -> tuple[list[float], Any]:
+    """(labels, probabilities) of one head on labelled rows."""
     from classifier.dataset import row_text
 
+    if not rows:
+        return [], []
     column = 0 if head == "difficulty" else 1
     return [float(row[head]) for row in rows], scorer.predict_proba([row_text(row) for row in rows])[:, column]
 
 
-def _auroc_tolerance(old: Any, new: Any, rows: Sequence[Mapping[str, Any]], floor: float) -> float:
-    """How much lower the new version's difficulty AUROC may be and still count as not worse: the
-    training's tolerance, or one bootstrap standard error of the paired difference when that is larger
-    (on a few dozen held-back outcomes, AUROC moves by several hundredths between equal models)."""
-    from classifier.metrics import paired_auroc_difference_se
+def _head_metrics(labels: list[float], probabilities: Any) -> tuple[float | None, float | None]:
+    """(AUROC or None without both classes, log loss); (None, None) without rows."""
+    from classifier import metrics
 
-    labels, old_p = _head_probabilities(old, rows, "difficulty")
-    _, new_p = _head_probabilities(new, rows, "difficulty")
-    return max(floor, paired_auroc_difference_se(labels, old_p, new_p))
+    if not labels:
+        return None, None
+    both = 0 < sum(labels) < len(labels)
+    return (metrics.auroc(labels, probabilities) if both else None), metrics.log_loss(labels, probabilities)
 
 
 def logged_gate(old: Any, new: Any, rows: Sequence[dict[str, Any]], held_back_fraction: float) -> GateResult:
@@ -288,20 +279,24 @@ def logged_gate(old: Any, new: Any, rows: Sequence[dict[str, Any]], held_back_fr
     training's tolerance; for the difficulty AUROC, within one bootstrap standard error of the paired
     difference when that is larger (non-inferiority on a small sample, not a coin toss on its noise)."""
     from classifier.dataset import split_rows
+    from classifier.metrics import paired_auroc_difference_se
     from classifier.training import PROMOTION_TOLERANCE
 
     _, held = split_rows(rows, held_back_fraction)
     logged = [row for row in held if is_logged(row)]
     seed = [row for row in held if not is_logged(row)]
-    old_d_auroc, old_d_loss = _head_metrics(old, logged, "difficulty")
-    new_d_auroc, new_d_loss = _head_metrics(new, logged, "difficulty")
-    old_s_auroc, _ = _head_metrics(old, seed, "stakes")
-    new_s_auroc, _ = _head_metrics(new, seed, "stakes")
+    labels, old_p = _head_probabilities(old, logged, "difficulty")
+    _, new_p = _head_probabilities(new, logged, "difficulty")
+    old_d_auroc, old_d_loss = _head_metrics(labels, old_p)
+    new_d_auroc, new_d_loss = _head_metrics(labels, new_p)
+    old_s_auroc, _ = _head_metrics(*_head_probabilities(old, seed, "stakes"))
+    new_s_auroc, _ = _head_metrics(*_head_probabilities(new, seed, "stakes"))
     problems = []
     if not logged:
         problems.append("no logged outcome fell in the held-back split: nothing to judge the new version on")
     elif old_d_auroc is not None and new_d_auroc is not None:
-        tolerance = _auroc_tolerance(old, new, logged, PROMOTION_TOLERANCE)
+        # On a few dozen held-back outcomes AUROC moves by several hundredths between equal versions.
+        tolerance = max(PROMOTION_TOLERANCE, paired_auroc_difference_se(labels, old_p, new_p))
         if new_d_auroc < old_d_auroc - tolerance:
             problems.append(f"difficulty AUROC on logged outcomes dropped by more than {tolerance:.3f}")
     elif new_d_loss is not None and old_d_loss is not None and new_d_loss > old_d_loss + PROMOTION_TOLERANCE:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from classifier import artifacts
 from classifier.artifacts import ArtifactError
-from classifier.dataset import DatasetError, load_rows, split_rows
+from classifier.dataset import DatasetError, Row, load_rows, split_rows
 from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
 from classifier.report import labelled_table
 from classifier.training import (
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"moa-router train: {exc}", file=sys.stderr)
         return 2
-    logged: list[dict[str, object]] = []
+    logged: list[Row] = []
     if args.from_log:
         from router.outcomes import read_logged_rows
 
