@@ -1,8 +1,9 @@
 """Labelled training rows: reading JSON lines, validating them, and the stable held-back split.
 
 Row schema: {"id": str, "messages": [{"role", "content"}...], "domain": str, "task_type": str,
-"language": str, "difficulty": 0|1, "stakes": 0|1} plus an optional "weight" (default 1). A row may
-give "prompt": str instead of "messages" (one user turn).
+"language": str, "difficulty": 0|1, "stakes": 0|1} plus an optional "weight" (default 1) and an
+optional "split_key" (rows sharing one land on the same side of the held-back split). A row may give
+"prompt": str instead of "messages" (one user turn).
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ def row_text(row: Mapping[str, Any]) -> str:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
-    """A row's identity for the split: its id, else its text."""
-    return str(row["id"]) if row.get("id") is not None else row_text(row)
+    """A row's identity for the split: its split key, else its id, else its text."""
+    for name in ("split_key", "id"):
+        if row.get(name) is not None:
+            return str(row[name])
+    return row_text(row)
 
 
 def is_held_back(row: Mapping[str, Any], fraction: float) -> bool:

@@ -84,7 +84,7 @@ def train_version(
         "training_data_sha256": data_sha256([*rows, *logged]),
         "n_train": len(train_rows) + len(logged_train),
         "n_held_back": len(held_rows),
-        "split": {"method": "sha256(id) < fraction", "held_back_fraction": held_back_fraction},
+        "split": {"method": "sha256(split_key, else id) < fraction", "held_back_fraction": held_back_fraction},
         "metrics": {"held_back": labelled_metrics_from(held, probabilities)},
         "thresholds": choice.thresholds(),
         "threshold_choice": {

@@ -1,9 +1,10 @@
 """The outcome log: every request's event appended to a Redis Stream, in batches, off the request path.
 
 `OutcomeLog` is an EventSink. `record` only appends to an in-memory buffer; a writer task sends the
-buffer to Redis in batches (one MULTI/EXEC per batch, XADD with an approximate MAXLEN of
-`ledger.retention`). When Redis is unreachable the batch stays in the buffer and is retried with
-backoff; the buffer is bounded by `ledger.max_buffer` and what falls off it is counted as dropped.
+buffer to Redis in batches (one MULTI/EXEC per batch, in which one script call appends all the
+batch's events, XADD with an approximate MAXLEN of `ledger.retention`). When Redis is unreachable
+the batch stays in the buffer and is retried with backoff; the buffer is bounded by
+`ledger.max_buffer` and what falls off it is counted as dropped.
 `close` (at shutdown) writes everything still buffered, within `ledger.shutdown_timeout_s`.
 
 Keys (all under `settings.redis_prefix`):
@@ -44,11 +45,17 @@ logger = logging.getLogger(__name__)
 Redactor = Callable[[str], str]
 RECORD_VERSION = 1
 
-# XADD and the request index in one script, so the index can point at the stream entry.
-_APPEND_EVENT = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[2], id .. ' ' .. ARGV[3], 'EX', ARGV[4])
-return id
+# A whole batch of events in one script call: each XADD and the request index that points at its
+# stream entry. One call instead of one per event, because redis-py's packing of a pipelined script
+# call (~40 us each) held the event loop for ~8 ms per 200-event batch.
+# KEYS: the events stream, then each event's index key; ARGV: maxlen, ttl, then record and summary
+# of each event in KEYS' order.
+_APPEND_EVENTS = """
+for i = 2, #KEYS do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[2])
+end
+return #KEYS - 1
 """
 
 
@@ -184,6 +191,10 @@ def index_summary(event: RequestEvent) -> dict[str, Any]:
     return {"tenant": event.tenant, "route": event.route, "status": event.status, "cache": event.cache}
 
 
+# Building a record costs ~6-13 us: 40 of them hold the event loop for well under a millisecond.
+_RECORDS_PER_TURN = 40
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     event: RequestEvent | None = None
@@ -218,7 +229,7 @@ class OutcomeLog:
         self.keys = LedgerKeys(settings.redis_prefix)
         self._store_prompts = settings.ledger.store_prompts or settings.demo
         self._redact = redact or load_redactor(settings.ledger.redact)
-        self._script = redis.register_script(_APPEND_EVENT)
+        self._script = redis.register_script(_APPEND_EVENTS)
         self._pending: deque[_Pending] = deque()
         self._in_flight: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -306,25 +317,27 @@ class OutcomeLog:
             return True
 
     async def _send(self, batch: list[_Pending]) -> None:
-        maxlen = str(self._settings.retention)
-        ttl = str(self._settings.feedback_window_s)
+        keys = [self.keys.events]
+        args: list[str | bytes] = [str(self._settings.retention), str(self._settings.feedback_window_s)]
+        outcomes = []
+        for index, item in enumerate(batch):
+            if index and index % _RECORDS_PER_TURN == 0:
+                await asyncio.sleep(0)  # let requests in flight run between slices of the batch
+            if item.event is not None:
+                event = item.event
+                keys.append(self.keys.request(event.request_id))
+                args.append(_dumps(event_record(event, self._store_prompts, self._redact)))
+                args.append(orjson.dumps(index_summary(event)))
+            elif item.outcome is not None:
+                outcomes.append(_dumps(item.outcome))
+        if len(batch) > _RECORDS_PER_TURN:
+            await asyncio.sleep(0)  # packing the command is a slice of its own
+        # One transaction: the batch is written whole or not at all (and then retried whole).
         async with self._redis.pipeline(transaction=True) as pipe:
-            for item in batch:
-                if item.event is not None:
-                    event = item.event
-                    record = _dumps(event_record(event, self._store_prompts, self._redact))
-                    await self._script(
-                        keys=[self.keys.events, self.keys.request(event.request_id)],
-                        args=[maxlen, record, orjson.dumps(index_summary(event)), ttl],
-                        client=pipe,
-                    )
-                elif item.outcome is not None:
-                    pipe.xadd(
-                        self.keys.outcomes,
-                        {"o": _dumps(item.outcome)},
-                        maxlen=self._settings.retention,
-                        approximate=True,
-                    )
+            if len(keys) > 1:
+                await self._script(keys=keys, args=args, client=pipe)
+            for outcome in outcomes:
+                pipe.xadd(self.keys.outcomes, {"o": outcome}, maxlen=self._settings.retention, approximate=True)
             await pipe.execute()
 
     async def flush(self, timeout_s: float | None = None) -> bool:

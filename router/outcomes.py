@@ -19,6 +19,7 @@ prompt's hash only and cannot train (the demo stores prompts).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
+from classifier.text import messages_to_text
 from router.config import ConfigError, LedgerSettings, Settings, load_settings
 from router.ledger import LedgerKeys
 
@@ -139,9 +141,13 @@ def labelled_rows(
         source = str(outcome["kind"])
         label = outcome["label"]
         stakes = outcome.get("stakes")
+        # Split by what was asked, not by request: a prompt asked twice must not be both trained on
+        # and judged on, and the held-back part stays the same when the same traffic is replayed.
+        text = messages_to_text(outcome["messages"])
         rows.append(
             {
                 "id": f"outcome:{request_id}",
+                "split_key": "prompt:" + hashlib.sha256(text.encode("utf-8")).hexdigest(),
                 "messages": outcome["messages"],
                 "domain": "logged",
                 "task_type": "logged",

@@ -253,3 +253,55 @@ async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, pre
     index = await client.get(LedgerKeys(prefix).request("r3"))
     assert index is not None and index.split(b" ", 1)[0].count(b"-") == 1
     await client.aclose()
+
+
+async def test_a_large_batch_indexes_every_event_and_lets_the_loop_run(
+    redis_url: str, tmp_path: Path, prefix: str
+) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    client: Any = AsyncRedis.from_url(redis_url)
+    settings = settings_from_mapping(
+        settings_dict(
+            "http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix, ledger={"batch_size": 500, "store_prompts": True}
+        )
+    )
+    turns = 0
+    turn_of_each_record: list[int] = []
+
+    def redact(text: str) -> str:  # called once per stored prompt, as each record is built
+        turn_of_each_record.append(turns)
+        return text
+
+    log = OutcomeLog(client, settings, redact=redact)
+    ids = [f"big{i}" for i in range(300)]
+    for i, request_id in enumerate(ids):
+        messages = [{"role": "user", "content": f"ask {i}"}]
+        log.record(RequestEvent(request_id=request_id, tenant="t", route="cheap", messages=messages))
+        if i % 100 == 0:
+            log.record_outcome({"request_id": request_id, "label": 1.0})
+    writing = True
+
+    async def other_request() -> None:
+        nonlocal turns
+        while writing:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_request())
+    await asyncio.sleep(0)
+    assert await log.flush()  # one batch of 303 items, written by one transaction
+    writing = False
+    await other
+    # Other tasks ran between slices of the batch, not only after it was built whole.
+    assert len(turn_of_each_record) == 300 and len(set(turn_of_each_record)) >= 300 // 40
+    keys = LedgerKeys(prefix)
+    entries = await client.xrange(keys.events)
+    assert [orjson.loads(fields[b"e"])["request_id"] for _, fields in entries] == ids
+    for (stream_id, _), request_id in zip(entries, ids, strict=True):
+        index = await client.get(keys.request(request_id))
+        assert index is not None and index.split(b" ", 1)[0] == stream_id
+        assert orjson.loads(index.split(b" ", 1)[1])["route"] == "cheap"
+    outcomes = await client.xrange(keys.outcomes)
+    assert [orjson.loads(fields[b"o"])["request_id"] for _, fields in outcomes] == ["big0", "big100", "big200"]
+    await client.aclose()

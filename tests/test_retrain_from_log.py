@@ -90,6 +90,27 @@ def test_rows_from_outcomes() -> None:
     assert all(row_problem(row) is None for row in rows)  # valid rows for the classifier's training
 
 
+def test_outcomes_of_one_prompt_land_on_the_same_side_of_the_split() -> None:
+    from classifier.dataset import split_rows
+
+    # Forty prompts, each asked by three requests (ids are random in the service).
+    outcomes = [
+        outcome("feedback", f"req-{prompt}-{copy}", copy % 2, messages=[{"role": "user", "content": f"ask #{prompt}"}])
+        for prompt in range(40)
+        for copy in range(3)
+    ]
+    rows, _ = labelled_rows(outcomes)
+    train, held = split_rows(rows, 0.3)
+    assert held and train
+    held_prompts = {row["messages"][0]["content"] for row in held}
+    train_prompts = {row["messages"][0]["content"] for row in train}
+    assert not held_prompts & train_prompts  # no prompt is both trained on and judged on
+    assert all(len([row for row in held if row["messages"][0]["content"] == p]) == 3 for p in held_prompts)
+    # The same traffic under other request ids is split the same way.
+    renamed, _ = labelled_rows([{**item, "request_id": "x" + item["request_id"]} for item in outcomes])
+    assert {row["messages"][0]["content"] for row in split_rows(renamed, 0.3)[1]} == held_prompts
+
+
 def test_the_gate_needs_logged_outcomes_in_the_held_back_split() -> None:
     from classifier.registry import ModelRegistry as Registry
 
