@@ -12,8 +12,8 @@ prior, and the outcomes fit a correction of its calibrated logit, of one of two 
   (classifier.booster), which can express interactions a linear correction cannot ("for code asks,
   a high seed score means less"). Stored beside the weights; it costs a few microseconds per query.
 
-Which correction, and how strong, is chosen by cross-validated log loss on the outcomes themselves,
-among candidates that include "none" (the base as it is) and "shift" (only c: the deployment's base
+Which correction, and how strong, is chosen by cross-validated log loss on the outcomes themselves
+(folds by ask: copies of one ask stay in one fold), among candidates that include "none" (the base as it is) and "shift" (only c: the deployment's base
 rate differs, the ranking stays), with the one-standard-error rule: the simplest candidate whose
 held-out loss is within one standard error of the best one's wins, so a correction that only fits the
 noise of a few hundred outcomes is dropped. With no outcomes the version is the base; the more
@@ -86,12 +86,15 @@ def adapt_difficulty(
         raise ValueError("texts, labels and weights differ in length")
     positive_rate = float(y.mean()) if n else 0.0
     positives, negatives = int((y > 0.5).sum()), int((y <= 0.5).sum())
-    if n < MIN_ROWS or min(positives, negatives) < MIN_PER_CLASS:
-        reason = f"{n} outcomes ({positives} bad, {negatives} good): too few to correct the base"
+    groups, distinct = ask_groups(texts)
+    if distinct < MIN_ROWS or min(positives, negatives) < MIN_PER_CLASS:
+        reason = (
+            f"{n} outcomes of {distinct} distinct asks ({positives} bad, {negatives} good): too few to correct the base"
+        )
         return base, AdaptationReport(n, positive_rate, "none", reason=reason)
 
     design, offset = _design(base, texts)
-    folds_of = np.random.default_rng(random_state).permutation(n) % min(folds, n)
+    folds_of = fold_of_each_row(groups, distinct, folds, random_state)
     candidates = _candidates(strengths, tree_counts)
     row_losses = _held_out_losses(design, offset, y, w, folds_of, candidates)
     losses = {name: float((w * loss).sum() / w.sum()) for name, loss in row_losses.items()}
@@ -111,6 +114,23 @@ def adapt_difficulty(
     else:
         reason = f"{best} (cross-validated log loss {losses[best]:.4f}, the base's {losses['none']:.4f})"
     return adapted, AdaptationReport(n, positive_rate, best, losses, reason)
+
+
+def ask_groups(texts: Sequence[str]) -> tuple[npt.NDArray[np.intp], int]:
+    """(group of each row, number of groups): rows with the same text share a group."""
+    first_seen: dict[str, int] = {}
+    ids = [first_seen.setdefault(text, len(first_seen)) for text in texts]
+    groups: npt.NDArray[np.intp] = np.asarray(ids, dtype=np.intp)
+    return groups, len(first_seen)
+
+
+def fold_of_each_row(
+    groups: npt.NDArray[np.intp], distinct: int, folds: int, random_state: int
+) -> npt.NDArray[np.intp]:
+    """Cross-validation folds by ask, not by row: an ask logged several times (traffic repeats itself)
+    must not be fitted in one fold and scored in another, or memorising it would look like learning."""
+    order: npt.NDArray[np.intp] = np.random.default_rng(random_state).permutation(distinct)
+    return order[groups] % min(folds, distinct)
 
 
 def _candidates(strengths: Sequence[float], tree_counts: Sequence[int]) -> dict[str, tuple[str, float]]:

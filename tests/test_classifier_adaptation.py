@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from classifier import artifacts
-from classifier.adaptation import MIN_ROWS, adapt_difficulty
+from classifier.adaptation import MIN_ROWS, adapt_difficulty, ask_groups, fold_of_each_row
 from classifier.dataset import load_rows, row_text
 from classifier.scorer import QueryScorer
 
@@ -94,3 +94,37 @@ def test_outcomes_that_carry_no_signal_rarely_change_the_ranking(base: QueryScor
 def test_lengths_must_agree(base: QueryScorer) -> None:
     with pytest.raises(ValueError, match="differ in length"):
         adapt_difficulty(base, ["a", "b"], [1])
+
+
+def test_an_ask_logged_many_times_is_not_learnt_by_heart(base: QueryScorer) -> None:
+    # Forty asks, each logged six times with its own label (the same ask went badly, or well, every
+    # time), labels unrelated to anything a new ask could share. Cross-validation by row would score
+    # memorised copies as learning; by ask it sees no signal and keeps the base (or shifts it).
+    kept = 0
+    for seed in range(4):
+        rng = random.Random(seed)
+        asks, _ = outcomes(40, seed=10 + seed)
+        labels = [int(rng.random() < 0.4) for _ in asks]
+        _, report = adapt_difficulty(base, asks * 6, labels * 6)
+        assert report.n_rows == 240
+        kept += report.choice in ("none", "shift")
+    assert kept >= 3
+
+
+def test_folds_keep_the_copies_of_an_ask_together() -> None:
+    texts = ["a", "b", "a", "c", "b", "a", "d", "e"]
+    groups, distinct = ask_groups(texts)
+    assert distinct == 5 and groups.tolist() == [0, 1, 0, 2, 1, 0, 3, 4]
+    folds = fold_of_each_row(groups, distinct, folds=3, random_state=0)
+    for text in set(texts):
+        assert len({int(folds[i]) for i, t in enumerate(texts) if t == text}) == 1
+    assert set(folds.tolist()) == {0, 1, 2}
+    # Distinct texts: one row per group, the folds a permutation as for any rows.
+    unique_groups, n = ask_groups(["x", "y", "z", "w"])
+    assert n == 4 and sorted(fold_of_each_row(unique_groups, n, folds=4, random_state=1).tolist()) == [0, 1, 2, 3]
+
+
+def test_too_few_distinct_asks_keep_the_base(base: QueryScorer) -> None:
+    asks, labels = outcomes(MIN_ROWS - 1, seed=6)
+    kept, report = adapt_difficulty(base, asks * 5, labels * 5)
+    assert kept is base and report.choice == "none" and "distinct asks" in report.reason
