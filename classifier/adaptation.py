@@ -13,11 +13,11 @@ prior, and the outcomes fit a correction of its calibrated logit, of one of two 
   a high seed score means less"). Stored beside the weights; it costs a few microseconds per query.
 
 Which correction, and how strong, is chosen by cross-validated log loss on the outcomes themselves
-(folds by ask: copies of one ask stay in one fold), among candidates that include "none" (the base as it is) and "shift" (only c: the deployment's base
-rate differs, the ranking stays), with the one-standard-error rule: the simplest candidate whose
-held-out loss is within one standard error of the best one's wins, so a correction that only fits the
-noise of a few hundred outcomes is dropped. With no outcomes the version is the base; the more
-outcomes, the further the data can move it.
+(folds by ask: copies of one ask stay in one fold), among candidates that include "none" (the base as
+it is) and "shift" (only c: the deployment's base rate differs, the ranking stays), with the
+one-standard-error rule: the simplest candidate whose held-out loss is within one standard error of
+the best one's wins, so a correction that only fits the noise of a few hundred outcomes is dropped.
+With no outcomes the version is the base; the more outcomes, the further the data can move it.
 
 The stakes head is left as it is: outcomes judge whether the cheap answer was good enough, not the
 stakes.

@@ -46,8 +46,8 @@ Redactor = Callable[[str], str]
 RECORD_VERSION = 1
 
 # A whole batch of events in one script call: each XADD and the request index that points at its
-# stream entry. One call instead of one per event, because redis-py's packing of a pipelined script
-# call (~40 us each) held the event loop for ~8 ms per 200-event batch.
+# stream entry. One call instead of one per event: redis-py's work for each pipelined script call
+# (tens of microseconds) held the event loop for 6-9 ms per 200-event batch (bench_outcome_log).
 # KEYS: the events stream, then each event's index key; ARGV: maxlen, ttl, then record and summary
 # of each event in KEYS' order.
 _APPEND_EVENTS = """
