@@ -72,7 +72,8 @@ async def measure(redis_url: str, events: int, batch_size: int, rate: float) -> 
             "aggregator": _entry("aggregator"),
             "data_dir": tempfile.mkdtemp(prefix="moa-bench-"),
             "redis_prefix": prefix,
-            "ledger": {"batch_size": batch_size},
+            # The request index keys expire after a minute: a shared REDIS_URL is not left with them.
+            "ledger": {"batch_size": batch_size, "feedback_window_s": 60},
         }
     )
     redis = Redis.from_url(redis_url)
@@ -119,7 +120,9 @@ async def measure(redis_url: str, events: int, batch_size: int, rate: float) -> 
     wall_s = time.perf_counter() - started
     done.set()
     await ticking
-    written = await redis.xlen(LedgerKeys(prefix).events)
+    keys = LedgerKeys(prefix)
+    written = await redis.xlen(keys.events)
+    await redis.delete(keys.events, keys.outcomes)
     await redis.aclose()
     stalls = np.array(gaps) * 1000.0
     return {
