@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from router.mixture import CallRecord
+from router.mixture import CallRecord, total_usage
 from router.providers.base import CompletionRequest, Usage
 
 
@@ -43,10 +43,7 @@ class RequestEvent:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for call in self.calls:
-            total = total + call.usage
-        return total
+        return total_usage(self.calls)
 
 
 class EventSink(Protocol):

@@ -43,14 +43,19 @@ class MixtureResult:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for call in self.calls:
-            total = total + call.usage
-        return total
+        return total_usage(self.calls)
 
     @property
     def cost_usd(self) -> float:
         return sum(call.cost_usd for call in self.calls)
+
+
+def total_usage(calls: Sequence[CallRecord]) -> Usage:
+    """The tokens of several upstream calls, summed."""
+    total = Usage()
+    for call in calls:
+        total = total + call.usage
+    return total
 
 
 class QuorumError(Exception):
