@@ -116,12 +116,6 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    """Replace a version's meta.json atomically (used by calibration to store thresholds)."""
-    validate_meta(meta)
-    _write_json(Path(directory) / META_FILE, meta)
-
-
 def validate_meta(meta: dict[str, Any], where: str = "meta") -> None:
     missing = [key for key in REQUIRED_META_KEYS if key not in meta]
     if missing:

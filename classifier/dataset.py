@@ -37,9 +37,14 @@ def jsonl_files(path: Path) -> list[Path]:
 
 
 def iter_jsonl(file: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; invalid JSON is a DatasetError naming it."""
-    with Path(file).open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    """(line number, parsed value) for each non-blank line; a line that is not UTF-8 or not JSON is a
+    DatasetError naming it."""
+    with Path(file).open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{file}:{line_number}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
             if not line.strip():
                 continue
             try:

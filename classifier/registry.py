@@ -103,7 +103,7 @@ class ModelRegistry:
 
     def load(self, version: str | None = None) -> LoadedModel:
         """Load a version (the active one by default)."""
-        name = version or self.active_version()
+        name = self.active_version() if version is None else version
         artifact = artifacts.load(self.path_of(name))
         return LoadedModel(version=name, scorer=artifact.scorer, meta=artifact.meta)
 
@@ -118,18 +118,15 @@ class ModelRegistry:
         artifacts.save(self.models_dir / version, scorer, full_meta)
         return version
 
-    def update_meta(self, version: str, meta: dict[str, Any]) -> str:
-        """Replace a version's meta.json; returns the version holding it.
+    def derive(self, version: str, meta: dict[str, Any]) -> str:
+        """Store `version`'s weights with a new meta.json as a new version and return its id.
 
-        The shipped seed is read-only, so updating it stores a copy as a new version instead.
+        Versions are never changed in place: replicas follow the active version by its name, so a
+        version whose thresholds changed under the same name would not be picked up by running ones.
         """
-        path = self.path_of(version)
-        if path == SEED_DIR:
-            scorer = artifacts.load(path).scorer
-            kept = {key: value for key, value in meta.items() if key not in ("version", "created_at")}
-            return self.save(scorer, {**kept, "derived_from": SEED_VERSION})
-        artifacts.write_meta(path, meta)
-        return version
+        scorer = self.load(version).scorer
+        kept = {key: value for key, value in meta.items() if key not in ("version", "created_at")}
+        return self.save(scorer, {**kept, "derived_from": version})
 
     def promote(self, version: str) -> None:
         """Make `version` the active one; the previous active version goes on the rollback history."""
@@ -149,6 +146,7 @@ class ModelRegistry:
         if not history:
             raise VersionNotFoundError("nothing to roll back to: no earlier promotion recorded")
         previous = history.pop()
+        self.load(previous)  # as for promote: never activate a version that cannot be loaded
         self._write(ACTIVE_FILE, previous + "\n")
         self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
         return previous

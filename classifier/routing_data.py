@@ -7,6 +7,7 @@ sum of their calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,31 @@ class RoutingOutcomes:
 def read_routing_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line_number, row in iter_jsonl(path):
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("perf"), dict):
-            raise ValueError(f"{path}:{line_number}: expected an object with 'text' and 'perf'")
+        problem = _routing_row_problem(row)
+        if problem:
+            raise ValueError(f"{path}:{line_number}: {problem}")
         rows.append(row)
     return rows
+
+
+def _routing_row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("perf"), dict):
+        return "expected an object with 'text' and 'perf'"
+    for model, value in row["perf"].items():
+        # Python's json reads NaN and Infinity, which would turn every metric into NaN.
+        if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+            return f"perf of {model!r} must be a number within 0..1 or null, got {value!r}"
+    cost = row.get("cost", {})
+    if not isinstance(cost, dict):
+        return "'cost' must be an object of USD amounts by model"
+    for model, value in cost.items():
+        if not (_is_number(value) and 0.0 <= value < math.inf):
+            return f"cost of {model!r} must be a non-negative number, got {value!r}"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def resolve_model(name: str, available: Sequence[str]) -> str:

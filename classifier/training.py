@@ -125,7 +125,13 @@ def labelled_metrics_from(data: LabelledData, probabilities: npt.NDArray[np.floa
 
 
 def not_worse(candidate: Mapping[str, Any], incumbent: Mapping[str, Any]) -> bool:
-    """Whether candidate metrics (from labelled_metrics) are not worse than the incumbent's on both heads."""
+    """Whether candidate metrics (from labelled_metrics) are not worse than the incumbent's on both heads.
+
+    The difficulty head decides the route, so without its AUROC on both sides (held-back rows of one
+    class) nothing shows the candidate is not worse; an undefined stakes AUROC is not compared.
+    """
+    if candidate["difficulty"]["auroc"] is None or incumbent["difficulty"]["auroc"] is None:
+        return False
     for head in HEADS:
         new, old = candidate[head]["auroc"], incumbent[head]["auroc"]
         if new is None or old is None:

@@ -75,25 +75,35 @@ def test_promoting_an_unknown_or_unsafe_name_fails(tmp_path: Path) -> None:
     with pytest.raises(VersionNotFoundError):
         registry.promote("v-does-not-exist")
     with pytest.raises(VersionNotFoundError, match="invalid"):
+        registry.promote("")  # not "the active version"
+    with pytest.raises(VersionNotFoundError, match="invalid"):
         registry.load("../../etc")
     assert registry.active_version() == SEED_VERSION
 
 
-def test_update_meta_in_place_and_seed_copy(tmp_path: Path, scorer: QueryScorer) -> None:
+def test_derive_stores_new_metadata_as_a_new_version(tmp_path: Path, scorer: QueryScorer) -> None:
     registry = ModelRegistry(tmp_path / "models")
-    version = registry.save(scorer, meta())
-    updated = {
-        **registry.load(version).meta,
-        "thresholds": {"difficulty": 0.7, "stakes": 0.4, "stakes_min_difficulty": 0.1},
-    }
-    assert registry.update_meta(version, updated) == version
-    assert registry.load(version).meta["thresholds"]["difficulty"] == 0.7
+    thresholds = {"difficulty": 0.7, "stakes": 0.4, "stakes_min_difficulty": 0.1}
+    for source in (registry.save(scorer, meta()), SEED_VERSION):
+        before = registry.load(source).meta
+        derived = registry.derive(source, {**before, "thresholds": thresholds})
+        assert derived not in (source, SEED_VERSION)
+        assert registry.load(derived).meta["derived_from"] == source
+        assert registry.load(derived).meta["thresholds"] == thresholds
+        assert registry.load(source).meta == before  # versions are never changed in place
 
-    seed_meta = {**registry.load(SEED_VERSION).meta, "thresholds": updated["thresholds"]}
-    copy = registry.update_meta(SEED_VERSION, seed_meta)
-    assert copy != SEED_VERSION
-    assert registry.load(copy).meta["derived_from"] == SEED_VERSION
-    assert registry.load(copy).meta["thresholds"]["difficulty"] == 0.7
+
+def test_rollback_never_activates_a_version_that_cannot_be_loaded(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first, second = registry.save(scorer, meta()), registry.save(scorer, meta())
+    registry.promote(first)
+    registry.promote(second)
+    for path in (tmp_path / "models" / first).iterdir():
+        path.unlink()
+    (tmp_path / "models" / first).rmdir()
+    with pytest.raises(VersionNotFoundError, match=first):
+        registry.rollback()
+    assert registry.active_version() == second
 
 
 def test_load_model_accepts_a_directory_or_a_version(

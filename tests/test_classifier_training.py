@@ -89,7 +89,9 @@ def test_not_worse_gate() -> None:
     assert not_worse(metrics(0.798, 0.85), metrics(0.80, 0.80))  # within tolerance
     assert not not_worse(metrics(0.70, 0.90), metrics(0.80, 0.80))
     assert not not_worse(metrics(0.90, 0.70), metrics(0.80, 0.80))
-    assert not_worse(metrics(0.50, None), metrics(0.40, 0.90))  # an undefined AUROC is not compared
+    assert not_worse(metrics(0.50, None), metrics(0.40, 0.90))  # an undefined stakes AUROC is not compared
+    assert not not_worse(metrics(None, 0.95), metrics(None, 0.80))  # difficulty not comparable: no evidence
+    assert not not_worse(metrics(0.90, 0.90), metrics(None, 0.80))
 
 
 def test_logged_outcomes_correct_the_version_fitted_on_the_seed_rows() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_calibrating_the_seed_stores_a_promoted_copy(
 ) -> None:
     args = ["calibrate", "--target-escalation-rate", "0.3", "--data", str(FIXTURE), "--held-back-fraction", "0.5"]
     assert main(args) == 0
-    assert "read-only" in capsys.readouterr().out
+    assert f"weights of {SEED_VERSION}" in capsys.readouterr().out
     active = registry.active_version()
     assert active != SEED_VERSION
     meta = registry.load(active).meta
@@ -45,18 +46,42 @@ def test_calibrating_the_seed_stores_a_promoted_copy(
     assert meta["threshold_choice"]["escalation_rate"] <= 0.3
 
 
-def test_calibrating_a_stored_version_rewrites_its_meta(registry: ModelRegistry) -> None:
+def test_calibrating_saves_a_new_version_and_promotes_it_when_the_source_was_active(registry: ModelRegistry) -> None:
     base = ["--data", str(FIXTURE), "--held-back-fraction", "0.5"]
     assert main(["calibrate", "--target-escalation-rate", "0.3", *base]) == 0
-    version = registry.active_version()
+    first = registry.active_version()
+    first_meta = registry.load(first).meta
     assert main(["calibrate", "--target-quality", "0.9", *base]) == 0
-    assert registry.active_version() == version  # same version, meta updated in place
-    choice = registry.load(version).meta["threshold_choice"]
-    assert choice["target_quality"] == 0.9 and choice["difficult_recall"] >= 0.9
+    # A new name, so that running replicas, which follow the active version by name, pick it up.
+    second = registry.active_version()
+    assert second != first
+    assert registry.load(first).meta == first_meta
+    meta = registry.load(second).meta
+    assert meta["derived_from"] == first
+    assert meta["threshold_choice"]["target_quality"] == 0.9 and meta["threshold_choice"]["difficult_recall"] >= 0.9
+
+    assert main(["calibrate", "--target-escalation-rate", "0.1", "--model", first, *base]) == 0
+    assert registry.active_version() == second  # the calibrated version was not the active one
+
+
+def test_calibrate_refuses_held_back_rows_of_one_difficulty_label(
+    registry: ModelRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    easy = tmp_path / "easy.jsonl"
+    easy.write_text(
+        "".join(json.dumps({**row, "difficulty": 0}) + "\n" for row in load_rows(FIXTURE)), encoding="utf-8"
+    )
+    assert main(["calibrate", "--target-escalation-rate", "0.2", "--data", str(easy)]) == 2
+    assert "one difficulty label" in capsys.readouterr().err
+    assert registry.active_version() == SEED_VERSION
 
 
 def test_calibrate_validates_its_targets(registry: ModelRegistry, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--target-escalation-rate", "1.5", "--data", str(FIXTURE)]) == 2
     assert "within 0..1" in capsys.readouterr().err
+    for fraction in ("0", "1"):
+        args = ["--data", str(FIXTURE), "--held-back-fraction", fraction]
+        assert main(["calibrate", "--target-escalation-rate", "0.2", *args]) == 2
+        assert "--held-back-fraction" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["calibrate", "--data", str(FIXTURE)])  # one target is required

@@ -92,3 +92,44 @@ def test_evaluate_tables_and_errors(
     assert main(["evaluate", "--routing-data", routing, "--cheap", "nope", "--no-plot"]) == 2
     assert "unknown" in capsys.readouterr().err
     assert main(["evaluate", "--model", "v-missing", "--routing-data", routing]) == 2
+
+
+@pytest.mark.parametrize(
+    ("perf", "cost", "message"),
+    [
+        ("NaN", "0.01", "perf of 'strong-model' must be a number within 0..1"),
+        ("5", "0.01", "perf of 'strong-model' must be a number within 0..1"),
+        ('"yes"', "0.01", "perf of 'strong-model' must be a number within 0..1"),
+        ("1", "null", "cost of 'strong-model' must be a non-negative number"),
+        ("1", "-1", "cost of 'strong-model' must be a non-negative number"),
+    ],
+)
+def test_evaluate_names_the_line_of_a_bad_outcome(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    perf: str,
+    cost: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path / "data"))
+    routing = routing_file(tmp_path / "r.jsonl")
+    # json.dumps cannot write these values, so the third row is written by hand.
+    bad = f'{{"id": "bad", "text": "x", "perf": {{"org/cheap-model": 1, "strong-model": {perf}}}, '
+    bad += f'"cost": {{"org/cheap-model": 0.001, "strong-model": {cost}}}}}'
+    lines = routing.read_text(encoding="utf-8").splitlines()
+    routing.write_text("\n".join([*lines[:2], bad, *lines[2:]]) + "\n", encoding="utf-8")
+    assert main(["evaluate", "--routing-data", str(routing), "--cheap", "cheap-model", "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert f"{routing}:3: {message}" in err and "Traceback" not in err
+
+
+def test_a_line_that_is_not_utf8_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path / "data"))
+    data = tmp_path / "latin1.jsonl"
+    data.write_bytes(FIXTURE.read_bytes() + '{"text": "caf\xe9", "difficulty": 0, "stakes": 0}\n'.encode("latin-1"))
+    line = FIXTURE.read_text(encoding="utf-8").count("\n") + 1
+    assert main(["train", "--data", str(data), "--no-promote"]) == 2
+    assert f"{data}:{line}: not UTF-8" in capsys.readouterr().err

@@ -69,8 +69,38 @@ def test_promotes_only_when_not_worse_than_the_active_version(
     # held-back split, so saved but not promoted.
     misled = write_rows(tmp_path / "misled.jsonl", flip_labels=True, flip_held_back=False)
     assert train("--data", str(misled)) == 0
-    assert "not promoted: worse than" in capsys.readouterr().out
+    assert "not promoted: not shown to be at least as good as" in capsys.readouterr().out
     assert registry.active_version() == good
+
+
+def test_no_promotion_without_evidence_on_the_held_back_split(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Held-back rows of one label on each head: no AUROC, so nothing shows the new version is as good
+    # as the active one (the gate used to skip the head and promote).
+    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    kept = [row for row in rows if not is_held_back(row, HELD_BACK) or row["difficulty"] == row["stakes"] == 0]
+    assert any(is_held_back(row, HELD_BACK) for row in kept)
+    one_label = tmp_path / "one_label.jsonl"
+    one_label.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+    assert train("--data", str(one_label)) == 0
+    assert "not promoted" in capsys.readouterr().out
+    assert ModelRegistry(data_dir / "models").active_version() == SEED_VERSION
+
+
+def test_train_validates_its_options_before_training(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for option, value, message in (
+        ("--held-back-fraction", "0", "--held-back-fraction"),
+        ("--held-back-fraction", "1", "--held-back-fraction"),
+        ("--target-escalation-rate", "-1", "--target-escalation-rate"),
+        ("--target-escalation-rate", "5", "--target-escalation-rate"),
+        ("--output", str(tmp_path), "already exists"),
+    ):
+        assert main(["train", "--data", str(FIXTURE), option, value]) == 2
+        assert message in capsys.readouterr().err
+    assert [info.version for info in ModelRegistry(data_dir / "models").list_versions()] == [SEED_VERSION]
 
 
 def test_models_list_promote_rollback(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

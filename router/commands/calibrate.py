@@ -3,8 +3,9 @@
 With --target-escalation-rate R, the thresholds send at most a share R of the held-back queries to
 the mixture, choosing the rule that catches the most benefit (difficult queries first, high-stakes
 ones next). With --target-quality Q, they are the cheapest rule that escalates at least a share Q of
-the difficult queries. The thresholds are written into the version's meta.json; the shipped seed
-version is read-only, so calibrating it saves a copy as a new version (promoted if seed was active).
+the difficult queries. Versions are never changed in place: the calibrated thresholds are saved with
+the same weights as a new version, promoted (and announced to running replicas) when the calibrated
+version was the active one, unless --no-promote.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from classifier.calibration import choose_thresholds
 from classifier.dataset import DatasetError, load_rows, split_rows
 from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
 from classifier.training import LabelledData
+from router.hot_reload import announce_from_command_line
 
 DEFAULT_DATA = Path("training_data")
 
@@ -40,28 +42,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="split of --data to calibrate on (default: the version's own training split)",
     )
     parser.add_argument("--stakes-weight", type=float, default=0.5, help="value of escalating a high-stakes query")
-    parser.add_argument("--no-promote", action="store_true", help="when a copy is made, do not activate it")
+    parser.add_argument("--no-promote", action="store_true", help="do not activate the calibrated version")
 
 
 def run(args: argparse.Namespace) -> int:
     for name in ("target_escalation_rate", "target_quality"):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
-            print(f"moa-router calibrate: --{name.replace('_', '-')} must be within 0..1", file=sys.stderr)
-            return 2
+            return _usage_error(f"--{name.replace('_', '-')} must be within 0..1")
+    if args.held_back_fraction is not None and not 0.0 < args.held_back_fraction < 1.0:
+        # 1 would calibrate on the rows the version was trained on, whose scores are over-confident.
+        return _usage_error("--held-back-fraction must be between 0 and 1 (exclusive)")
     registry = ModelRegistry(default_models_dir())
     try:
         model = registry.load(args.model)
         rows = load_rows(args.data)
     except (VersionNotFoundError, ArtifactError, DatasetError) as exc:
-        print(f"moa-router calibrate: {exc}", file=sys.stderr)
-        return 2
-    fraction = args.held_back_fraction or float(model.meta.get("split", {}).get("held_back_fraction", 0.2))
+        return _usage_error(str(exc))
+    fraction = args.held_back_fraction
+    if fraction is None:
+        fraction = float(model.meta.get("split", {}).get("held_back_fraction", 0.2))
     _, held_rows = split_rows(rows, fraction)
     if not held_rows:
-        print("moa-router calibrate: no held-back rows in --data", file=sys.stderr)
-        return 2
+        return _usage_error("no held-back rows in --data")
     held = LabelledData.from_rows(held_rows)
+    # With one class only, any threshold looks perfect (the recall of an empty set is 1).
+    if not 0 < held.difficulty.sum() < len(held_rows):
+        return _usage_error(f"all {len(held_rows)} held-back rows have one difficulty label: nothing to calibrate")
+    if not 0 < held.stakes.sum() < len(held_rows):
+        print(f"warning: the {len(held_rows)} held-back rows are all of one stakes label", file=sys.stderr)
     probabilities = model.scorer.predict_proba(held.texts)
     choice = choose_thresholds(
         probabilities[:, 0],
@@ -84,17 +93,20 @@ def run(args: argparse.Namespace) -> int:
         "stakes_recall": choice.stakes_recall,
     }
     was_active = registry.active_version() == model.version
-    stored = registry.update_meta(model.version, meta)
+    stored = registry.derive(model.version, meta)
     print(f"thresholds {choice.thresholds()} on {len(held_rows)} held-back rows")
     print(
         f"escalation rate {choice.escalation_rate:.3f}, difficult recall {choice.difficult_recall:.3f}, "
         f"high-stakes recall {choice.stakes_recall:.3f}"
     )
-    if stored == model.version:
-        print(f"written to {model.version}")
-    else:
-        print(f"{model.version} is read-only: saved as {stored}")
-        if was_active and not args.no_promote:
-            registry.promote(stored)
-            print(f"promoted {stored}")
+    print(f"saved as {stored} (weights of {model.version})")
+    if was_active and not args.no_promote:
+        registry.promote(stored)
+        print(f"promoted {stored}")
+        print(announce_from_command_line(stored))
     return 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"moa-router calibrate: {message}", file=sys.stderr)
+    return 2

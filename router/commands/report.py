@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = load_report(args)
-    except (ConfigError, RuntimeError, RedisError, OSError, httpx.HTTPError) as exc:
+    # ValueError: a malformed --redis-url or --url.
+    except (ConfigError, RuntimeError, RedisError, OSError, ValueError, httpx.HTTPError) as exc:
         print(f"moa-router report: {exc}", file=sys.stderr)
         return 2
     console = Console()

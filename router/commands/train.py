@@ -51,11 +51,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0.0 < args.held_back_fraction < 1.0:
+        return _usage_error("--held-back-fraction must be between 0 and 1 (exclusive)")
+    if not 0.0 <= args.target_escalation_rate <= 1.0:
+        return _usage_error("--target-escalation-rate must be within 0..1")
+    if args.output is not None and args.output.exists():
+        return _usage_error(f"{args.output} already exists; versions are immutable")
     try:
         rows = load_rows(args.data)
     except DatasetError as exc:
-        print(f"moa-router train: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(str(exc))
     logged: list[Row] = []
     if args.from_log:
         from router.outcomes import read_logged_rows
@@ -74,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
             params={"C": args.C},
         )
     except ValueError as exc:
-        print(f"moa-router train: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(str(exc))
     meta["training_data"] = str(args.data)
     if args.output is not None:
         created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         worse = incumbent is not None and not not_worse(candidate, incumbent)
     if worse:
-        print(f"not promoted: worse than {active_name} on the held-back split")
+        print(f"not promoted: not shown to be at least as good as {active_name} on the held-back split")
         return 0
     registry.promote(version)
     print(f"promoted {version}")
@@ -125,3 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(announce_from_command_line(version))
     return 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"moa-router train: {message}", file=sys.stderr)
+    return 2
