@@ -96,7 +96,7 @@ def request_controls(chat: ChatRequest, headers: Mapping[str, str]) -> CacheCont
         directive = part.strip().lower()
         if directive in ("no-cache", "no-store"):
             fields[directive.replace("-", "_")] = True
-        elif directive.startswith("ttl=") and directive[4:].isdigit():
+        elif directive.startswith("ttl=") and directive[4:].isascii() and directive[4:].isdigit():  # not "²"
             fields["ttl_s"] = int(directive[4:])
         elif directive:
             raise APIError(

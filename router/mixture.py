@@ -166,8 +166,10 @@ class MixtureEngine:
             request.timeout_s,
         )
 
-    async def run(self, request: CompletionRequest) -> MixtureResult:
-        result = MixtureResult()
+    async def run(self, request: CompletionRequest, result: MixtureResult | None = None) -> MixtureResult:
+        """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
+        that cancels this (a request timeout) still knows what was paid for."""
+        result = MixtureResult() if result is None else result
         answers = await self.propose(request, result.calls)
         started = time.perf_counter()
         try:
@@ -183,10 +185,13 @@ class MixtureEngine:
         result.text, result.finish_reason = final.text, final.finish_reason
         return result
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[str | MixtureResult]:
-        """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult.
-        Raises QuorumError before the first delta when the proposers fail."""
-        result = MixtureResult()
+    async def stream(
+        self, request: CompletionRequest, result: MixtureResult | None = None
+    ) -> AsyncIterator[str | MixtureResult]:
+        """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult (`result`
+        when given, whose calls are added as they finish). Raises QuorumError before the first delta
+        when the proposers fail."""
+        result = MixtureResult() if result is None else result
         answers = await self.propose(request, result.calls)
         started = time.perf_counter()
         sent_any = False

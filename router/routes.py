@@ -34,38 +34,42 @@ def models_for(route: str, providers: ProviderSet) -> list[str]:
     return [_single(route, providers).name]
 
 
-def _from_mixture(result: MixtureResult, aggregator: str) -> RouteResult:
-    return RouteResult(result.text, result.finish_reason, aggregator, result.calls, result.fallback)
-
-
 async def run_route(
-    route: str, request: CompletionRequest, providers: ProviderSet, engine: MixtureEngine
+    route: str,
+    request: CompletionRequest,
+    providers: ProviderSet,
+    engine: MixtureEngine,
+    out: RouteResult | None = None,
 ) -> RouteResult:
-    """Raises ProviderError (single model failed) or QuorumError (the mixture could not answer)."""
+    """Fills `out` (or a new result) and returns it; its calls are added as they finish, so a caller
+    that cancels this still knows what was paid for. Raises ProviderError (single model failed) or
+    QuorumError (the mixture could not answer)."""
+    out = RouteResult() if out is None else out
     if route == "mixture":
-        return _from_mixture(await engine.run(request), providers.aggregator.name)
+        out.model = providers.aggregator.name
+        mixture = await engine.run(request, MixtureResult(calls=out.calls))
+        out.text, out.finish_reason, out.fallback = mixture.text, mixture.finish_reason, mixture.fallback
+        return out
     provider = _single(route, providers)
+    out.model = provider.name
     result = await provider.complete(request)
-    return RouteResult(result.text, result.finish_reason, result.model, [CallRecord.from_result(result, route)])
+    out.text, out.finish_reason, out.model = result.text, result.finish_reason, result.model
+    out.calls.append(CallRecord.from_result(result, route))
+    return out
 
 
 async def stream_route(
     route: str, request: CompletionRequest, providers: ProviderSet, engine: MixtureEngine, out: RouteResult
 ) -> AsyncGenerator[str, None]:
-    """Yields text deltas; fills `out` with the finished result (text, calls, cost) at the end."""
+    """Yields text deltas; fills `out` with the finished result (text, cost) at the end and with each
+    upstream call as it finishes (a client that leaves mid-answer has still paid for the proposers)."""
     if route == "mixture":
         out.model = providers.aggregator.name
-        async for item in engine.stream(request):
+        async for item in engine.stream(request, MixtureResult(calls=out.calls)):
             if isinstance(item, str):
                 yield item
             else:
-                finished = _from_mixture(item, out.model)
-                out.text, out.finish_reason, out.calls, out.fallback = (
-                    finished.text,
-                    finished.finish_reason,
-                    finished.calls,
-                    finished.fallback,
-                )
+                out.text, out.finish_reason, out.fallback = item.text, item.finish_reason, item.fallback
         return
     provider = _single(route, providers)
     out.model = provider.name

@@ -4,12 +4,14 @@ usage and cost, and bad input."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import redis
 
 from router.prompts import with_candidates
 from router.simulator.runner import SimulatorServer
@@ -132,6 +134,24 @@ def test_aggregator_failure_falls_back_to_a_proposer_answer(make_service: Servic
     assert response.json()["choices"][0]["message"]["content"] in proposer_texts
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_request_timeout_still_logs_the_proposers_it_paid_for(
+    make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 1.0}
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
+    patch_model(sim, "agg-1", ttft_s=10.0)
+    response = chat(base, "mixture", stream=stream)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "request_timeout"
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and event["status"] == 504
+    assert sorted(call["model"] for call in event["calls"] if call["status"] == "ok") == [
+        "openai/prop-a", "openai/prop-b", "openai/prop-c"
+    ]
+    assert event["cost_usd"] > 0
+
+
 def _sse(response: httpx.Response) -> list[dict[str, Any]]:
     events = []
     for line in response.text.splitlines():
@@ -193,6 +213,56 @@ def test_bad_input_is_a_clear_4xx(make_service: Service, sim: SimulatorServer) -
     response = chat(base, "sideways")
     assert response.status_code == 400 and response.json()["error"]["param"] == "x-moa-route"
     assert sim_stats(sim)["total_calls"] == 0  # nothing bad reached an upstream
+
+
+def test_non_ascii_digits_in_headers_are_a_400(make_service: Service, sim: SimulatorServer) -> None:
+    base = make_service()
+    payload = orjson.dumps({"model": "m", "temperature": 0, "messages": ASK})
+    # "²" is a digit to str.isdigit but not to int(); headers arrive as latin-1.
+    response = httpx.post(f"{base}/v1/chat/completions", content=payload, timeout=10,
+                          headers={"content-type": "application/json", "x-moa-cache-control": b"ttl=\xb2"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_cache_control"
+    assert sim_stats(sim)["total_calls"] == 0
+
+
+def logged_event(redis_url: str, prefix: str, request_id: str, within_s: float = 10.0) -> dict[str, Any] | None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            for _, fields in client.xrange(f"{prefix}:ledger:events"):
+                event: dict[str, Any] = orjson.loads(fields[b"e"])
+                if event.get("request_id") == request_id:
+                    return event
+            time.sleep(0.1)
+        return None
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("route", ["cheap", "mixture"])
+def test_a_client_that_leaves_mid_stream_is_logged_with_what_was_spent(
+    make_service: Service, sim: SimulatorServer, redis_url: str, route: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)  # a cacheable miss: the single-flight path
+    slow = "agg-1" if route == "mixture" else "cheap-1"
+    patch_model(sim, slow, per_token_s=0.05)  # 40 tokens: two seconds of streaming
+    payload = {"model": "moa-router", "messages": ASK, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": route},
+                      timeout=30) as response:
+        assert response.status_code == 200 and response.headers["x-moa-cache"] == "miss"
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        while "content" not in next(lines):
+            pass
+    # Left after the first words: the event is still written, as a 499.
+    event = logged_event(redis_url, prefix, request_id)
+    assert event is not None
+    assert event["status"] == 499 and event["error"] == "client_disconnected"
+    if route == "mixture":  # the proposers answered in full before the aggregator started: paid for
+        assert {call["role"] for call in event["calls"]} >= {"proposer"}
+        assert event["cost_usd"] > 0
 
 
 def test_unknown_paths_and_methods_use_the_error_shape(make_service: Service) -> None:

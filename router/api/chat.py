@@ -76,7 +76,7 @@ def upstream_error(exc: Exception, event: RequestEvent) -> APIError:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"request body is {declared} bytes; the limit is {limit}", "body_too_large")
     body = bytearray()
     async for part in request.stream():
@@ -215,21 +215,29 @@ async def chat_completions(request: Request) -> Response:
         ex.event.status, ex.event.error = exc.status, exc.code
         exc.headers.update(ex.headers)
         return error_response(exc)
+    except Exception:
+        # A bug or an unexpected upstream exception: the app's handler answers 500, and the event must
+        # say so rather than keep its default 200.
+        ex.event.status, ex.event.error = 500, "internal_error"
+        raise
     finally:
         if not streaming:
-            if session is not None:
-                await session.abandon()  # frees the single-flight lease on any failure; no-op after store
+            # Recorded before any await: a cancelled request (client gone) is cancelled again at each.
             ex.finish()
+            if session is not None:
+                await _release(session)
 
 
 async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, upstream: CompletionRequest) -> Response:
     state = ex.state
+    result = RouteResult()
     try:
-        result = await asyncio.wait_for(
-            run_route(ex.event.route, upstream, state.providers, state.engine),
+        await asyncio.wait_for(
+            run_route(ex.event.route, upstream, state.providers, state.engine, result),
             timeout=state.settings.limits.request_timeout_s,
         )
     except (ProviderError, QuorumError, TimeoutError) as exc:
+        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         await session.abandon()
         raise upstream_error(exc, ex.event) from exc
     ex.note_result(result)
@@ -282,6 +290,7 @@ async def _start_stream(
     except StopAsyncIteration:
         first = None
     except (ProviderError, QuorumError, TimeoutError) as exc:
+        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         await session.abandon()
         await deltas.aclose()
         raise upstream_error(exc, ex.event) from exc
@@ -300,7 +309,7 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     rid, created = ex.event.request_id, int(time.time())
     model = result.model
-    completed = False
+    completed = noted = False
     try:
         # Events that are ready together go out in one write (each write costs a trip through the server).
         opening = sse.chunk(rid, model, created, {"role": "assistant", "content": ""})
@@ -314,6 +323,7 @@ async def _sse(
             ex.event.calls.append(CallRecord(exc.model, ex.event.route, "error", 0.0, error=exc.kind))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
+        noted = True
         if result.finish_reason == "error" and ex.event.error is None:
             # The aggregator was cut off mid-answer: tell the client, as the single-model path does.
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
@@ -334,5 +344,15 @@ async def _sse(
     finally:
         if not completed and ex.event.error is None:
             ex.event.status, ex.event.error = 499, "client_disconnected"
-        await session.abandon()  # a no-op after store
+        if not noted:  # the client left: the calls that finished (the proposers') were still paid for
+            ex.event.calls.extend(result.calls)
+        # Recorded before any await: when the client is gone the response is cancelled through a cancel
+        # scope, which cancels every later await in this block again.
         ex.finish()
+        await _release(session)
+
+
+async def _release(session: CacheSession) -> None:
+    """Frees the single-flight lease (a no-op after a store), even when the request is being cancelled:
+    otherwise waiters for the same answer wait until the lease lapses."""
+    await asyncio.shield(session.abandon())
