@@ -85,10 +85,15 @@ class MixtureEngine:
         self._aggregator = aggregator
         self._settings = settings
 
+    def _max_tokens(self, base: CompletionRequest) -> int:
+        # The configured cap applies when the client sets none: the mixture pays for several answers.
+        return self._settings.max_tokens if base.max_tokens is None else base.max_tokens
+
     def _proposer_request(self, base: CompletionRequest, messages: Sequence[Message]) -> CompletionRequest:
         deadline = self._settings.proposer_deadline_s
         timeout = deadline if base.timeout_s is None else min(deadline, base.timeout_s)
-        return CompletionRequest(messages, base.max_tokens, base.temperature, base.params, timeout)
+        temperature = self._settings.temperature if base.temperature is None else base.temperature
+        return CompletionRequest(messages, self._max_tokens(base), temperature, base.params, timeout)
 
     async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[str]:
         started = time.perf_counter()
@@ -160,7 +165,7 @@ class MixtureEngine:
     def _aggregator_request(self, request: CompletionRequest, answers: Sequence[str]) -> CompletionRequest:
         return CompletionRequest(
             with_candidates(request.messages, answers),
-            request.max_tokens,
+            self._max_tokens(request),
             self._settings.aggregator_temperature if request.temperature is None else request.temperature,
             request.params,
             request.timeout_s,

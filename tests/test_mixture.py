@@ -129,3 +129,16 @@ async def test_stream_yields_aggregator_deltas_then_result() -> None:
 def test_consensus_pick_prefers_agreement() -> None:
     assert consensus_pick(["x y z", "a b c d", "a b c"]) in (1, 2)
     assert consensus_pick(["only"]) == 0
+
+
+async def test_configured_sampling_applies_when_the_client_sets_none() -> None:
+    proposers = [FakeProvider(f"p{i}") for i in range(3)]
+    agg = FakeProvider("agg", "final")
+    mixture = engine(proposers, agg, max_tokens=300, temperature=0.9, aggregator_temperature=0.2)
+    await mixture.run(CompletionRequest([{"role": "user", "content": "hi"}]))
+    assert [(p.seen[0].max_tokens, p.seen[0].temperature) for p in proposers] == [(300, 0.9)] * 3
+    assert (agg.seen[0].max_tokens, agg.seen[0].temperature) == (300, 0.2)
+    # The client's own values win.
+    await mixture.run(CompletionRequest([{"role": "user", "content": "hi"}], max_tokens=50, temperature=0.0))
+    assert {(p.seen[1].max_tokens, p.seen[1].temperature) for p in proposers} == {(50, 0.0)}
+    assert (agg.seen[1].max_tokens, agg.seen[1].temperature) == (50, 0.0)
