@@ -9,7 +9,9 @@ from classifier.metrics import RoutingCurve
 
 
 def plot_routing_curves(curves: Mapping[str, RoutingCurve], path: Path, title: str) -> Path:
-    """Quality against the share of strong calls for each router, with the cheap and strong levels."""
+    """Quality against the share of strong calls for each router, with the cheap and strong levels.
+    Returns the file written: `path`, with ".png" added when it has no suffix (as matplotlib does)."""
+    path = path if path.suffix else path.with_name(path.name + ".png")
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write files only

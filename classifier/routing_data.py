@@ -112,6 +112,9 @@ def routing_outcomes(rows: Sequence[dict[str, Any]], cheap: str, strong: Sequenc
             strong_q.append(1.0 if correct * 2 > len(strong_outcomes) else 0.0)
         cheap_c.append(float(cost.get(cheap_model, 0.0)))
         strong_c.append(float(sum(cost.get(model, 0.0) for model in strong_models)))
+    if not ids:
+        models = ", ".join((cheap_model, *strong_models))
+        raise ValueError(f"none of the {len(rows)} routing rows has an outcome for every one of {models}")
     return RoutingOutcomes(
         ids=ids,
         texts=texts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Protocol
 
@@ -45,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args._run(args)
+    try:
+        code: int = args._run(args)
+    except BrokenPipeError:
+        # The reader went away (`moa-router score < big.jsonl | head`): stop quietly, as Unix tools do.
+        # stdout is pointed at /dev/null so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
     return code
 
 

@@ -91,6 +91,16 @@ def test_evaluate_tables_and_errors(
     assert "APGR" in out and "random" in out
     assert main(["evaluate", "--routing-data", routing, "--cheap", "nope", "--no-plot"]) == 2
     assert "unknown" in capsys.readouterr().err
+    # A plot path without a suffix: the file matplotlib writes, with ".png", is the one reported.
+    args = ["--routing-data", routing, "--cheap", "cheap-model", "--strong", "strong-model", "--json"]
+    assert main(["evaluate", *args, "--plot", str(tmp_path / "curve")]) == 0
+    assert json.loads(capsys.readouterr().out)["routing"]["plot"] == str(tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").is_file()
+    # No row with an outcome for both models: said so, not a failure deep in the metrics.
+    no_outcomes = tmp_path / "none.jsonl"
+    no_outcomes.write_text(json.dumps({"text": "x", "perf": {"a": None, "b": 1}}) + "\n", encoding="utf-8")
+    assert main(["evaluate", "--routing-data", str(no_outcomes), "--cheap", "a", "--strong", "b", "--no-plot"]) == 2
+    assert "none of the 1 routing rows has an outcome for every one of a, b" in capsys.readouterr().err
     assert main(["evaluate", "--model", "v-missing", "--routing-data", routing]) == 2
 
 

@@ -128,3 +128,21 @@ def test_command_line_end_to_end(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "v-none" in missing.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    env = {**os.environ, "MOA_ROUTER_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    source = tmp_path / "many.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(50_000)), encoding="utf-8")
+    with source.open("rb") as stdin:
+        process = subprocess.Popen(  # `moa-router score < many.jsonl | head -1`
+            [sys.executable, "-m", "router", "score"],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stderr is not None
+        assert json.loads(process.stdout.readline())["route"] in ("cheap", "mixture")
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
