@@ -42,7 +42,7 @@ def iter_jsonl(file: Path) -> Iterator[tuple[int, Any]]:
     with Path(file).open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")  # a leading byte order mark is dropped
             except UnicodeDecodeError as exc:
                 raise DatasetError(f"{file}:{line_number}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
             if not line.strip():

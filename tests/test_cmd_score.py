@@ -146,3 +146,10 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=120) == 141
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_a_byte_order_mark_before_the_first_line_is_ignored(seed_model: LoadedModel) -> None:
+    sink, errors = io.BytesIO(), io.StringIO()
+    source = io.BytesIO(b"\xef\xbb\xbf" + json.dumps({"prompt": "hello"}).encode() + b"\n")
+    assert score_stream(seed_model, source, sink, errors) == 0
+    assert "error" not in json.loads(sink.getvalue()) and not errors.getvalue()

@@ -50,11 +50,16 @@ def run(args: argparse.Namespace) -> int:
     return score_stream(model, sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def score_stream(model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors: IO[str]) -> int:
     """Score every line of `source` into `sink`; returns the exit status."""
     thresholds = Thresholds.from_meta(model.meta.get("thresholds"))
     invalid = 0
     for line_number, line in enumerate(source, start=1):
+        if line_number == 1 and line.startswith(_UTF8_BOM):  # files saved by Windows tools start with one
+            line = line[len(_UTF8_BOM) :]
         try:
             if not line.strip():
                 raise _InvalidLine("blank line")
