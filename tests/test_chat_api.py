@@ -240,6 +240,22 @@ def logged_event(redis_url: str, prefix: str, request_id: str, within_s: float =
         client.close()
 
 
+def test_a_bug_on_the_request_path_is_a_traced_500_and_logged_as_one(
+    make_service: Service, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+
+    def broken_policy(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("router.api.chat.decide", broken_policy)  # a fault no client input can cause
+    response = chat(base)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and event["status"] == 500 and event["error"] == "internal_error"
+
+
 @pytest.mark.parametrize("route", ["cheap", "mixture"])
 def test_a_client_that_leaves_mid_stream_is_logged_with_what_was_spent(
     make_service: Service, sim: SimulatorServer, redis_url: str, route: str

@@ -219,6 +219,7 @@ async def chat_completions(request: Request) -> Response:
         # A bug or an unexpected upstream exception: the app's handler answers 500, and the event must
         # say so rather than keep its default 200.
         ex.event.status, ex.event.error = 500, "internal_error"
+        request.state.response_headers = ex.headers
         raise
     finally:
         if not streaming:

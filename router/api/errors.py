@@ -70,10 +70,12 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(APIError(400, f"{param or 'body'}: {first['msg']}", "invalid_request", param))
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     # The last line of defence: a bug becomes a logged 500 in OpenAI's shape, never a bare traceback.
     logger.exception("unhandled error", exc_info=exc)
-    return error_response(APIError(500, "internal error in the router", "internal_error"))
+    # The chat handler leaves its x-request-id (and x-moa-* headers) here, so the 500 can be traced.
+    headers = dict(getattr(request.state, "response_headers", None) or {})
+    return error_response(APIError(500, "internal error in the router", "internal_error", headers=headers))
 
 
 def install_error_handlers(app: FastAPI) -> None:
