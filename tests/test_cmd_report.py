@@ -106,3 +106,9 @@ def test_report_says_what_is_wrong_when_nothing_answers(capsys: pytest.CaptureFi
 
     assert main(["report", "--url", f"http://127.0.0.1:{free_port()}"]) == 2
     assert "moa-router report:" in capsys.readouterr().err
+
+
+def test_a_malformed_redis_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--redis-url", "notaurl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moa-router report: ") and "Traceback" not in err
