@@ -149,6 +149,7 @@ def test_a_request_timeout_still_logs_the_proposers_it_paid_for(
     assert sorted(call["model"] for call in event["calls"] if call["status"] == "ok") == [
         "openai/prop-a", "openai/prop-b", "openai/prop-c"
     ]
+    assert len(event["calls"]) == 3  # each once (the failure path must not add them twice)
     assert event["cost_usd"] > 0
 
 

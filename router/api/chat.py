@@ -291,9 +291,9 @@ async def _start_stream(
     except StopAsyncIteration:
         first = None
     except (ProviderError, QuorumError, TimeoutError) as exc:
-        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         await session.abandon()
-        await deltas.aclose()
+        await deltas.aclose()  # first: closing records the proposers it cut off as "late"
+        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         raise upstream_error(exc, ex.event) from exc
     return StreamingResponse(
         _sse(ex, chat, session, deltas, first, result), media_type="text/event-stream", headers=ex.headers
