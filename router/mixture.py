@@ -14,6 +14,9 @@ from router.prompts import with_candidates
 from router.providers.base import CallResult, CompletionRequest, Message, Provider, ProviderError, Usage
 
 CallStatus = Literal["ok", "error", "late"]
+# Time kept back from the aggregator at the end of the request's deadline, so that when it is too slow
+# its own timeout fires first and a proposer's answer is returned, rather than the request timing out.
+FALLBACK_MARGIN_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,29 +165,50 @@ class MixtureEngine:
             answers = await self._layer(self._proposer_request(request, messages), layer, calls)
         return answers
 
-    def _aggregator_request(self, request: CompletionRequest, answers: Sequence[str]) -> CompletionRequest:
+    def _aggregator_request(
+        self, request: CompletionRequest, answers: Sequence[str], timeout_s: float | None
+    ) -> CompletionRequest:
         return CompletionRequest(
             with_candidates(request.messages, answers),
             self._max_tokens(request),
             self._settings.aggregator_temperature if request.temperature is None else request.temperature,
             request.params,
-            request.timeout_s,
+            timeout_s,
         )
+
+    @staticmethod
+    def _aggregator_time(request: CompletionRequest, began: float) -> float | None:
+        """What is left of the request's deadline for the aggregator, less the fallback margin (None:
+        no deadline). At or below zero there is no time to aggregate at all."""
+        if request.timeout_s is None:
+            return None
+        return began + request.timeout_s - time.perf_counter() - FALLBACK_MARGIN_S
+
+    def _fall_back(self, result: MixtureResult, answers: Sequence[str], started: float, error: str | None) -> None:
+        """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
+        if error is not None:
+            result.calls.append(self._aggregator_error(started, error))
+        result.text = answers[consensus_pick(answers)]
+        result.fallback = "proposer"
+
+    def _aggregator_error(self, started: float, kind: str) -> CallRecord:
+        return CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=kind)
 
     async def run(self, request: CompletionRequest, result: MixtureResult | None = None) -> MixtureResult:
         """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
         that cancels this (a request timeout) still knows what was paid for."""
+        began = time.perf_counter()
         result = MixtureResult() if result is None else result
         answers = await self.propose(request, result.calls)
         started = time.perf_counter()
+        timeout_s = self._aggregator_time(request, began)
+        if timeout_s is not None and timeout_s <= 0:
+            self._fall_back(result, answers, started, None)
+            return result
         try:
-            final = await self._aggregator.complete(self._aggregator_request(request, answers))
+            final = await self._aggregator.complete(self._aggregator_request(request, answers, timeout_s))
         except ProviderError as exc:
-            result.calls.append(
-                CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=exc.kind)
-            )
-            result.text = answers[consensus_pick(answers)]
-            result.fallback = "proposer"
+            self._fall_back(result, answers, started, exc.kind)
             return result
         result.calls.append(CallRecord.from_result(final, "aggregator"))
         result.text, result.finish_reason = final.text, final.finish_reason
@@ -196,12 +220,19 @@ class MixtureEngine:
         """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult (`result`
         when given, whose calls are added as they finish). Raises QuorumError before the first delta
         when the proposers fail."""
+        began = time.perf_counter()
         result = MixtureResult() if result is None else result
         answers = await self.propose(request, result.calls)
         started = time.perf_counter()
+        timeout_s = self._aggregator_time(request, began)
+        if timeout_s is not None and timeout_s <= 0:
+            self._fall_back(result, answers, started, None)
+            yield result.text
+            yield result
+            return
         sent_any = False
         try:
-            async for item in self._aggregator.stream(self._aggregator_request(request, answers)):
+            async for item in self._aggregator.stream(self._aggregator_request(request, answers, timeout_s)):
                 if isinstance(item, str):
                     sent_any = True
                     yield item
@@ -209,13 +240,10 @@ class MixtureEngine:
                     result.calls.append(CallRecord.from_result(item, "aggregator"))
                     result.text, result.finish_reason = item.text, item.finish_reason
         except ProviderError as exc:
-            result.calls.append(
-                CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=exc.kind)
-            )
             if sent_any:
                 result.finish_reason = "error"  # cut off mid-answer: never cached, the client is told
+                result.calls.append(self._aggregator_error(started, exc.kind))
             else:
-                result.text = answers[consensus_pick(answers)]
-                result.fallback = "proposer"
+                self._fall_back(result, answers, started, exc.kind)
                 yield result.text
         yield result

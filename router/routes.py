@@ -65,8 +65,10 @@ async def stream_route(
     upstream call as it finishes (a client that leaves mid-answer has still paid for the proposers)."""
     if route == "mixture":
         out.model = providers.aggregator.name
-        async for item in engine.stream(request, MixtureResult(calls=out.calls)):
+        mixture = MixtureResult(calls=out.calls)
+        async for item in engine.stream(request, mixture):
             if isinstance(item, str):
+                out.fallback = mixture.fallback  # known before the first delta when the aggregator failed
                 yield item
             else:
                 out.text, out.finish_reason, out.fallback = item.text, item.finish_reason, item.fallback

@@ -138,19 +138,47 @@ def test_aggregator_failure_falls_back_to_a_proposer_answer(make_service: Servic
 def test_a_request_timeout_still_logs_the_proposers_it_paid_for(
     make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
 ) -> None:
+    # The proposers' deadline is longer than the request's, so a hung proposer holds the mixture until
+    # the request times out, after two others have answered (and been paid).
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 1.0}
+    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 5.0}
     base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
-    patch_model(sim, "agg-1", ttft_s=10.0)
+    patch_model(sim, "prop-c", ttft_s=10.0)
     response = chat(base, "mixture", stream=stream)
     assert response.status_code == 504 and response.json()["error"]["code"] == "request_timeout"
     event = logged_event(redis_url, prefix, response.headers["x-request-id"])
     assert event is not None and event["status"] == 504
-    assert sorted(call["model"] for call in event["calls"] if call["status"] == "ok") == [
-        "openai/prop-a", "openai/prop-b", "openai/prop-c"
-    ]
-    assert len(event["calls"]) == 3  # each once (the failure path must not add them twice)
+    statuses = sorted((call["model"], call["status"]) for call in event["calls"])
+    # Each call once (the failure path must not add them twice); the hung one is logged as late.
+    assert statuses == [("openai/prop-a", "ok"), ("openai/prop-b", "ok"), ("openai/prop-c", "late")]
     assert event["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_an_aggregator_slower_than_the_request_timeout_falls_back_to_a_proposer(
+    make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 1.0}
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
+    patch_model(sim, "agg-1", ttft_s=10.0)
+    started = time.perf_counter()
+    response = chat(base, "mixture", stream=stream)
+    assert time.perf_counter() - started < 1.5 + 0.5  # the client is answered within the request's deadline
+    assert response.status_code == 200, response.text
+    assert response.headers["x-moa-fallback"] == "proposer"
+    proposer_texts = {direct(sim, n, ASK)["choices"][0]["message"]["content"] for n in ("prop-a", "prop-b", "prop-c")}
+    if stream:
+        events = _sse(response)
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+    assert text in proposer_texts
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and event["status"] == 200
+    assert event["fallback"] == "proposer"
+    aggregator = [call for call in event["calls"] if call["model"] == "openai/agg-1"]
+    assert [(call["status"], call["error"]) for call in aggregator] == [("error", "timeout")]
 
 
 def _sse(response: httpx.Response) -> list[dict[str, Any]]:

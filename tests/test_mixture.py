@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router.config import MixtureSettings, ModelEntry
-from router.mixture import MixtureEngine, QuorumError, consensus_pick
+from router.mixture import FALLBACK_MARGIN_S, MixtureEngine, QuorumError, consensus_pick
 from router.prompts import AGGREGATE_INSTRUCTIONS
 from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 
@@ -142,3 +142,30 @@ async def test_configured_sampling_applies_when_the_client_sets_none() -> None:
     await mixture.run(CompletionRequest([{"role": "user", "content": "hi"}], max_tokens=50, temperature=0.0))
     assert {(p.seen[1].max_tokens, p.seen[1].temperature) for p in proposers} == {(50, 0.0)}
     assert (agg.seen[1].max_tokens, agg.seen[1].temperature) == (50, 0.0)
+
+
+async def test_the_aggregator_gets_what_is_left_of_the_request_deadline_less_the_fallback_margin() -> None:
+    proposers = [FakeProvider(f"p{i}", delay=0.3) for i in range(2)]
+    agg = FakeProvider("agg", "final")
+    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=2.0)
+    await engine(proposers, agg, quorum=2).run(request)
+    timeout = agg.seen[0].timeout_s
+    assert timeout is not None
+    assert 2.0 - 0.3 - FALLBACK_MARGIN_S - 0.2 < timeout <= 2.0 - 0.3 - FALLBACK_MARGIN_S
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_no_time_left_for_the_aggregator_means_a_proposer_answer_without_calling_it(streaming: bool) -> None:
+    proposers = [FakeProvider("a", "rayleigh scattering", delay=0.2), FakeProvider("b", "rayleigh", delay=0.2)]
+    agg = FakeProvider("agg", "final")
+    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=0.2 + FALLBACK_MARGIN_S / 2)
+    mixture = engine(proposers, agg, quorum=2)
+    if streaming:
+        items = [item async for item in mixture.stream(request)]
+        result = items[-1]
+        assert not isinstance(result, str) and "".join(i for i in items if isinstance(i, str)) == result.text
+    else:
+        result = await mixture.run(request)
+    assert agg.seen == []
+    assert result.fallback == "proposer" and result.text in ("rayleigh scattering", "rayleigh")
+    assert [call.role for call in result.calls] == ["proposer", "proposer"]

@@ -295,6 +295,8 @@ async def _start_stream(
         await deltas.aclose()  # first: closing records the proposers it cut off as "late"
         ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         raise upstream_error(exc, ex.event) from exc
+    if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
+        ex.headers["x-moa-fallback"] = result.fallback
     return StreamingResponse(
         _sse(ex, chat, session, deltas, first, result), media_type="text/event-stream", headers=ex.headers
     )
