@@ -6,16 +6,22 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# A C compiler for the classifier's optional extensions (setup.py), in this stage only: the runtime
+# stage copies the built venv and has no compiler.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements.lock pyproject.toml deploy/runtime_lock.py ./
 RUN python runtime_lock.py requirements.lock pyproject.toml > runtime.lock \
  && python -m venv /opt/moa-router \
  && /opt/moa-router/bin/pip install --require-hashes --no-deps -r runtime.lock
-COPY README.md ./
+COPY README.md setup.py ./
 COPY router ./router
 COPY classifier ./classifier
 RUN /opt/moa-router/bin/pip install --no-deps --no-build-isolation . \
- && /opt/moa-router/bin/pip check
+ && /opt/moa-router/bin/pip check \
+ && /opt/moa-router/bin/python -c "import classifier._native_features, classifier._native_focus"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 moa \

@@ -7,6 +7,7 @@ like real asks; every timed call scores a different prompt. The timed call is th
 
     .venv/bin/python -m bench.bench_classifier
     .venv/bin/python -m bench.bench_classifier --model PATH --queries 5000
+    .venv/bin/python -m bench.bench_classifier --no-native   # without the C extensions (numpy and Python)
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ import platform
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from classifier.dataset import load_rows, row_text
-from classifier.registry import load_model
-from classifier.scorer import QueryScorer
+if TYPE_CHECKING:
+    from classifier.scorer import QueryScorer
+# The classifier's modules are imported in main(), after --no-native has had its effect.
 
 SEED_DATA = Path("training_data")
 FALLBACK_DATA = Path("tests/fixtures/classifier_rows.jsonl")
 
 
 def corpus() -> list[str]:
+    from classifier.dataset import load_rows, row_text
+
     source = SEED_DATA if SEED_DATA.is_dir() and any(SEED_DATA.glob("*.jsonl")) else FALLBACK_DATA
     return [text for text in (row_text(row) for row in load_rows(source)) if text.strip()]
 
@@ -76,7 +80,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3000, help="timed queries per length")
     parser.add_argument("--batch", type=int, default=20000, help="queries in the batch run")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-native", action="store_true", help="score without the C extensions (setup.py)")
     args = parser.parse_args()
+    if args.no_native:
+        # The few-shot detection picks its implementation when classifier.text is imported: this must
+        # come first.
+        os.environ["MOA_ROUTER_NATIVE"] = "0"
+    from classifier.registry import load_model
+    from classifier.text import focus_final_item
 
     model = load_model(args.model)
     rng = random.Random(0)
@@ -86,6 +97,8 @@ def main() -> None:
         "python": platform.python_version(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
+        "features": "C extension" if model.scorer.native else "numpy",
+        "few_shot_detection": "Python" if focus_final_item.__module__ == "classifier.text" else "C extension",
     }
     latency: dict[int, dict[str, float]] = {}
     gc.collect()
@@ -112,7 +125,8 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(
-        f"classifier {model.version}, Python {results['python']}, single thread, "
+        f"classifier {model.version} (features: {results['features']}, few-shot detection: "
+        f"{results['few_shot_detection']}), Python {results['python']}, single thread, "
         f"load average {results['load_average_1m']} on {results['cpus']} CPUs"
     )
     for length, stats in latency.items():

@@ -15,13 +15,21 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from classifier.lexicon import LEXICON
+from classifier.native import native_requested
 from classifier.text import focus_final_item
+
+try:  # the optional C extension (setup.py); without a compiler the numpy path below serves alone
+    from classifier import _native_features
+except ImportError:
+    _native_features = None  # type: ignore[assignment]
+if TYPE_CHECKING:
+    from classifier._native_features import NativeFeatures
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -84,6 +92,13 @@ DENSE_FEATURE_NAMES: tuple[str, ...] = (
     *(f"lexicon_{name}" for name in LEXICON_NAMES),
 )
 
+# Whether the C extension is built, and for these constants (a stale build after a change here is not used).
+NATIVE_AVAILABLE = (
+    _native_features is not None
+    and (int(_MIX), int(_PAIR)) == (_native_features.MIX, _native_features.PAIR)
+    and len(DENSE_FEATURE_NAMES) == _native_features.N_BASE_DENSE + _N_LEXICON
+)
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureConfig:
@@ -138,11 +153,21 @@ class FeatureConfig:
         )
 
 
+def native_by_default() -> bool:
+    """Whether new Featurizers use the C extension: when it is built, unless MOA_ROUTER_NATIVE=0."""
+    return NATIVE_AVAILABLE and native_requested()
+
+
 @dataclass(slots=True)
 class Featurizer:
-    """Turns one text into (hashed n-gram bucket indices, dense signals)."""
+    """Turns one text into (hashed n-gram bucket indices, dense signals).
+
+    `native`: single queries are scored by the C extension (native_features), which computes the same
+    features; False forces the numpy path (transform_one), the reference.
+    """
 
     config: FeatureConfig = field(default_factory=FeatureConfig)
+    native: bool = field(default_factory=native_by_default)
     _powers: UInt64Array = field(init=False, repr=False)
     _inverse_powers: UInt64Array = field(init=False, repr=False)
     _shift: np.uint64 = field(init=False, repr=False)
@@ -171,9 +196,10 @@ class Featurizer:
 
     def window(self, text: str) -> str:
         """The part of `text` that is read (see FeatureConfig); a few-shot prompt's final item."""
-        return self._window(focus_final_item(text).text)
+        return self.crop(focus_final_item(text).text)
 
-    def _window(self, text: str) -> str:
+    def crop(self, text: str) -> str:
+        """The first head_chars and last tail_chars characters of an already focused text."""
         head, tail = self.config.head_chars, self.config.tail_chars
         if len(text) <= head + tail:
             return text
@@ -182,7 +208,7 @@ class Featurizer:
     def transform_one(self, text: str) -> tuple[IntArray, list[float]]:
         """Bucket indices of every n-gram (repeats kept) and the dense signals of one text."""
         focused = focus_final_item(text)
-        window = self._window(focused.text)
+        window = self.crop(focused.text)
         encoded = (" " + window + " ").encode("utf-8")
         length = len(encoded)
         n_bytes = length - 2
@@ -253,6 +279,41 @@ class Featurizer:
             *[math.log1p(categories.count(code)) for code in _LEXICON_CODES],
         ]
 
+    def native_features(
+        self,
+        hashed_weights: npt.NDArray[np.float32] | None = None,
+        dense_rows: FloatArray | None = None,
+        bias: tuple[float, float] = (0.0, 0.0),
+    ) -> NativeFeatures | None:
+        """The C implementation of transform_one (its `indices` method) and, given a scorer's weights,
+        of its linear heads (`logits`), over this featurizer's tables (validated once, here); None when
+        the extension is not built. Buckets and dense signals are identical to
+        transform_one's; hashed weights are summed in double, where numpy sums float32 rows (BLAS sdot),
+        so logits differ by about 1e-6. `dense_rows`: (low, high, difficulty weight, stakes weight) of
+        each dense signal. QueryScorer uses it when `native` is on."""
+        if not NATIVE_AVAILABLE:
+            return None
+        return _native_features.NativeFeatures(
+            byte_classes=_BYTE_CLASSES,
+            separators=_SEPARATORS,
+            lower_plus_one=_LOWER_PLUS_ONE,
+            powers=self._powers,
+            inverse_powers=self._inverse_powers,
+            lexicon=self._lexicon,
+            n_lexicon=_N_LEXICON,
+            char_ngrams=[n for n, _ in self._char_salts],
+            char_salts=[int(salt) for _, salt in self._char_salts],
+            word_salt=int(_WORD_SALT),
+            pair_salt=int(_PAIR_SALT),
+            with_words=self._with_words,
+            with_pairs=self._with_pairs,
+            buckets_log2=self.config.buckets_log2,
+            char_min_non_ascii=self.config.char_min_non_ascii,
+            hashed_weights=hashed_weights,
+            dense_rows=dense_rows,
+            bias=bias,
+        )
+
     def transform_batch(self, texts: Sequence[str]) -> tuple[IntArray, IntArray, FloatArray]:
         """The features of many texts at once: (indices, text of each index, dense signals (n, d)).
 
@@ -261,7 +322,7 @@ class Featurizer:
         """
         n = len(texts)
         focused = [focus_final_item(text) for text in texts]
-        windows = [self._window(item.text) for item in focused]
+        windows = [self.crop(item.text) for item in focused]
         encoded = [(" " + window + " ").encode("utf-8").translate(_ASCII_LOWER) for window in windows]
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
         joined = b"".join(encoded)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,10 @@ from classifier.booster import ARRAY_NAMES as BOOSTER_ARRAY_NAMES
 from classifier.booster import Booster
 from classifier.calibration import Platt
 from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
-from classifier.text import messages_to_text
+from classifier.text import focus_final_item, messages_to_text
+
+if TYPE_CHECKING:
+    from classifier._native_features import NativeFeatures
 
 FloatArray = npt.NDArray[np.float64]
 HEADS: tuple[str, str] = ("difficulty", "stakes")
@@ -195,6 +198,25 @@ class QueryScorer:
             (float(low), float(high), float(weights[0]), float(weights[1]))
             for low, high, weights in zip(self.dense_low_, self.dense_high_, self._dense_effective, strict=True)
         ]
+        # The C extension's single-query path, when built and not switched off (Featurizer.native).
+        self._native = self._native_features() if featurizer.native else None
+
+    def set_native(self, enabled: bool) -> None:
+        """Score single queries with the C extension (when it is built) or, False, with numpy."""
+        self._check_fitted()
+        self._native = self._native_features() if enabled else None
+        if enabled and self._native is None:
+            raise RuntimeError("the C extension classifier._native_features is not built")
+
+    def _native_features(self) -> NativeFeatures | None:
+        return self.featurizer_.native_features(
+            self.hashed_weights_, np.array(self._dense_rows, dtype=np.float64), self._bias_pair
+        )
+
+    @property
+    def native(self) -> bool:
+        """Whether single queries are scored by the C extension."""
+        return getattr(self, "_native", None) is not None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "hashed_weights_"):
@@ -236,6 +258,22 @@ class QueryScorer:
 
     def logits_one(self, text: str) -> tuple[float, float]:
         """Raw (uncalibrated) logits of both heads for one text."""
+        native = self._native
+        if native is None:
+            return self._logits_one_numpy(text)
+        # One C call: transform_one's features and the linear heads below, in the same order.
+        focused = focus_final_item(text)
+        z_difficulty, z_stakes, dense = native.logits(
+            self.featurizer_.crop(focused.text), len(focused.text), focused.examples
+        )
+        if self._booster_unclipped is not None:
+            platt = self.platt_[0]
+            calibrated = platt.a * z_difficulty + platt.b
+            z_difficulty += self._booster_unclipped.margin_one([calibrated, *dense]) / platt.a
+        return z_difficulty, z_stakes
+
+    def _logits_one_numpy(self, text: str) -> tuple[float, float]:
+        """logits_one with numpy: the reference of the C extension's path."""
         indices, dense = self.featurizer_.transform_one(text)
         z_difficulty, z_stakes = self._bias_pair
         # A dozen clipped products: plain Python beats numpy's per-call overhead at this size.
@@ -262,8 +300,13 @@ class QueryScorer:
         return z_difficulty, z_stakes
 
     def decision_function(self, texts: Sequence[str]) -> FloatArray:
-        """Raw logits, shape (n, 2): difficulty, stakes."""
+        """Raw logits, shape (n, 2): difficulty, stakes.
+
+        With the C extension each text goes through logits_one, which is several times faster than the
+        vectorised numpy path below and gives exactly what the service computes for a request."""
         self._check_fitted()
+        if self._native is not None:
+            return np.array([self.logits_one(text) for text in texts], dtype=np.float64).reshape(len(texts), 2)
         result = np.empty((len(texts), 2), dtype=np.float64)
         for start, stop in _chunks(texts):
             chunk = texts[start:stop]

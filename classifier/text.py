@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from classifier.native import native_requested
 
 # Earlier turns only add context (a follow-up such as "and for 2024?" is as hard as the thread it is
 # in), so each is cut short; the last user turn is what is being asked and is kept whole.
@@ -98,7 +100,7 @@ class FocusedText:
     examples: int
 
 
-def focus_final_item(text: str) -> FocusedText:
+def _focus_final_item_python(text: str) -> FocusedText:
     """The instructions plus the final item of a few-shot prompt; any other text unchanged.
 
     Two ways a prompt shows it is few-shot, tried in order:
@@ -206,3 +208,34 @@ def _top_marker(words: list[str]) -> tuple[str, int] | None:
         if count >= (best[1] + 1 if best else MIN_FEW_SHOT_BLOCKS) and _is_marker(word):
             best = word, count
     return best
+
+
+def _load_native() -> Callable[[str], FocusedText] | None:
+    """The C implementation of `_focus_final_item_python` (the same results), if it was built for this code
+    and not switched off (MOA_ROUTER_NATIVE=0, read at import)."""
+    if not native_requested():
+        return None
+    try:
+        from classifier import _native_focus
+    except ImportError:  # built without a C compiler: the Python implementation is used
+        return None
+    patterns = (_LABEL_RE.pattern, _BLOCK_HEAD_RE.pattern, _BLOCK_TAIL_RE.pattern)
+    ours = (FEW_SHOT_MIN_CHARS, PREAMBLE_CHARS, FEW_SHOT_SCAN_CHARS, MIN_FEW_SHOT_BLOCKS, patterns)
+    native = (
+        _native_focus.FEW_SHOT_MIN_CHARS,
+        _native_focus.PREAMBLE_CHARS,
+        _native_focus.FEW_SHOT_SCAN_CHARS,
+        _native_focus.MIN_FEW_SHOT_BLOCKS,
+        _native_focus.PATTERNS,
+    )
+    # A stale build (these changed since) would give other results. The C sets FocusedText's two slots
+    # itself, so it is used only while they are all there is to it.
+    if native != ours or FocusedText.__slots__ != ("text", "examples"):
+        return None
+    _native_focus.bind(FocusedText)
+    return _native_focus.focus_final_item
+
+
+# The instructions plus the final item of a few-shot prompt; any other text unchanged (see
+# `_focus_final_item_python`). The C extension, when built, gives the same FocusedText several times faster.
+focus_final_item: Callable[[str], FocusedText] = _load_native() or _focus_final_item_python

@@ -10,6 +10,7 @@ import pytest
 from classifier import artifacts
 from classifier.booster import Booster, fit_booster
 from classifier.dataset import load_rows, row_text
+from classifier.features import NATIVE_AVAILABLE
 from classifier.scorer import QueryScorer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
@@ -114,9 +115,11 @@ def test_single_queries_fold_the_clipping_into_thresholds_and_agree_with_batches
     boosted = base.with_booster(booster)
     # Outside the training range on both sides: a far longer ask, an empty one, code, options.
     probe = [*texts[:10], "word " * 3000, "", "def f(x):\n    return {x: [x]}\n" * 40, "A) yes\nB) no\nC) maybe\n" * 30]
-    batch = boosted.predict_proba(probe)[:, 0]
-    for index, text in enumerate(probe):
-        assert boosted.score_text(text).difficulty == pytest.approx(batch[index], abs=1e-6)
+    for native in (False, True) if NATIVE_AVAILABLE else (False,):  # the vectorised booster runs when not native
+        boosted.set_native(native)
+        batch = boosted.predict_proba(probe)[:, 0]
+        for index, text in enumerate(probe):
+            assert boosted.score_text(text).difficulty == pytest.approx(batch[index], abs=1e-6)
 
 
 def test_folded_thresholds_match_clipping_everywhere() -> None:

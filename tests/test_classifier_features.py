@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from classifier import artifacts
 from classifier.dataset import load_rows, row_text
-from classifier.features import DENSE_FEATURE_NAMES, FeatureConfig, Featurizer
+from classifier.features import DENSE_FEATURE_NAMES, NATIVE_AVAILABLE, FeatureConfig, Featurizer
 from classifier.lexicon import LEXICON
 from classifier.scorer import QueryScorer
 from classifier.text import CONTEXT_CHARS_PER_TURN, focus_final_item, messages_to_text
@@ -271,7 +271,8 @@ def reference_probabilities(scorer: QueryScorer, text: str, single: bool) -> tup
     """Both calibrated scores from the saved arrays and the reference features, in plain formulas.
 
     The hashed weights are summed as the scorer sums them, which decides the rounding (about 1e-6
-    apart): one query in float32 (a matrix product), a batch in float64 (bincount).
+    apart): one query in float32 on the numpy path (a matrix product), in float64 in the C extension
+    and for a batch (bincount); `single` is the float32 sum.
     """
     indices, dense = reference_features(scorer.feature_config(), text)
     arrays = scorer.arrays()
@@ -345,11 +346,15 @@ def test_shipped_scores_equal_the_reference() -> None:
     scorer = artifacts.load(SEED_DIR).scorer
     texts = [row_text(row) for row in load_rows(SEED_ROWS)]
     prompts = texts[::3] + long_prompts(texts, random.Random(7), 150)
-    single = np.array([[s.difficulty, s.stakes] for s in map(scorer.score_text, prompts)])
-    expected_single = np.array([reference_probabilities(scorer, text, single=True) for text in prompts])
-    assert np.abs(single - expected_single).max() < 1e-9
+    for native in {scorer.native, False}:  # the C extension's path when it is built, and numpy's
+        scorer.set_native(native)
+        single = np.array([[s.difficulty, s.stakes] for s in map(scorer.score_text, prompts)])
+        expected_single = np.array([reference_probabilities(scorer, text, single=not native) for text in prompts])
+        assert np.abs(single - expected_single).max() < 1e-9
     expected_batch = np.array([reference_probabilities(scorer, text, single=False) for text in prompts])
-    assert np.abs(scorer.predict_proba(prompts) - expected_batch).max() < 1e-9
+    for native in (False, True) if NATIVE_AVAILABLE else (False,):  # batches: per text in C, or numpy's
+        scorer.set_native(native)
+        assert np.abs(scorer.predict_proba(prompts) - expected_batch).max() < 1e-9
 
 
 def test_config_round_trips_and_older_versions_hash_byte_n_grams_always() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from classifier.dataset import load_rows, row_text
+from classifier.features import NATIVE_AVAILABLE
 from classifier.scorer import NotFittedError, QueryScorer, Scores
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
@@ -57,10 +58,12 @@ def test_learns_the_training_labels(scorer: QueryScorer, rows: list[dict[str, An
 
 def test_single_and_batch_paths_agree(scorer: QueryScorer) -> None:
     texts = ["hi", "Prove Fermat's little theorem", "", "x" * 10_000, "¿Es seguro mezclar lejía y amoníaco?"]
-    batch = scorer.predict_proba(texts)
-    for row, text in enumerate(texts):
-        single = scorer.score_text(text)
-        assert (single.difficulty, single.stakes) == pytest.approx(tuple(batch[row]), abs=1e-6)
+    for native in (False, True) if NATIVE_AVAILABLE else (False,):  # the batch path is numpy's when not native
+        scorer.set_native(native)
+        batch = scorer.predict_proba(texts)
+        for row, text in enumerate(texts):
+            single = scorer.score_text(text)
+            assert (single.difficulty, single.stakes) == pytest.approx(tuple(batch[row]), abs=1e-6)
 
 
 def test_score_messages_uses_the_conversation(scorer: QueryScorer) -> None:
@@ -117,4 +120,6 @@ def test_single_logits_add_every_clipped_signal_in_order(scorer: QueryScorer) ->
             scale = 1.0 / math.sqrt(indices.shape[0])
             z_difficulty += hashed[0] * scale
             z_stakes += hashed[1] * scale
-        assert scorer.logits_one(text) == (z_difficulty, z_stakes)
+        assert scorer._logits_one_numpy(text) == (z_difficulty, z_stakes)
+        # The C extension's path (when built) sums the rows in double: equal within float32 rounding.
+        assert scorer.logits_one(text) == pytest.approx((z_difficulty, z_stakes), rel=2e-6, abs=1e-5)
