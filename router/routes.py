@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from router.mixture import CallRecord, MixtureEngine, MixtureResult
-from router.providers.base import CallResult, CompletionRequest, Provider
+from router.mixture import CallRecord, MixtureEngine, MixtureResult, total_usage
+from router.providers.base import CallResult, CompletionRequest, Provider, Usage
+from router.providers.pricing import UnknownPriceError, estimate_tokens, prices_for
 from router.providers.registry import ProviderSet
 
 
@@ -81,3 +82,29 @@ async def stream_route(
             out.calls.append(CallRecord.from_result(part, route))
         else:
             yield part
+
+
+def abandoned_call(
+    route: str, request: CompletionRequest, providers: ProviderSet, out: RouteResult, streamed: str, elapsed_s: float
+) -> CallRecord | None:
+    """The upstream call a client cut off by leaving mid-stream (the single model's, or the mixture's
+    aggregator), which was still billed for what it generated; None when it had finished or a proposer's
+    answer was streaming. Its usage comes only at the end of a stream, so the tokens are estimated: the
+    prompt (for the aggregator, plus the last layer's answers it was shown) and the text sent so far."""
+    if out.fallback is not None:
+        return None
+    role = "aggregator" if route == "mixture" else route
+    if any(call.role == role for call in out.calls):
+        return None
+    provider = providers.aggregator if route == "mixture" else _single(route, providers)
+    prompt = sum(estimate_tokens(str(message.get("content") or "")) for message in request.messages)
+    if route == "mixture":
+        answered = [call for call in out.calls if call.role == "proposer" and call.status == "ok"]
+        last_layer = max((call.layer for call in answered), default=0)
+        prompt += total_usage([call for call in answered if call.layer == last_layer]).completion_tokens
+    usage = Usage(prompt, estimate_tokens(streamed))
+    try:
+        cost = prices_for(provider.entry).cost(usage)
+    except UnknownPriceError:  # not after startup, which prices every model; this runs before the event is logged
+        cost = 0.0
+    return CallRecord(provider.name, role, "late", elapsed_s, usage, cost, error="client_disconnected")

@@ -23,7 +23,7 @@ from router.mixture import CallRecord, QuorumError
 from router.policy import ROUTE_OVERRIDES, RouteDecision, RouteOverride, decide
 from router.providers.base import CompletionRequest, ProviderError
 from router.ratelimit import check_rate_limit
-from router.routes import RouteResult, models_for, run_route, stream_route
+from router.routes import RouteResult, abandoned_call, models_for, run_route, stream_route
 from router.state import AppState, get_state
 
 router = APIRouter()
@@ -285,6 +285,7 @@ async def _start_stream(
     502 with a JSON error rather than a 200 stream that breaks."""
     state = ex.state
     result = RouteResult()
+    started = time.perf_counter()
     deltas = stream_route(ex.event.route, upstream, state.providers, state.engine, result)
     try:
         first: str | None = await asyncio.wait_for(anext(deltas), state.settings.limits.request_timeout_s)
@@ -298,7 +299,9 @@ async def _start_stream(
     if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
         ex.headers["x-moa-fallback"] = result.fallback
     return StreamingResponse(
-        _sse(ex, chat, session, deltas, first, result), media_type="text/event-stream", headers=ex.headers
+        _sse(ex, chat, session, deltas, first, result, (upstream, started)),
+        media_type="text/event-stream",
+        headers=ex.headers,
     )
 
 
@@ -309,16 +312,19 @@ async def _sse(
     deltas: AsyncIterator[str],
     first: str | None,
     result: RouteResult,
+    upstream: tuple[CompletionRequest, float],
 ) -> AsyncIterator[bytes]:
     rid, created = ex.event.request_id, int(time.time())
     model = result.model
     completed = noted = False
+    sent = [first] if first else []  # what the client was sent: the in-flight call's output if it leaves
     try:
         # Events that are ready together go out in one write (each write costs a trip through the server).
         opening = sse.chunk(rid, model, created, {"role": "assistant", "content": ""})
         yield opening + sse.chunk(rid, model, created, {"content": first}) if first else opening
         try:
             async for delta in deltas:
+                sent.append(delta)
                 yield sse.chunk(rid, model, created, {"content": delta})
         except ProviderError as exc:
             result.finish_reason = "error"
@@ -349,6 +355,12 @@ async def _sse(
             ex.event.status, ex.event.error = 499, "client_disconnected"
         if not noted:  # the client left: the calls that finished (the proposers') were still paid for
             ex.event.calls.extend(result.calls)
+            request, started = upstream
+            cut_off = abandoned_call(
+                ex.event.route, request, ex.state.providers, result, "".join(sent), time.perf_counter() - started
+            )
+            if cut_off is not None:  # and so was the one still answering (its usage never arrived)
+                ex.event.calls.append(cut_off)
         # Recorded before any await: when the client is gone the response is cancelled through a cancel
         # scope, which cancels every later await in this block again.
         ex.finish()
