@@ -5,7 +5,8 @@
  * word pairs) and the dense signals bit for bit as transform_one does: same polynomial hash over the
  * space-padded UTF-8 bytes, same salts, same Fibonacci hashing, same byte classes and line-start rules.
  * Then the linear heads' logits: the weight rows of the buckets are summed in double, where numpy sums
- * float32 rows with a BLAS sdot, so logits differ from the numpy path by about 1e-6. Every table
+ * float32 rows with a BLAS sdot, so logits differ from the numpy path by about 1e-6 (up to ~2e-4 on long
+ * repetitive texts, where the float32 sum loses most; this one matches a double reference). Every table
  * (powers, salts, byte classes, lexicon, weights) comes from Python once, when the NativeFeatures
  * object is made, so the two implementations share their constants.
  *
@@ -391,6 +392,10 @@ parse_call(PyObject *const *args, Py_ssize_t nargs, const char *name, Py_ssize_t
     }
     *examples = PyLong_AsSsize_t(args[2]);
     if (*examples == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*n_chars < 0 || *examples < 0) { /* math.log1p of a negative count raises in the Python path */
+        PyErr_Format(PyExc_ValueError, "%s(): n_chars and examples must be >= 0", name);
         return -1;
     }
     return 0;

@@ -24,7 +24,7 @@ class NativeFeatures:
         lower_plus_one: bytes,
         powers: npt.NDArray[np.uint64],
         inverse_powers: npt.NDArray[np.uint64],
-        lexicon: npt.NDArray[np.uint8],
+        lexicon: bytes | npt.NDArray[np.uint8],
         n_lexicon: int,
         char_ngrams: Sequence[int],
         char_salts: Sequence[int],

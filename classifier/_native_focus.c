@@ -503,6 +503,11 @@ bind(PyObject *module, PyObject *cls)
         PyErr_SetString(PyExc_TypeError, "bind() takes the FocusedText class");
         return NULL;
     }
+    /* Results are made by tp_alloc without tp_new: right only for a direct subclass of object. */
+    if (((PyTypeObject *)cls)->tp_base != &PyBaseObject_Type) {
+        PyErr_SetString(PyExc_TypeError, "bind() needs a direct subclass of object");
+        return NULL;
+    }
     PyObject *text_slot = PyObject_GetAttrString(cls, "text");
     PyObject *examples_slot = text_slot ? PyObject_GetAttrString(cls, "examples") : NULL;
     if (examples_slot == NULL) {

@@ -289,7 +289,8 @@ class Featurizer:
         of its linear heads (`logits`), over this featurizer's tables (validated once, here); None when
         the extension is not built. Buckets and dense signals are identical to
         transform_one's; hashed weights are summed in double, where numpy sums float32 rows (BLAS sdot),
-        so logits differ by about 1e-6. `dense_rows`: (low, high, difficulty weight, stakes weight) of
+        so logits differ by about 1e-6 (up to ~2e-4 on long repetitive texts; the C sum is the exact
+        one). `dense_rows`: (low, high, difficulty weight, stakes weight) of
         each dense signal. QueryScorer uses it when `native` is on."""
         if not NATIVE_AVAILABLE:
             return None
@@ -299,7 +300,7 @@ class Featurizer:
             lower_plus_one=_LOWER_PLUS_ONE,
             powers=self._powers,
             inverse_powers=self._inverse_powers,
-            lexicon=self._lexicon,
+            lexicon=self._lexicon.tobytes(),  # immutable: the C checks its categories once, then trusts them
             n_lexicon=_N_LEXICON,
             char_ngrams=[n for n, _ in self._char_salts],
             char_salts=[int(salt) for _, salt in self._char_salts],

@@ -178,7 +178,9 @@ def _is_marker(word: str) -> bool:
 def _by_blocks(text: str) -> tuple[int, int, int] | None:
     """(start of the first example, start of the final item, examples) from repeated block markers."""
     padded = "\n\n" + text + "\n\n"
-    found = _top_marker(_BLOCK_HEAD_RE.findall(padded))
+    # No head starts in the final run of spaces and newlines: ending the scan before it gives the same
+    # matches (\s* would give that run back) without a quadratic scan of e.g. "\n" * 2048.
+    found = _top_marker(_BLOCK_HEAD_RE.findall(padded, 0, len(padded.rstrip(" \n"))))
     if found is not None:
         marker, count = found
         # Offsets in `padded` are two past those in `text`, which skips the blank line itself.

@@ -350,3 +350,20 @@ def test_a_process_without_the_extension_scores_with_numpy() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_negative_counts_are_refused_like_math_log1p_refuses_them() -> None:
+    native = native_of(featurizers()[0])
+    with pytest.raises(ValueError, match=">= 0"):
+        native.indices("x", -1, 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        native.indices("x", 1, -5)
+
+
+def test_the_lexicon_table_is_a_copy_that_later_changes_cannot_reach() -> None:
+    featurizer = Featurizer(FeatureConfig(), native=False)
+    native = featurizer.native_features()
+    assert native is not None
+    before = native.indices("hello world " * 20, 240, 0)
+    featurizer._lexicon[:] = 255  # a category far beyond the table the C checked: must not be read
+    assert native.indices("hello world " * 20, 240, 0)[1] == before[1]

@@ -12,6 +12,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 import tracemalloc
 import types
 from pathlib import Path
@@ -256,3 +257,32 @@ def test_a_missing_or_stale_extension_is_not_used(monkeypatch: pytest.MonkeyPatc
     assert _load_native() is _focus_final_item_python  # everything matches: used
     stale.FEW_SHOT_SCAN_CHARS = 4096  # type: ignore[attr-defined]
     assert _load_native() is None
+
+
+def test_a_long_final_run_of_blank_lines_is_not_a_quadratic_scan() -> None:
+    # The block-head regex's greedy \s* once rescanned that run from every blank line (70 ms at 2,048
+    # newlines). A scaling check, not a timing: eight times the newlines, at most ~8 times the work
+    # (quadratic would be 64), best of five runs to keep the machine's noise out.
+    def best_time(newlines: int) -> float:
+        text = "x" * 200 + "\n" * newlines
+        assert _focus_final_item_python(text) == FocusedText(text, 0)
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            _focus_final_item_python(text)
+            runs.append(time.perf_counter() - started)
+        return min(runs)
+
+    assert best_time(2048) < 25 * best_time(256)
+
+
+@native_built
+def test_bind_refuses_classes_whose_instances_need_their_own_constructor() -> None:
+    from classifier import _native_focus
+
+    class NotPlain(dict):  # type: ignore[type-arg]
+        __slots__ = ("examples", "text")
+
+    with pytest.raises(TypeError, match="direct subclass of object"):
+        _native_focus.bind(NotPlain)
+    assert focus_final_item("x") == FocusedText("x", 0)  # still bound to FocusedText
