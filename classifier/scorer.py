@@ -244,7 +244,21 @@ class QueryScorer:
         copy = QueryScorer(**self.get_params())
         base_arrays = {name: value for name, value in self.arrays().items() if name not in BOOSTER_ARRAY_NAMES}
         copy._set_state(self.featurizer_, base_arrays, self.platt_, booster)
+        if self._native is None:
+            copy._native = None  # switched off on this scorer: off on its copy too
         return copy
+
+    # The C object is not picklable: a pickled or deep-copied scorer rebuilds it from its own weights.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_native"] = state.get("_native") is not None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        native = bool(state.pop("_native", False))
+        self.__dict__.update(state)
+        if hasattr(self, "hashed_weights_"):
+            self._native = self._native_features() if native else None
 
     def _boosted(self, z_difficulty: FloatArray, clipped_dense: FloatArray) -> FloatArray:
         """Raw difficulty logits after the booster: the calibrated logit plus the trees' margin, mapped

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from router.api.errors import APIError
 from router.config import AuthSettings
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from router.state import AppState
@@ -176,7 +177,6 @@ async def watch_redis_keys(state: AppState, stack: AsyncExitStack) -> None:
     task = asyncio.create_task(_refresh_forever(state, settings.redis_refresh_s), name="moa-auth-refresh")
 
     async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     stack.push_async_callback(stop)

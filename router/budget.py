@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from router.config import BudgetSettings
 from router.events import RequestEvent
 from router.policy import BudgetState
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
@@ -203,9 +204,7 @@ async def start_budget(state: AppState, stack: AsyncExitStack) -> None:
     task = asyncio.create_task(guard.run(), name="budget-sync")
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         with contextlib.suppress(RedisError, OSError):
             await guard.sync()
 

@@ -36,6 +36,7 @@ from router.cache_key import cache_key
 from router.cache_types import BypassSession, CachedAnswer, CacheSession, CacheStatus
 from router.prompts import AGGREGATE_INSTRUCTIONS
 from router.providers.base import Usage
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -352,10 +353,7 @@ class ResponseCache:
 
     async def close(self) -> None:
         """Stops renewing leases (they then lapse by themselves)."""
-        keepers = list(self._keepers)
-        for keeper in keepers:
-            keeper.cancel()
-        await asyncio.gather(*keepers, return_exceptions=True)
+        await cancel_and_wait(*self._keepers)
 
 
 def _lease_key(key: str) -> str:

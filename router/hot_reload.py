@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from classifier.artifacts import ArtifactError
 from classifier.registry import VersionNotFoundError
 from router.scoring import ActiveClassifier
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from router.state import AppState
@@ -96,9 +97,7 @@ class HotReloader:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
 

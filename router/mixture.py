@@ -11,7 +11,7 @@ from typing import Literal
 
 from router.config import MixtureSettings
 from router.prompts import with_candidates
-from router.providers.base import CallResult, CompletionRequest, Message, Provider, ProviderError, Usage
+from router.providers.base import CallResult, CompletionRequest, Message, Provider, ProviderError, StreamItem, Usage
 
 CallStatus = Literal["ok", "error", "late"]
 # Time kept back from the aggregator at the end of the request's deadline, so that when it is too slow
@@ -231,8 +231,11 @@ class MixtureEngine:
             yield result
             return
         sent_any = False
+        # Only the first delta races the deadline: once text is sent no fallback is possible (and the
+        # caller's timeout covers only the first delta), so the stream keeps the request's own timeout.
+        items = self._aggregator.stream(self._aggregator_request(request, answers, request.timeout_s))
         try:
-            async for item in self._aggregator.stream(self._aggregator_request(request, answers, timeout_s)):
+            async for item in _first_within(items, timeout_s, self._aggregator.name):
                 if isinstance(item, str):
                     sent_any = True
                     yield item
@@ -247,3 +250,23 @@ class MixtureEngine:
                 self._fall_back(result, answers, started, exc.kind)
                 yield result.text
         yield result
+
+
+async def _first_within(
+    items: AsyncIterator[StreamItem], timeout_s: float | None, model: str
+) -> AsyncIterator[StreamItem]:
+    """`items`, whose first must come within `timeout_s` (None: no limit), else ProviderError(timeout)."""
+    try:
+        try:
+            first = await asyncio.wait_for(anext(items), timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise ProviderError(model, "timeout", "no answer before the request's deadline") from exc
+        yield first
+        async for item in items:
+            yield item
+    finally:
+        close = getattr(items, "aclose", None)  # release the upstream connection at once
+        if close is not None:
+            await close()

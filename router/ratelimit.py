@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from router.api.errors import APIError
 from router.config import AuthSettings
 from router.events import RequestEvent
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from router.state import AppState
@@ -254,8 +255,7 @@ async def start_rate_limiter(state: AppState, stack: AsyncExitStack) -> None:
     task = asyncio.create_task(limiter.run(), name="moa-ratelimit-flush")
 
     async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         await limiter.flush()  # the last requests' tokens (runs before the Redis client closes)
 
     stack.push_async_callback(stop)

@@ -34,6 +34,7 @@ from router.outcomes import shadow_label
 from router.providers.base import CompletionRequest, Message, ProviderError
 from router.providers.registry import ProviderSet
 from router.routes import run_route
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from router.state import AppState
@@ -121,6 +122,10 @@ class ShadowBudget:
     async def settle(self, key: str, reserved: float, actual: float) -> None:
         if actual != reserved:
             await self._redis.incrbyfloat(key, actual - reserved)
+
+
+class _NotJudged(Exception):
+    """The other route gave no answer worth judging (the outcome is logged without a label)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,8 @@ class ShadowEvaluator:
         try:
             result = await run_route(job.other_route, job.request, self._providers, self._engine)
             cost += result.cost_usd
+            if result.fallback is not None:  # the aggregator did not answer: not the mixture's answer to judge
+                raise _NotJudged(f"mixture: the aggregator did not answer ({result.fallback} fallback)")
             mixture_is_a = self._rng.random() < 0.5
             mixture_answer, cheap_answer = (
                 (result.text, job.answer) if job.other_route == "mixture" else (job.answer, result.text)
@@ -241,6 +248,8 @@ class ShadowEvaluator:
             verdict = mixture_verdict(parse_verdict(judged.text), mixture_is_a)
         except ProviderError as exc:
             error = f"{exc.model}: {exc.kind}"
+        except _NotJudged as exc:
+            error = str(exc)
         except QuorumError as exc:
             error = f"mixture: {exc}"
             cost += sum(call.cost_usd for call in exc.calls)
@@ -286,9 +295,7 @@ class ShadowEvaluator:
         """Let runs in progress finish for a few seconds, then stop; queued samples are dropped."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), _STOP_GRACE_S)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_and_wait(*self._workers)
         self.counters.dropped += self._queue.qsize()
 
 

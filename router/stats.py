@@ -13,7 +13,6 @@ the mixture) is estimated per request by `MixtureCostEstimator`; see its docstri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import math
@@ -29,6 +28,7 @@ from router.events import RequestEvent
 from router.prompts import with_candidates
 from router.providers.base import Usage
 from router.providers.pricing import Prices, estimate_tokens, prices_for
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
@@ -362,9 +362,7 @@ async def start_stats(state: AppState, stack: AsyncExitStack) -> None:
     async def stop() -> None:
         from redis.exceptions import RedisError
 
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         try:
             await recorder.flush()
         except (RedisError, OSError):

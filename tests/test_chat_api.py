@@ -181,6 +181,25 @@ def test_an_aggregator_slower_than_the_request_timeout_falls_back_to_a_proposer(
     assert [(call["status"], call["error"]) for call in aggregator] == [("error", "timeout")]
 
 
+def test_an_aggregator_stream_that_started_in_time_is_not_cut_off_by_the_fallback_margin(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    # Only the first delta races the deadline less the margin: once text is sent no fallback is
+    # possible, so the rest of the stream keeps the request's own timeout (as the cheap route does).
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 1.0}
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
+    for name in ("prop-a", "prop-b", "prop-c"):
+        patch_model(sim, name, ttft_s=0.3)
+    patch_model(sim, "agg-1", per_token_s=0.008)  # the answer streams until past the deadline less the margin
+    response = chat(base, "mixture", stream=True)
+    events = _sse(response)
+    assert not [event for event in events if "error" in event]
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and event["status"] == 200
+    assert [call["status"] for call in event["calls"] if call["role"] == "aggregator"] == ["ok"]
+
+
 def _sse(response: httpx.Response) -> list[dict[str, Any]]:
     events = []
     for line in response.text.splitlines():

@@ -367,3 +367,16 @@ def test_the_lexicon_table_is_a_copy_that_later_changes_cannot_reach() -> None:
     before = native.indices("hello world " * 20, 240, 0)
     featurizer._lexicon[:] = 255  # a category far beyond the table the C checked: must not be read
     assert native.indices("hello world " * 20, 240, 0)[1] == before[1]
+
+
+def test_a_scorer_pickles_and_deep_copies_with_its_native_path() -> None:
+    import copy
+    import pickle
+
+    scorer = seed_scorer()
+    text = "Prove that there are infinitely many primes."
+    for clone in (pickle.loads(pickle.dumps(scorer)), copy.deepcopy(scorer)):
+        assert clone.native and clone.logits_one(text) == scorer.logits_one(text)
+    off = copy.deepcopy(scorer)
+    off.set_native(False)
+    assert not pickle.loads(pickle.dumps(off)).native and not off.with_booster(None).native

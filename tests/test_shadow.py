@@ -21,7 +21,7 @@ from redis.asyncio import Redis as AsyncRedis
 from router.config import ModelEntry, Settings, settings_from_mapping
 from router.events import RequestEvent
 from router.ledger import LedgerKeys, OutcomeLog
-from router.mixture import MixtureEngine
+from router.mixture import FALLBACK_MARGIN_S, MixtureEngine
 from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.registry import ProviderSet
 from router.shadow import ShadowEvaluator, judge_messages, mixture_verdict, parse_verdict
@@ -197,6 +197,19 @@ async def test_unreadable_verdicts_and_failures_give_no_label(tmp_path: Path, re
     assert failed["verdict"] == "unclear" and failed["label"]["difficulty"] is None
     assert failed["error"] == "openai/judge: upstream" and counters.failed == 1
     assert failed["shadow_cost_usd"] == pytest.approx(4 * 0.001)  # the mixture's calls were still paid for
+
+
+async def test_a_proposer_fallback_is_not_judged_as_the_mixtures_answer(tmp_path: Path, redis: AsyncRedis) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    async with Harness(make_settings(tmp_path, prefix), redis, judge_preferring("cheap")) as harness:
+        event = cheap_event(0)
+        # No time left for the aggregator (in production: proposers that took most of the request's time).
+        event.upstream = CompletionRequest(event.upstream.messages, 64, timeout_s=FALLBACK_MARGIN_S / 2)
+        harness.shadow.record(event)
+        outcomes = await harness.settle()
+    assert harness.aggregator.calls == 0
+    assert outcomes[0]["mixture_needed"] is None and outcomes[0]["label"]["difficulty"] is None
+    assert "proposer fallback" in outcomes[0]["error"]
 
 
 async def test_what_is_not_sampled(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -136,6 +137,7 @@ class _Exchange:
         }
 
 
+logger = logging.getLogger(__name__)
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -356,9 +358,13 @@ async def _sse(
         if not noted:  # the client left: the calls that finished (the proposers') were still paid for
             ex.event.calls.extend(result.calls)
             request, started = upstream
-            cut_off = abandoned_call(
-                ex.event.route, request, ex.state.providers, result, "".join(sent), time.perf_counter() - started
-            )
+            try:
+                cut_off = abandoned_call(
+                    ex.event.route, request, ex.state.providers, result, "".join(sent), time.perf_counter() - started
+                )
+            except Exception:  # an estimate must never cost the request its event
+                logger.exception("cannot estimate the cut-off call of %s", ex.event.request_id)
+                cut_off = None
             if cut_off is not None:  # and so was the one still answering (its usage never arrived)
                 ex.event.calls.append(cut_off)
         # Recorded before any await: when the client is gone the response is cancelled through a cancel
