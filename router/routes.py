@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from router.mixture import CallRecord, MixtureEngine, MixtureResult, total_usage
 from router.providers.base import CallResult, CompletionRequest, Provider, Usage
-from router.providers.pricing import UnknownPriceError, estimate_tokens, prices_for
+from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
 from router.providers.registry import ProviderSet
 
 
@@ -97,14 +97,11 @@ def abandoned_call(
     if any(call.role == role for call in out.calls):
         return None
     provider = providers.aggregator if route == "mixture" else _single(route, providers)
-    prompt = sum(estimate_tokens(str(message.get("content") or "")) for message in request.messages)
+    prompt = estimate_prompt_tokens(request)
     if route == "mixture":
         answered = [call for call in out.calls if call.role == "proposer" and call.status == "ok"]
         last_layer = max((call.layer for call in answered), default=0)
         prompt += total_usage([call for call in answered if call.layer == last_layer]).completion_tokens
     usage = Usage(prompt, estimate_tokens(streamed))
-    try:
-        cost = prices_for(provider.entry).cost(usage)
-    except UnknownPriceError:  # not after startup, which prices every model; this runs before the event is logged
-        cost = 0.0
+    cost = prices_for(provider.entry).cost(usage)  # every model was priced at startup
     return CallRecord(provider.name, role, "late", elapsed_s, usage, cost, error="client_disconnected")

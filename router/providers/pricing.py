@@ -68,6 +68,11 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+def estimate_prompt_tokens(request: CompletionRequest) -> int:
+    """A rough token count of a request's messages (see estimate_tokens)."""
+    return sum(estimate_tokens(str(message.get("content") or "")) for message in request.messages)
+
+
 def priced_call(
     model: str,
     prices: Prices,
@@ -81,6 +86,5 @@ def priced_call(
     the router when the upstream reported no usage (flagged, so it shows in the outcome log)."""
     estimated = usage is None
     if usage is None:
-        prompt = sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
-        usage = Usage(prompt, estimate_tokens(text))
+        usage = Usage(estimate_prompt_tokens(request), estimate_tokens(text))
     return CallResult(model, text, usage, prices.cost(usage), time.perf_counter() - started, finish_reason, estimated)
