@@ -210,6 +210,23 @@ class Settings(_Section):
             )
         return None
 
+    def deadline_warning(self) -> str | None:
+        """The mixture's time plan cannot fit the request timeout: it still answers (a layer is cut to
+        the request's deadline, a later layer is skipped, the aggregator falls back), but not as configured."""
+        deadline, layers = self.mixture.proposer_deadline_s, self.mixture.layers
+        timeout = self.limits.request_timeout_s
+        if layers > 1 and layers * deadline + deadline > timeout:
+            return (
+                f"mixture.layers ({layers}) x mixture.proposer_deadline_s ({deadline:g} s), plus one deadline kept "
+                f"for the aggregator, exceeds limits.request_timeout_s ({timeout:g} s): slow layers will be skipped"
+            )
+        if deadline >= timeout:
+            return (
+                f"mixture.proposer_deadline_s ({deadline:g} s) is not below limits.request_timeout_s ({timeout:g} s): "
+                "a slow proposer leaves no time to aggregate, and a proposer's answer stands in"
+            )
+        return None
+
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the bad field."""
@@ -233,9 +250,9 @@ def settings_from_mapping(data: dict[str, Any], source: str = "config") -> Setti
         settings = Settings.model_validate({**data, **env_overrides})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from exc
-    warning = settings.diversity_warning()
-    if warning:
-        logger.warning(warning)
+    for warning in (settings.diversity_warning(), settings.deadline_warning()):
+        if warning:
+            logger.warning(warning)
     return settings
 
 

@@ -5,18 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from router.config import MixtureSettings
 from router.prompts import with_candidates
-from router.providers.base import CallResult, CompletionRequest, Message, Provider, ProviderError, StreamItem, Usage
+from router.providers.base import (
+    CallResult,
+    CompletionRequest,
+    Message,
+    Provider,
+    ProviderError,
+    StreamItem,
+    StreamMeter,
+    Usage,
+)
 
 CallStatus = Literal["ok", "error", "late"]
 # Time kept back from the aggregator at the end of the request's deadline, so that when it is too slow
 # its own timeout fires first and a proposer's answer is returned, rather than the request timing out.
+# A share of a short deadline at most, or a deadline under the margin would never reach the aggregator.
 FALLBACK_MARGIN_S = 0.25
+FALLBACK_MARGIN_SHARE = 0.1
+# Less time than this for the aggregator is none: the call could not answer, only log a timeout. (A layer
+# cut at its deadline leaves the aggregator a few microseconds either side of zero.)
+AGGREGATOR_MIN_TIME_S = 0.01
+
+
+def fallback_margin(timeout_s: float) -> float:
+    """The time kept back at the end of a request's deadline for falling back to a proposer's answer."""
+    return min(FALLBACK_MARGIN_S, FALLBACK_MARGIN_SHARE * timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +54,14 @@ class CallRecord:
     @classmethod
     def from_result(cls, result: CallResult, role: str, layer: int = 0) -> CallRecord:
         return cls(result.model, role, "ok", result.latency_s, result.usage, result.cost_usd, layer)
+
+    @classmethod
+    def from_error(cls, exc: ProviderError, role: str, latency_s: float, layer: int = 0) -> CallRecord:
+        """A failed call; one whose stream failed mid-answer is logged with what it was billed (its partial)."""
+        part = exc.partial
+        if part is None:
+            return cls(exc.model, role, "error", latency_s, layer=layer, error=exc.kind)
+        return cls(part.model, role, "error", part.latency_s, part.usage, part.cost_usd, layer, exc.kind)
 
 
 @dataclass(slots=True)
@@ -83,23 +110,41 @@ def consensus_pick(answers: Sequence[str]) -> int:
 class MixtureEngine:
     """Runs the mixture over whatever providers it is given, so tests can hand in their own."""
 
-    def __init__(self, proposers: Sequence[Provider], aggregator: Provider, settings: MixtureSettings) -> None:
+    def __init__(
+        self,
+        proposers: Sequence[Provider],
+        aggregator: Provider,
+        settings: MixtureSettings,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._proposers = tuple(proposers)
         self._aggregator = aggregator
         self._settings = settings
+        self._clock = clock  # deadlines are measured on it; tests hand in one that they move
 
     def _max_tokens(self, base: CompletionRequest) -> int:
         # The configured cap applies when the client sets none: the mixture pays for several answers.
         return self._settings.max_tokens if base.max_tokens is None else base.max_tokens
 
-    def _proposer_request(self, base: CompletionRequest, messages: Sequence[Message]) -> CompletionRequest:
-        deadline = self._settings.proposer_deadline_s
-        timeout = deadline if base.timeout_s is None else min(deadline, base.timeout_s)
+    def _proposer_request(
+        self, base: CompletionRequest, messages: Sequence[Message], timeout_s: float
+    ) -> CompletionRequest:
         temperature = self._settings.temperature if base.temperature is None else base.temperature
-        return CompletionRequest(messages, self._max_tokens(base), temperature, base.params, timeout)
+        return CompletionRequest(messages, self._max_tokens(base), temperature, base.params, timeout_s)
+
+    def _layer_time(self, request: CompletionRequest, began: float, layer: int) -> float:
+        """How long a layer of proposers may take: the proposer deadline, within what is left of the
+        request's deadline less the fallback margin. A later layer only refines the answers it is shown,
+        so it must also leave the aggregator one proposer deadline (at or below zero: it is skipped)."""
+        if request.timeout_s is None:
+            return self._settings.proposer_deadline_s
+        left = began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
+        if layer > 1:
+            left -= self._settings.proposer_deadline_s
+        return min(self._settings.proposer_deadline_s, left)
 
     async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[str]:
-        started = time.perf_counter()
+        started = self._clock()
         tasks = {
             asyncio.create_task(provider.complete(request), name=provider.name): provider
             for provider in self._proposers
@@ -108,12 +153,12 @@ class MixtureEngine:
         answers: dict[Provider, str] = {}
         failures = 0
         pending = set(tasks)
-        deadline = started + self._settings.proposer_deadline_s
+        deadline = started + (self._settings.proposer_deadline_s if request.timeout_s is None else request.timeout_s)
         try:
             while pending and failures <= len(tasks) - quorum:
                 done, pending = await asyncio.wait(
                     pending,
-                    timeout=max(0.0, deadline - time.perf_counter()),
+                    timeout=max(0.0, deadline - self._clock()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if not done:
@@ -129,7 +174,7 @@ class MixtureEngine:
                                 provider.name,
                                 "proposer",
                                 "error",
-                                time.perf_counter() - started,
+                                self._clock() - started,
                                 layer=layer,
                                 error=exc.kind,
                             )
@@ -145,7 +190,7 @@ class MixtureEngine:
                         tasks[task].name,
                         "proposer",
                         "late",
-                        time.perf_counter() - started,
+                        self._clock() - started,
                         layer=layer,
                         error="deadline",
                     )
@@ -157,12 +202,21 @@ class MixtureEngine:
         # Keep the configured proposer order so the aggregator's input does not depend on timing.
         return [answers[p] for p in self._proposers if p in answers]
 
-    async def propose(self, request: CompletionRequest, calls: list[CallRecord]) -> list[str]:
-        """Every layer of proposers; each layer after the first sees the previous layer's answers."""
-        answers = await self._layer(self._proposer_request(request, request.messages), 1, calls)
+    async def _propose(self, request: CompletionRequest, calls: list[CallRecord], began: float) -> list[str]:
+        """Every layer of proposers; each layer after the first sees the previous layer's answers. A later
+        layer that has no time left, or misses its quorum, leaves the previous layer's answers standing:
+        it refines them, so the mixture degrades to fewer layers rather than failing."""
+        timeout_s = max(0.0, self._layer_time(request, began, 1))
+        answers = await self._layer(self._proposer_request(request, request.messages, timeout_s), 1, calls)
         for layer in range(2, self._settings.layers + 1):
+            timeout_s = self._layer_time(request, began, layer)
+            if timeout_s <= 0:
+                break
             messages = with_candidates(request.messages, answers)
-            answers = await self._layer(self._proposer_request(request, messages), layer, calls)
+            try:
+                answers = await self._layer(self._proposer_request(request, messages, timeout_s), layer, calls)
+            except QuorumError:
+                break
         return answers
 
     def _aggregator_request(
@@ -176,13 +230,12 @@ class MixtureEngine:
             timeout_s,
         )
 
-    @staticmethod
-    def _aggregator_time(request: CompletionRequest, began: float) -> float | None:
+    def _aggregator_time(self, request: CompletionRequest, began: float) -> float | None:
         """What is left of the request's deadline for the aggregator, less the fallback margin (None:
-        no deadline). At or below zero there is no time to aggregate at all."""
+        no deadline). Under AGGREGATOR_MIN_TIME_S there is no time to aggregate at all."""
         if request.timeout_s is None:
             return None
-        return began + request.timeout_s - time.perf_counter() - FALLBACK_MARGIN_S
+        return began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
 
     def _fall_back(self, result: MixtureResult, answers: Sequence[str], started: float, error: str | None) -> None:
         """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
@@ -192,17 +245,17 @@ class MixtureEngine:
         result.fallback = "proposer"
 
     def _aggregator_error(self, started: float, kind: str) -> CallRecord:
-        return CallRecord(self._aggregator.name, "aggregator", "error", time.perf_counter() - started, error=kind)
+        return CallRecord(self._aggregator.name, "aggregator", "error", self._clock() - started, error=kind)
 
     async def run(self, request: CompletionRequest, result: MixtureResult | None = None) -> MixtureResult:
         """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
         that cancels this (a request timeout) still knows what was paid for."""
-        began = time.perf_counter()
+        began = self._clock()
         result = MixtureResult() if result is None else result
-        answers = await self.propose(request, result.calls)
-        started = time.perf_counter()
+        answers = await self._propose(request, result.calls, began)
+        started = self._clock()
         timeout_s = self._aggregator_time(request, began)
-        if timeout_s is not None and timeout_s <= 0:
+        if timeout_s is not None and timeout_s < AGGREGATOR_MIN_TIME_S:
             self._fall_back(result, answers, started, None)
             return result
         try:
@@ -215,17 +268,17 @@ class MixtureEngine:
         return result
 
     async def stream(
-        self, request: CompletionRequest, result: MixtureResult | None = None
+        self, request: CompletionRequest, result: MixtureResult | None = None, meter: StreamMeter | None = None
     ) -> AsyncIterator[str | MixtureResult]:
         """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult (`result`
         when given, whose calls are added as they finish). Raises QuorumError before the first delta
-        when the proposers fail."""
-        began = time.perf_counter()
+        when the proposers fail. `meter` is handed to the aggregator's stream (see Provider.stream)."""
+        began = self._clock()
         result = MixtureResult() if result is None else result
-        answers = await self.propose(request, result.calls)
-        started = time.perf_counter()
+        answers = await self._propose(request, result.calls, began)
+        started = self._clock()
         timeout_s = self._aggregator_time(request, began)
-        if timeout_s is not None and timeout_s <= 0:
+        if timeout_s is not None and timeout_s < AGGREGATOR_MIN_TIME_S:
             self._fall_back(result, answers, started, None)
             yield result.text
             yield result
@@ -233,7 +286,7 @@ class MixtureEngine:
         sent_any = False
         # Only the first delta races the deadline: once text is sent no fallback is possible (and the
         # caller's timeout covers only the first delta), so the stream keeps the request's own timeout.
-        items = self._aggregator.stream(self._aggregator_request(request, answers, request.timeout_s))
+        items = self._aggregator.stream(self._aggregator_request(request, answers, request.timeout_s), meter)
         try:
             async for item in _first_within(items, timeout_s, self._aggregator.name):
                 if isinstance(item, str):
@@ -245,7 +298,7 @@ class MixtureEngine:
         except ProviderError as exc:
             if sent_any:
                 result.finish_reason = "error"  # cut off mid-answer: never cached, the client is told
-                result.calls.append(self._aggregator_error(started, exc.kind))
+                result.calls.append(CallRecord.from_error(exc, "aggregator", self._clock() - started))
             else:
                 self._fall_back(result, answers, started, exc.kind)
                 yield result.text

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from router.config import ModelEntry, ResilienceSettings
-from router.providers.base import CallResult, CompletionRequest, Provider, ProviderError, StreamItem
+from router.providers.base import CallResult, CompletionRequest, Provider, ProviderError, StreamItem, StreamMeter
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +216,12 @@ class ResilientProvider:
             self._breaker.record_success()
             return result
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         deadline = self._deadline(request)
         if not self._breaker.allow():
             if self._fallback is None:
                 raise cooled_down_error(self.name)
-            async with _closing(self._fallback.stream(request)) as items:
+            async with _closing(self._fallback.stream(request, meter)) as items:
                 async for item in items:
                     yield item
             return
@@ -233,21 +233,21 @@ class ResilientProvider:
                 raise ProviderError(self.name, "timeout", "the request deadline passed before a retry")
             sent_text = False
             try:
-                async with _closing(self._inner.stream(attempt_request)) as items:
+                async with _closing(self._inner.stream(attempt_request, meter)) as items:
                     async for item in items:
                         sent_text = sent_text or isinstance(item, str)
                         yield item
             except ProviderError as exc:
                 self._note_failure(exc, attempt)
                 if sent_text:
-                    raise  # part of the answer is already with the client: neither retry nor fall back
+                    raise  # part of the answer is with the client: neither retry nor fall back (exc.partial kept)
                 if await self._wait_to_retry(exc, attempt, deadline):
                     continue
                 fallback = self._fallback_for(exc, request, deadline)
                 fallback_request = self._within(request, deadline)
                 if fallback is None or fallback_request is None:
                     raise
-                async with _closing(fallback.stream(fallback_request)) as items:
+                async with _closing(fallback.stream(fallback_request, meter)) as items:
                     async for item in items:
                         yield item
                 return

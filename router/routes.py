@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from router.mixture import CallRecord, MixtureEngine, MixtureResult, total_usage
-from router.providers.base import CallResult, CompletionRequest, Provider, Usage
+from router.providers.base import CallResult, CompletionRequest, Provider, StreamMeter, Usage
 from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
 from router.providers.registry import ProviderSet
 
@@ -18,6 +18,7 @@ class RouteResult:
     model: str = ""
     calls: list[CallRecord] = field(default_factory=list)
     fallback: str | None = None
+    meter: StreamMeter = field(default_factory=StreamMeter)  # which model entry is streaming the answer
 
     @property
     def cost_usd(self) -> float:
@@ -67,21 +68,29 @@ async def stream_route(
     if route == "mixture":
         out.model = providers.aggregator.name
         mixture = MixtureResult(calls=out.calls)
-        async for item in engine.stream(request, mixture):
+        async for item in engine.stream(request, mixture, out.meter):
             if isinstance(item, str):
                 out.fallback = mixture.fallback  # known before the first delta when the aggregator failed
+                if out.fallback is None:
+                    out.model = _answering(out, providers.aggregator)
                 yield item
             else:
                 out.text, out.finish_reason, out.fallback = item.text, item.finish_reason, item.fallback
         return
     provider = _single(route, providers)
     out.model = provider.name
-    async for part in provider.stream(request):
+    async for part in provider.stream(request, out.meter):
         if isinstance(part, CallResult):
             out.text, out.finish_reason = part.text, part.finish_reason
             out.calls.append(CallRecord.from_result(part, route))
         else:
+            out.model = _answering(out, provider)
             yield part
+
+
+def _answering(out: RouteResult, provider: Provider) -> str:
+    """The model streaming the answer: the provider's own, or the fallback entry that took over."""
+    return out.meter.entry.model if out.meter.entry is not None else provider.name
 
 
 def abandoned_call(
@@ -90,18 +99,20 @@ def abandoned_call(
     """The upstream call a client cut off by leaving mid-stream (the single model's, or the mixture's
     aggregator), which was still billed for what it generated; None when it had finished or a proposer's
     answer was streaming. Its usage comes only at the end of a stream, so the tokens are estimated: the
-    prompt (for the aggregator, plus the last layer's answers it was shown) and the text sent so far."""
+    prompt (for the aggregator, plus the last layer's answers it was shown) and the text sent so far;
+    they are priced as the model that was streaming (a fallback's, when it took over)."""
     if out.fallback is not None:
         return None
     role = "aggregator" if route == "mixture" else route
     if any(call.role == role for call in out.calls):
         return None
     provider = providers.aggregator if route == "mixture" else _single(route, providers)
+    answering = out.meter.entry or provider.entry
     prompt = estimate_prompt_tokens(request)
     if route == "mixture":
         answered = [call for call in out.calls if call.role == "proposer" and call.status == "ok"]
         last_layer = max((call.layer for call in answered), default=0)
         prompt += total_usage([call for call in answered if call.layer == last_layer]).completion_tokens
     usage = Usage(prompt, estimate_tokens(streamed))
-    cost = prices_for(provider.entry).cost(usage)  # every model was priced at startup
-    return CallRecord(provider.name, role, "late", elapsed_s, usage, cost, error="client_disconnected")
+    cost = prices_for(answering).cost(usage)  # every model was priced at startup
+    return CallRecord(answering.model, role, "late", elapsed_s, usage, cost, error="client_disconnected")

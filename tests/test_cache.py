@@ -215,8 +215,12 @@ async def test_a_lease_lapses_when_its_holder_stops_renewing(
 
 
 async def test_waiting_is_bounded(redis_url: str, tmp_path: Path) -> None:
-    async with response_cache(redis_url, make_settings(tmp_path, cache={"single_flight_wait_s": 0.2})) as cache:
+    # A generous Redis timeout: on a loaded machine the default 50 ms made the holder a bypass at times,
+    # and then the other request simply took the lease.
+    settings = make_settings(tmp_path, cache={"single_flight_wait_s": 0.2, "timeout_ms": 2000})
+    async with response_cache(redis_url, settings) as cache:
         holder = await begin(cache, ask())
+        assert (holder.status, holder.detail) == ("miss", "")
         impatient = await begin(cache, ask())
         assert (impatient.status, impatient.detail) == ("miss", "wait-expired")
         await impatient.store(ANSWER)

@@ -15,7 +15,7 @@ import redis
 
 from router.prompts import with_candidates
 from router.simulator.runner import SimulatorServer
-from tests.conftest import TEST_MODELS, sim_stats
+from tests.conftest import TEST_MODELS, entry, sim_stats
 
 ASK = [{"role": "user", "content": "Explain how a hash map handles collisions."}]
 Service = Callable[..., str]
@@ -39,8 +39,9 @@ def calls_by_model(sim: SimulatorServer) -> dict[str, int]:
 
 def direct(sim: SimulatorServer, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The same call made straight to the simulator (its answers are deterministic)."""
-    response = httpx.post(f"{sim.base_url}/chat/completions", timeout=10,
-                          json={"model": model, "messages": messages, "temperature": 0})
+    response = httpx.post(
+        f"{sim.base_url}/chat/completions", timeout=10, json={"model": model, "messages": messages, "temperature": 0}
+    )
     body: dict[str, Any] = response.json()
     return body
 
@@ -135,23 +136,51 @@ def test_aggregator_failure_falls_back_to_a_proposer_answer(make_service: Servic
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-def test_a_request_timeout_still_logs_the_proposers_it_paid_for(
+def test_a_proposer_deadline_past_the_request_deadline_is_cut_to_it(
     make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
 ) -> None:
-    # The proposers' deadline is longer than the request's, so a hung proposer holds the mixture until
-    # the request times out, after two others have answered (and been paid).
+    # The proposers' deadline is longer than the request's: the layer is cut at the request's deadline
+    # less the fallback margin, so a hung proposer ends in a proposer's answer, not a 504.
     prefix = f"t{uuid.uuid4().hex[:10]}"
     limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 5.0}
     base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
     patch_model(sim, "prop-c", ttft_s=10.0)
     response = chat(base, "mixture", stream=stream)
-    assert response.status_code == 504 and response.json()["error"]["code"] == "request_timeout"
+    assert response.status_code == 200, response.text
+    assert response.headers["x-moa-fallback"] == "proposer"
     event = logged_event(redis_url, prefix, response.headers["x-request-id"])
-    assert event is not None and event["status"] == 504
-    statuses = sorted((call["model"], call["status"]) for call in event["calls"])
-    # Each call once (the failure path must not add them twice); the hung one is logged as late.
-    assert statuses == [("openai/prop-a", "ok"), ("openai/prop-b", "ok"), ("openai/prop-c", "late")]
+    assert event is not None and event["status"] == 200 and event["fallback"] == "proposer"
+    statuses = dict(sorted((call["model"], call["status"]) for call in event["calls"]))
+    # Each call once; no time was left to call the aggregator. The hung one was cut by the layer's
+    # deadline ("late") or by its own timeout, which is the same instant ("error").
+    assert len(event["calls"]) == 3 and statuses.pop("openai/prop-c") in ("late", "error")
+    assert statuses == {"openai/prop-a": "ok", "openai/prop-b": "ok"}
     assert event["cost_usd"] > 0
+
+
+def test_layers_that_cannot_all_fit_the_request_deadline_still_end_in_the_aggregators_answer(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    # Three layers of a 0.5 s proposer deadline fill the whole 1.5 s request: a hung proposer used to
+    # leave the aggregator no time. Now the later layers get what is left less one proposer deadline
+    # kept for the aggregator, so layer 3 has none and the aggregator answers from layer 2's answers.
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    limits, mixture = {"request_timeout_s": 1.5}, {"proposer_deadline_s": 0.5, "layers": 3}
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, limits=limits, mixture=mixture)
+    patch_model(sim, "prop-c", ttft_s=10.0)
+    response = chat(base, "mixture")
+    assert response.status_code == 200, response.text
+    assert "x-moa-fallback" not in response.headers
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and event["status"] == 200 and event["fallback"] is None
+    answered = sorted((call["layer"], call["model"]) for call in event["calls"] if call["status"] == "ok")
+    assert answered == [
+        (0, "openai/agg-1"),
+        (1, "openai/prop-a"),
+        (1, "openai/prop-b"),
+        (2, "openai/prop-a"),
+        (2, "openai/prop-b"),
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -247,8 +276,9 @@ BAD_BODIES: list[tuple[bytes, str]] = [
 def test_bad_input_is_a_clear_4xx(make_service: Service, sim: SimulatorServer) -> None:
     base = make_service(limits={"max_body_bytes": 4096})
     for body, code in BAD_BODIES:
-        response = httpx.post(f"{base}/v1/chat/completions", content=body, timeout=10,
-                              headers={"content-type": "application/json"})
+        response = httpx.post(
+            f"{base}/v1/chat/completions", content=body, timeout=10, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400, (body, response.text)
         error = response.json()["error"]
         assert error["code"] == code, (body, error)
@@ -265,8 +295,12 @@ def test_non_ascii_digits_in_headers_are_a_400(make_service: Service, sim: Simul
     base = make_service()
     payload = orjson.dumps({"model": "m", "temperature": 0, "messages": ASK})
     # "²" is a digit to str.isdigit but not to int(); headers arrive as latin-1.
-    response = httpx.post(f"{base}/v1/chat/completions", content=payload, timeout=10,
-                          headers={"content-type": "application/json", "x-moa-cache-control": b"ttl=\xb2"})
+    response = httpx.post(
+        f"{base}/v1/chat/completions",
+        content=payload,
+        timeout=10,
+        headers={"content-type": "application/json", "x-moa-cache-control": b"ttl=\xb2"},
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_cache_control"
     assert sim_stats(sim)["total_calls"] == 0
 
@@ -302,6 +336,19 @@ def test_a_bug_on_the_request_path_is_a_traced_500_and_logged_as_one(
     assert event is not None and event["status"] == 500 and event["error"] == "internal_error"
 
 
+def leave_after_the_first_words(base: str, route: str) -> str:
+    """Streams a cacheable question and leaves once the first words arrived; returns its request id."""
+    payload = {"model": "moa-router", "messages": ASK, "temperature": 0, "stream": True}
+    with httpx.stream(
+        "POST", f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": route}, timeout=30
+    ) as response:
+        assert response.status_code == 200 and response.headers["x-moa-cache"] == "miss"
+        lines = response.iter_lines()
+        while "content" not in next(lines):
+            pass
+        return response.headers["x-request-id"]
+
+
 @pytest.mark.parametrize("route", ["cheap", "mixture"])
 def test_a_client_that_leaves_mid_stream_is_logged_with_what_was_spent(
     make_service: Service, sim: SimulatorServer, redis_url: str, route: str
@@ -310,16 +357,8 @@ def test_a_client_that_leaves_mid_stream_is_logged_with_what_was_spent(
     base = make_service(redis_url=redis_url, redis_prefix=prefix)  # a cacheable miss: the single-flight path
     slow = "agg-1" if route == "mixture" else "cheap-1"
     patch_model(sim, slow, per_token_s=0.05)  # 40 tokens: two seconds of streaming
-    payload = {"model": "moa-router", "messages": ASK, "temperature": 0, "stream": True}
-    with httpx.stream("POST", f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": route},
-                      timeout=30) as response:
-        assert response.status_code == 200 and response.headers["x-moa-cache"] == "miss"
-        request_id = response.headers["x-request-id"]
-        lines = response.iter_lines()
-        while "content" not in next(lines):
-            pass
     # Left after the first words: the event is still written, as a 499.
-    event = logged_event(redis_url, prefix, request_id)
+    event = logged_event(redis_url, prefix, leave_after_the_first_words(base, route))
     assert event is not None
     assert event["status"] == 499 and event["error"] == "client_disconnected"
     if route == "mixture":  # the proposers answered in full before the aggregator started: paid for
@@ -332,6 +371,31 @@ def test_a_client_that_leaves_mid_stream_is_logged_with_what_was_spent(
     ]
     assert cut_off[0]["prompt_tokens"] > 0 and cut_off[0]["completion_tokens"] > 0
     assert cut_off[0]["cost_usd"] > 0 and event["cost_usd"] >= cut_off[0]["cost_usd"]
+
+
+@pytest.mark.parametrize("route", ["cheap", "mixture"])
+def test_a_client_that_leaves_a_stream_its_fallback_answers_is_logged_at_the_fallbacks_prices(
+    make_service: Service, sim: SimulatorServer, sim_url: str, redis_url: str, route: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    role, primary = ("aggregator", "agg-1") if route == "mixture" else ("cheap", "cheap-1")
+    # Prices unlike any other model's: the cost tells which model the cut-off call was priced as.
+    backup = entry(sim_url, "judge-1", input_cost_per_token=7e-6, output_cost_per_token=9e-6)
+    base = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        resilience={"max_attempts": 1},
+        **{role: entry(sim_url, primary, fallback=backup)},
+    )
+    patch_model(sim, primary, error_rate=1.0)  # fails before its first words: the fallback streams instead
+    patch_model(sim, "judge-1", per_token_s=0.05)
+    event = logged_event(redis_url, prefix, leave_after_the_first_words(base, route))
+    assert event is not None and event["status"] == 499
+    cut_off = [call for call in event["calls"] if call["status"] == "late"]
+    assert [(call["model"], call["role"]) for call in cut_off] == [("openai/judge-1", role)]
+    tokens_in, tokens_out = cut_off[0]["prompt_tokens"], cut_off[0]["completion_tokens"]
+    assert tokens_in > 0 and tokens_out > 0
+    assert cut_off[0]["cost_usd"] == pytest.approx(tokens_in * 7e-6 + tokens_out * 9e-6)
 
 
 def test_unknown_paths_and_methods_use_the_error_shape(make_service: Service) -> None:

@@ -7,8 +7,11 @@ from router.config import ConfigError, load_settings, settings_from_mapping
 
 BASE = {
     "cheap": {"model": "openai/gpt-4o-mini"},
-    "proposers": [{"model": "anthropic/claude-sonnet-4-5"}, {"model": "gemini/gemini-2.5-pro"},
-                  {"model": "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"}],
+    "proposers": [
+        {"model": "anthropic/claude-sonnet-4-5"},
+        {"model": "gemini/gemini-2.5-pro"},
+        {"model": "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"},
+    ],
     "aggregator": {"model": "openai/gpt-4o"},
 }
 
@@ -48,6 +51,25 @@ def test_warns_when_proposers_are_one_family(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING):
         settings_from_mapping(same)
     assert "one model family" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("mixture", "timeout", "warned"),
+    [
+        ({}, 120.0, None),
+        ({"layers": 3, "proposer_deadline_s": 30.0}, 120.0, None),  # 3 x 30 + 30 for the aggregator fits
+        ({"layers": 4, "proposer_deadline_s": 30.0}, 120.0, "slow layers will be skipped"),
+        ({"proposer_deadline_s": 5.0}, 5.0, "no time to aggregate"),
+    ],
+)
+def test_warns_when_the_mixture_deadlines_do_not_fit_the_request_timeout(
+    caplog: pytest.LogCaptureFixture, mixture: dict[str, float], timeout: float, warned: str | None
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings = settings_from_mapping({**BASE, "mixture": mixture, "limits": {"request_timeout_s": timeout}})
+    assert settings.deadline_warning() == (None if warned is None else caplog.records[-1].getMessage())
+    if warned is not None:
+        assert warned in caplog.text
 
 
 def test_missing_or_bad_file_is_a_clear_error(tmp_path: Path) -> None:

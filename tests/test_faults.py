@@ -4,6 +4,7 @@ against both routes, streaming or not, through the real service; and Redis stopp
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from router.redis_server import EmbeddedRedis
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry, sim_stats
+from tests.test_chat_api import logged_event, price
 
 PROPOSERS = ("prop-a", "prop-b", "prop-c")
 FAST_RETRIES = {"backoff_base_s": 0.0, "max_attempts": 3}
@@ -138,6 +140,30 @@ def test_a_cheap_stream_cut_mid_way_ends_with_an_error_event(service: str, sim: 
     assert calls(sim, "cheap-1") == 1  # text was sent: never retried
 
 
+@pytest.mark.parametrize(
+    ("route", "model", "role"), [("cheap", "cheap-1", "cheap"), ("mixture", "agg-1", "aggregator")]
+)
+def test_a_stream_cut_mid_way_is_logged_with_what_the_upstream_billed(
+    make_service: Any, sim: SimulatorServer, redis_url: str, route: str, model: str, role: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, resilience=FAST_RETRIES)
+    patch(sim, model, drop_stream_rate=1.0)
+    response = ask(base, route, stream=True)
+    assert response.status_code == 200 and streamed_text(sse_events(response))
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None and (event["status"], event["error"]) == (502, "upstream_stream_error")
+    # The upstream billed the prompt and the half answer it sent: the failed call is logged with both,
+    # estimated (its usage would have come at the end) and priced as that model.
+    failed = [call for call in event["calls"] if call["status"] == "error"]
+    assert [(call["model"], call["role"], call["error"]) for call in failed] == [
+        (f"openai/{model}", role, "connection")
+    ]
+    assert failed[0]["prompt_tokens"] > 0 and failed[0]["completion_tokens"] > 0
+    assert failed[0]["cost_usd"] == pytest.approx(price(model, failed[0])) and failed[0]["cost_usd"] > 0
+    assert event["cost_usd"] >= failed[0]["cost_usd"]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("fault", ["error_rate", "rate_limit_rate", "hang_rate", "malformed_rate"])
 def test_the_mixture_answers_when_one_proposer_fails(
@@ -193,6 +219,9 @@ def test_a_cooled_down_model_sends_its_traffic_to_its_fallback(make_service: Any
     assert {r.json()["model"] for r in responses} == {"openai/judge-1"}
     assert calls(sim, "cheap-1") == 2  # after two failures the model is cooled down: not called again
     assert calls(sim, "judge-1") == 6
+    # A stream names the model that answers it too, in every chunk.
+    events = [event for event in sse_events(ask(base, "cheap", stream=True, text="q7")) if isinstance(event, dict)]
+    assert streamed_text(events) and {event["model"] for event in events} == {"openai/judge-1"}
 
 
 def test_redis_stopped_and_restarted_mid_run(own_redis: EmbeddedRedis, make_service: Any) -> None:

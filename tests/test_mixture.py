@@ -9,14 +9,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router.config import MixtureSettings, ModelEntry
-from router.mixture import FALLBACK_MARGIN_S, MixtureEngine, QuorumError, consensus_pick
+from router.mixture import (
+    FALLBACK_MARGIN_S,
+    MixtureEngine,
+    MixtureResult,
+    QuorumError,
+    consensus_pick,
+    fallback_margin,
+)
 from router.prompts import AGGREGATE_INSTRUCTIONS
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
 
 
 class FakeProvider:
-    def __init__(self, name: str, answer: str = "", delay: float = 0.0, fail: bool = False,
-                 cost: float = 0.01) -> None:
+    def __init__(self, name: str, answer: str = "", delay: float = 0.0, fail: bool = False, cost: float = 0.01) -> None:
         self._entry = ModelEntry(model=f"openai/{name}")
         self.answer = answer or f"answer from {name}"
         self.delay, self.fail, self.cost = delay, fail, cost
@@ -37,7 +43,7 @@ class FakeProvider:
             raise ProviderError(self.name, "upstream", "boom", 500)
         return CallResult(self.name, self.answer, Usage(10, 5), self.cost, self.delay)
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         self.seen.append(request)
         await asyncio.sleep(self.delay)
         if self.fail:
@@ -52,6 +58,50 @@ REQ = CompletionRequest([{"role": "user", "content": "why is the sky blue?"}], m
 
 def engine(proposers: list[FakeProvider], aggregator: FakeProvider, **settings: float) -> MixtureEngine:
     return MixtureEngine(proposers, aggregator, MixtureSettings(**settings))  # type: ignore[arg-type]
+
+
+class FakeClock:
+    """The engine's clock, moved by the providers below instead of by waiting."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedProvider(FakeProvider):
+    """Answers at once in real time, but `delay` later on the fake clock: proposers called together
+    (same start) move it to the slowest one's answer time, as concurrent calls would."""
+
+    def __init__(self, name: str, clock: FakeClock, delay: float, answer: str = "", fail: bool = False) -> None:
+        super().__init__(name, answer, fail=fail)
+        self.clock, self.fake_delay = clock, delay
+
+    async def complete(self, request: CompletionRequest) -> CallResult:
+        start = self.clock.now
+        result = await super().complete(request)
+        await asyncio.sleep(0)  # let the other proposers of the layer start at the same fake time
+        self.clock.now = max(self.clock.now, start + self.fake_delay)
+        return result
+
+
+def timed_engine(
+    proposers: list[FakeProvider], aggregator: FakeProvider, clock: FakeClock, **settings: float
+) -> MixtureEngine:
+    return MixtureEngine(proposers, aggregator, MixtureSettings(**settings), clock)  # type: ignore[arg-type]
+
+
+async def timed_run(
+    delay: float, timeout_s: float, **settings: float
+) -> tuple[list[TimedProvider], FakeProvider, MixtureResult]:
+    """Two proposers that answer `delay` after they are called on the fake clock, and the aggregator."""
+    clock = FakeClock()
+    proposers = [TimedProvider("a", clock, delay), TimedProvider("b", clock, delay)]
+    agg = FakeProvider("agg", "final")
+    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=timeout_s)
+    result = await timed_engine(proposers, agg, clock, quorum=2, **settings).run(request)
+    return proposers, agg, result
 
 
 async def test_proposers_run_concurrently_and_costs_sum() -> None:
@@ -99,9 +149,11 @@ async def test_below_quorum_raises_early() -> None:
 
 
 async def test_aggregator_failure_falls_back_to_consensus_answer() -> None:
-    proposers = [FakeProvider("a", "the sky is blue because of rayleigh scattering"),
-                 FakeProvider("b", "rayleigh scattering makes the sky blue"),
-                 FakeProvider("c", "bananas")]
+    proposers = [
+        FakeProvider("a", "the sky is blue because of rayleigh scattering"),
+        FakeProvider("b", "rayleigh scattering makes the sky blue"),
+        FakeProvider("c", "bananas"),
+    ]
     result = await engine(proposers, FakeProvider("agg", fail=True), quorum=2).run(REQ)
     assert result.fallback == "proposer"
     assert "rayleigh" in result.text
@@ -145,21 +197,21 @@ async def test_configured_sampling_applies_when_the_client_sets_none() -> None:
 
 
 async def test_the_aggregator_gets_what_is_left_of_the_request_deadline_less_the_fallback_margin() -> None:
-    proposers = [FakeProvider(f"p{i}", delay=0.3) for i in range(2)]
-    agg = FakeProvider("agg", "final")
-    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=2.0)
-    await engine(proposers, agg, quorum=2).run(request)
-    timeout = agg.seen[0].timeout_s
-    assert timeout is not None
-    assert 2.0 - 0.3 - FALLBACK_MARGIN_S - 0.2 < timeout <= 2.0 - 0.3 - FALLBACK_MARGIN_S
+    _, agg, _ = await timed_run(0.3, timeout_s=5.0)
+    assert agg.seen[0].timeout_s == pytest.approx(5.0 - 0.3 - FALLBACK_MARGIN_S)
 
 
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_no_time_left_for_the_aggregator_means_a_proposer_answer_without_calling_it(streaming: bool) -> None:
-    proposers = [FakeProvider("a", "rayleigh scattering", delay=0.2), FakeProvider("b", "rayleigh", delay=0.2)]
+    # Proposers that answer at their layer's deadline (the request's less the margin) leave no time.
+    clock = FakeClock()
+    proposers = [
+        TimedProvider("a", clock, 0.95, "rayleigh scattering"),
+        TimedProvider("b", clock, 0.95, "rayleigh"),
+    ]
     agg = FakeProvider("agg", "final")
-    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=0.2 + FALLBACK_MARGIN_S / 2)
-    mixture = engine(proposers, agg, quorum=2)
+    request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=1.0)
+    mixture = timed_engine(proposers, agg, clock, quorum=2)
     if streaming:
         items = [item async for item in mixture.stream(request)]
         result = items[-1]
@@ -169,3 +221,48 @@ async def test_no_time_left_for_the_aggregator_means_a_proposer_answer_without_c
     assert agg.seen == []
     assert result.fallback == "proposer" and result.text in ("rayleigh scattering", "rayleigh")
     assert [call.role for call in result.calls] == ["proposer", "proposer"]
+
+
+def test_the_fallback_margin_is_a_share_of_a_short_deadline() -> None:
+    assert fallback_margin(120.0) == FALLBACK_MARGIN_S
+    assert fallback_margin(0.2) == pytest.approx(0.02)  # a 0.2 s deadline still reaches the aggregator
+
+
+async def test_a_short_request_deadline_still_reaches_the_aggregator() -> None:
+    proposers, agg, result = await timed_run(0.05, timeout_s=0.2)
+    assert result.text == "final" and result.fallback is None
+    assert [p.seen[0].timeout_s for p in proposers] == [pytest.approx(0.2 - 0.02)] * 2
+    assert agg.seen[0].timeout_s == pytest.approx(0.2 - 0.05 - 0.02)
+
+
+async def test_the_layers_share_the_request_deadline_and_leave_the_aggregator_a_proposer_deadline() -> None:
+    proposers, agg, result = await timed_run(1.0, timeout_s=10.0, layers=3, proposer_deadline_s=4.0)
+    # Layer 1 gets the proposer deadline; layers 2 and 3 what is left less the margin and one deadline
+    # kept for the aggregator: 10 - 1 - 0.25 - 4 = 4.75 (capped at 4), then 10 - 2 - 0.25 - 4 = 3.75.
+    assert [[r.timeout_s for r in p.seen] for p in proposers] == [[4.0, 4.0, pytest.approx(3.75)]] * 2
+    assert agg.seen[0].timeout_s == pytest.approx(10.0 - 3.0 - 0.25)
+    assert result.text == "final" and [c.layer for c in result.calls if c.role == "proposer"] == [1, 1, 2, 2, 3, 3]
+
+
+async def test_a_later_layer_without_time_for_it_is_skipped() -> None:
+    proposers, agg, result = await timed_run(0.35, timeout_s=1.0, layers=2, proposer_deadline_s=0.6)
+    # 1.0 - 0.35 - 0.1 (margin) leaves 0.55: less than the proposer deadline kept for the aggregator.
+    assert [len(p.seen) for p in proposers] == [1, 1]
+    assert agg.seen[0].timeout_s == pytest.approx(0.55)
+    assert result.text == "final" and result.fallback is None
+
+
+async def test_a_later_layer_that_misses_its_quorum_leaves_the_first_layers_answers() -> None:
+    class FailsSecondTime(FakeProvider):
+        async def complete(self, request: CompletionRequest) -> CallResult:
+            self.fail = bool(self.seen)
+            return await super().complete(request)
+
+    proposers = [FailsSecondTime("a"), FailsSecondTime("b"), FakeProvider("c")]
+    agg = FakeProvider("agg", "final")
+    result = await engine(proposers, agg, quorum=2, layers=2).run(REQ)
+    assert result.text == "final"
+    layer_two = [(c.model, c.status) for c in result.calls if c.layer == 2]
+    assert sorted(layer_two) == [("openai/a", "error"), ("openai/b", "error"), ("openai/c", "ok")]
+    shown = str(agg.seen[0].messages[0]["content"])  # the aggregator saw the first layer's three answers
+    assert all(f"answer from {name}" in shown for name in "abc") and "[3]" in shown

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError
+from router.providers.base import CallResult, CompletionRequest, ProviderError, Usage
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compat import (
     OpenAICompatibleProvider,
@@ -23,7 +23,7 @@ from router.providers.openai_compat import (
     env_proxy,
     make_upstream_session,
 )
-from router.providers.pricing import prices_for
+from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
 from router.redis_server import free_port
 from router.simulator.runner import SimulatorServer
 from tests.conftest import TEST_MODELS, entry, settings_dict
@@ -116,6 +116,66 @@ async def test_a_stream_cut_off_midway_is_a_connection_error(
     with pytest.raises(ProviderError) as raised:
         await streamed(lean(client, sim_url))
     assert raised.value.kind == "connection"
+
+
+async def cut_off(provider: Any, request: CompletionRequest = REQUEST) -> tuple[str, ProviderError]:
+    """The text a stream sent before it failed, and its error."""
+    deltas: list[str] = []
+    try:
+        async for item in provider.stream(request):
+            if isinstance(item, str):
+                deltas.append(item)
+    except ProviderError as exc:
+        return "".join(deltas), exc
+    raise AssertionError("the stream did not fail")
+
+
+def assert_billed_for(error: ProviderError, sent: str, request: CompletionRequest = REQUEST) -> None:
+    """The error carries the call as the upstream billed it: the prompt and the text it sent, estimated."""
+    partial = error.partial
+    assert sent and partial is not None
+    assert (partial.model, partial.text, partial.finish_reason) == ("openai/cheap-1", sent, "error")
+    assert partial.usage_estimated
+    assert partial.usage == Usage(estimate_prompt_tokens(request), estimate_tokens(sent))
+    _, input_price, output_price = TEST_MODELS["cheap-1"]
+    expected = partial.usage.prompt_tokens * input_price + partial.usage.completion_tokens * output_price
+    assert partial.cost_usd == pytest.approx(expected) and partial.cost_usd > 0
+
+
+async def test_a_stream_cut_off_midway_carries_the_call_it_was_billed_for(
+    client: UpstreamClient, sim: SimulatorServer, sim_url: str
+) -> None:
+    await patch_model(sim, "cheap-1", drop_stream_rate=1.0)
+    sent, error = await cut_off(lean(client, sim_url))
+    assert error.kind == "connection"
+    assert_billed_for(error, sent)
+
+
+async def test_a_stream_that_times_out_midway_carries_the_call_it_was_billed_for(
+    client: UpstreamClient, sim: SimulatorServer, sim_url: str
+) -> None:
+    await patch_model(sim, "cheap-1", per_token_s=5.0)  # the first word at once, the next one much later
+    request = CompletionRequest(REQUEST.messages, timeout_s=1.0)
+    sent, error = await cut_off(lean(client, sim_url), request)
+    assert error.kind == "timeout"  # raised by the transport as the body is read
+    assert_billed_for(error, sent, request)
+
+
+async def test_a_stream_that_fails_before_any_text_carries_no_partial(
+    client: UpstreamClient, sim: SimulatorServer, sim_url: str
+) -> None:
+    await patch_model(sim, "cheap-1", error_rate=1.0)
+    sent, error = await cut_off(lean(client, sim_url))
+    assert (sent, error.kind, error.partial) == ("", "upstream", None)
+
+
+async def test_a_litellm_stream_cut_off_midway_carries_the_call_it_was_billed_for(
+    sim: SimulatorServer, sim_url: str
+) -> None:
+    await patch_model(sim, "cheap-1", drop_stream_rate=1.0)
+    model_entry = ModelEntry.model_validate(entry(sim_url, "cheap-1"))
+    sent, error = await cut_off(LiteLLMProvider(model_entry, prices_for(model_entry)))
+    assert_billed_for(error, sent)
 
 
 async def test_a_slow_upstream_times_out(client: UpstreamClient, sim: SimulatorServer, sim_url: str) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from router.config import ModelEntry, ResilienceSettings
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
 from router.providers.openai_compat import OpenAICompatibleProvider
 from router.providers.pricing import Prices
 from router.resilience import Breakers, CircuitBreaker, ResilientProvider, resilient
@@ -61,7 +61,9 @@ class ScriptedProvider:
             raise outcome
         return CallResult(self.name, outcome, Usage(3, 2), 0.0, 0.0)
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+        if meter is not None:  # as the real providers do: the model called is the one answering
+            meter.entry = self._entry
         outcome = self._next(request)
         try:
             if isinstance(outcome, ProviderError):
@@ -247,14 +249,34 @@ async def test_a_stream_is_retried_before_its_first_delta() -> None:
 
 async def test_a_stream_is_never_retried_after_text_was_sent() -> None:
     clock = FakeClock()
-    primary = ScriptedProvider("a", [err("connection"), "never"], stream_deltas_before_error=2)
+    billed = CallResult("openai/a", "part0 part1 ", Usage(3, 4), 0.25, 0.1, "error", usage_estimated=True)
+    failure = ProviderError("openai/a", "connection", "cut off", partial=billed)
+    primary = ScriptedProvider("a", [failure, "never"], stream_deltas_before_error=2)
     fallback = ScriptedProvider("b", [])
     received: list[StreamItem] = []
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as raised:
         async for item in make(primary, clock, fallback).stream(REQUEST):
             received.append(item)
     assert received == ["part0 ", "part1 "]
     assert len(primary.timeouts) == 1 and fallback.timeouts == []
+    assert raised.value.partial is billed  # what the cut-off call was billed reaches the caller
+
+
+async def test_the_meter_is_told_which_entry_streams_the_answer() -> None:
+    clock = FakeClock()
+    primary = ScriptedProvider("a", [err("upstream", 500), err("upstream", 500), "from a"])
+    fallback = ScriptedProvider("b", [])
+    provider = make(primary, clock, fallback, max_attempts=1, failure_threshold=2, cooldown_s=30.0)
+    answered_by: list[ModelEntry | None] = []
+    for _ in range(3):  # twice the primary fails before its first delta, then it is cooled down
+        meter = StreamMeter()
+        await collect(provider.stream(REQUEST, meter))
+        answered_by.append(meter.entry)
+    assert answered_by == [fallback.entry] * 3 and provider.breaker.state == "open"
+    clock.now += 31.0  # the cooldown is over: the primary answers again
+    meter = StreamMeter()
+    await collect(provider.stream(REQUEST, meter))
+    assert meter.entry is primary.entry
 
 
 async def test_a_stream_falls_back_before_its_first_delta() -> None:

@@ -16,9 +16,7 @@ REQUEST = CompletionRequest([{"role": "user", "content": "x" * 400}])  # 100 tok
 class PricedProvider(FakeProvider):
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._entry = ModelEntry(
-            model=f"openai/{name}", input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT
-        )
+        self._entry = ModelEntry(model=f"openai/{name}", input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT)
 
 
 def providers() -> ProviderSet:
@@ -50,3 +48,13 @@ def test_nothing_is_added_when_the_call_finished_or_a_proposer_answer_was_stream
     finished = RouteResult(calls=[CallRecord("openai/cheap", "cheap", "ok", 1.0, Usage(100, 20), 0.1)])
     assert abandoned_call("cheap", REQUEST, providers(), finished, "y", 1.0) is None
     assert abandoned_call("mixture", REQUEST, providers(), RouteResult(fallback="proposer"), "y", 1.0) is None
+
+
+def test_the_cut_off_call_is_priced_as_the_fallback_that_was_streaming() -> None:
+    fallback = ModelEntry(model="openai/backup", input_cost_per_token=5e-6, output_cost_per_token=7e-6)
+    for route, role in (("cheap", "cheap"), ("mixture", "aggregator")):
+        result = RouteResult()
+        result.meter.entry = fallback  # the primary failed before its first delta: its fallback answered
+        call = abandoned_call(route, REQUEST, providers(), result, "y" * 80, 0.5)
+        assert call is not None and (call.model, call.role) == ("openai/backup", role)
+        assert call.usage == Usage(100, 20) and call.cost_usd == 100 * 5e-6 + 20 * 7e-6

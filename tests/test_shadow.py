@@ -21,8 +21,8 @@ from redis.asyncio import Redis as AsyncRedis
 from router.config import ModelEntry, Settings, settings_from_mapping
 from router.events import RequestEvent
 from router.ledger import LedgerKeys, OutcomeLog
-from router.mixture import FALLBACK_MARGIN_S, MixtureEngine
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.mixture import MixtureEngine
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
 from router.providers.registry import ProviderSet
 from router.shadow import ShadowEvaluator, judge_messages, mixture_verdict, parse_verdict
 from tests.conftest import settings_dict
@@ -40,6 +40,7 @@ class Scripted:
         self._cost = cost
         self._gate = gate
         self.calls = 0
+        self.error: ProviderError | None = None  # raised by every call when set
 
     @property
     def name(self) -> str:
@@ -49,9 +50,11 @@ class Scripted:
         self.calls += 1
         if self._gate is not None:
             await self._gate.wait()
+        if self.error is not None:
+            raise self.error
         return CallResult(self.name, self._text(request), Usage(10, 10), self._cost, 0.0)
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         result = await self.complete(request)
         yield result.text
         yield result
@@ -202,12 +205,10 @@ async def test_unreadable_verdicts_and_failures_give_no_label(tmp_path: Path, re
 async def test_a_proposer_fallback_is_not_judged_as_the_mixtures_answer(tmp_path: Path, redis: AsyncRedis) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     async with Harness(make_settings(tmp_path, prefix), redis, judge_preferring("cheap")) as harness:
-        event = cheap_event(0)
-        # No time left for the aggregator (in production: proposers that took most of the request's time).
-        event.upstream = CompletionRequest(event.upstream.messages, 64, timeout_s=FALLBACK_MARGIN_S / 2)
-        harness.shadow.record(event)
+        harness.aggregator.error = ProviderError(harness.aggregator.name, "timeout", "too slow")
+        harness.shadow.record(cheap_event(0))
         outcomes = await harness.settle()
-    assert harness.aggregator.calls == 0
+    assert harness.aggregator.calls == 1
     assert outcomes[0]["mixture_needed"] is None and outcomes[0]["label"]["difficulty"] is None
     assert "proposer fallback" in outcomes[0]["error"]
 

@@ -68,7 +68,7 @@ def upstream_error(exc: Exception, event: RequestEvent) -> APIError:
         event.calls.extend(call for call in exc.calls if call not in event.calls)
         return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
     if isinstance(exc, ProviderError):
-        event.calls.append(CallRecord(exc.model, event.route, "error", 0.0, error=exc.kind))
+        event.calls.append(CallRecord.from_error(exc, event.route, 0.0))
         if exc.kind == "timeout":
             return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
         return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
@@ -331,7 +331,9 @@ async def _sse(
         except ProviderError as exc:
             result.finish_reason = "error"
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
-            ex.event.calls.append(CallRecord(exc.model, ex.event.route, "error", 0.0, error=exc.kind))
+            # Billed for what it sent (its partial). Kept in `result`, so that a client leaving from here on
+            # does not add an estimate of the same call (abandoned_call).
+            result.calls.append(CallRecord.from_error(exc, ex.event.route, 0.0))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
         noted = True

@@ -65,12 +65,16 @@ class ProviderError(Exception):
         message: str,
         status: int | None = None,
         retry_after_s: float | None = None,
+        partial: CallResult | None = None,
     ) -> None:
         super().__init__(f"{model}: {kind}: {message}")
         self.model = model
         self.kind = kind
         self.status = status
         self.retry_after_s = retry_after_s
+        # A stream that failed after sending text was still billed for the prompt and that text: the
+        # call as estimated and priced by the provider that raised (usage_estimated unless reported).
+        self.partial = partial
 
     @property
     def retryable(self) -> bool:
@@ -84,6 +88,13 @@ class ProviderError(Exception):
 StreamItem = str | CallResult
 
 
+@dataclass(slots=True)
+class StreamMeter:
+    """Told by the provider that streams an answer which model entry is answering."""
+
+    entry: ModelEntry | None = None
+
+
 class Provider(Protocol):
     """A model that can be called. Real ones are in this package; tests may hand in their own."""
 
@@ -95,4 +106,6 @@ class Provider(Protocol):
 
     async def complete(self, request: CompletionRequest) -> CallResult: ...
 
-    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]: ...
+    # A fallback entry may answer in the primary's place, unseen by the caller: a given `meter` is told
+    # which one streams, so that a call its client cut off is priced as the model that made it.
+    def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]: ...

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
 from router.providers.openai_compat import request_body
 from router.providers.pricing import Prices, priced_call
 
@@ -95,9 +95,11 @@ class LiteLLMProvider:
             raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
         return priced_call(self.name, self._prices, request, str(text), _usage(response), str(finish), started)
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         import openai
 
+        if meter is not None:
+            meter.entry = self._entry
         litellm = _litellm()
         started = time.perf_counter()
         parts: list[str] = []
@@ -115,5 +117,8 @@ class LiteLLMProvider:
                     if choice.finish_reason:
                         finish = choice.finish_reason
         except openai.APIError as exc:
-            raise _provider_error(self.name, exc) from exc
+            error = _provider_error(self.name, exc)
+            if parts:  # the upstream billed the prompt and the text it sent
+                error.partial = priced_call(self.name, self._prices, request, "".join(parts), usage, "error", started)
+            raise error from exc
         yield priced_call(self.name, self._prices, request, "".join(parts), usage, finish, started)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, Usage
+from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
 from router.providers.pricing import Prices, priced_call
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
@@ -225,30 +225,39 @@ class OpenAICompatibleProvider:
             self.name, self._prices, request, str(text), _usage_from(payload.get("usage")), str(finish), started
         )
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+        if meter is not None:
+            meter.entry = self._entry
         started = time.perf_counter()
         parts: list[str] = []
         usage: Usage | None = None
         finish = "stop"
-        async with self._post(request, stream=True) as reply:
-            if reply.status != 200:
-                raise _error_for_status(self.name, reply, await reply.read())
-            try:
-                async for data in _sse_data(reply.chunks()):
-                    if data == b"[DONE]":
-                        break
-                    chunk = orjson.loads(data)
-                    usage = _usage_from(chunk.get("usage")) or usage
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
-                        if delta:
-                            parts.append(delta)
-                            yield delta
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                else:
-                    # The body ended without [DONE]: the stream was cut off, not finished.
-                    raise ProviderError(self.name, "connection", "stream ended before [DONE]")
-            except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
-                raise ProviderError(self.name, "malformed", "stream chunk is not valid JSON") from exc
+        try:
+            async with self._post(request, stream=True) as reply:
+                if reply.status != 200:
+                    raise _error_for_status(self.name, reply, await reply.read())
+                try:
+                    async for data in _sse_data(reply.chunks()):
+                        if data == b"[DONE]":
+                            break
+                        chunk = orjson.loads(data)
+                        usage = _usage_from(chunk.get("usage")) or usage
+                        for choice in chunk.get("choices") or ():
+                            delta = (choice.get("delta") or {}).get("content")
+                            if delta:
+                                parts.append(delta)
+                                yield delta
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+                    else:
+                        # The body ended without [DONE]: the stream was cut off, not finished.
+                        raise ProviderError(self.name, "connection", "stream ended before [DONE]")
+                except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+                    raise ProviderError(self.name, "malformed", "stream chunk is not valid JSON") from exc
+        except ProviderError as exc:
+            # However it ended after text was sent (cut off, a bad chunk, or a timeout or connection error
+            # that _exchange raises as the body is read), the upstream billed the prompt and that text.
+            if parts:
+                exc.partial = priced_call(self.name, self._prices, request, "".join(parts), usage, "error", started)
+            raise
         yield priced_call(self.name, self._prices, request, "".join(parts), usage, finish, started)
