@@ -1,20 +1,22 @@
 """Prometheus metrics on the service's own registry (made at startup, never the process-global one,
 so that two apps in one process, as in tests, do not share counters), and `GET /metrics`.
 
-With several worker processes each worker has its own registry: scrape them one by one or run one
-worker per container, as Prometheus' client recommends.
+With several worker processes (`serve --workers N`) every worker writes its series to files in
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode, which `serve` turns on for them), and
+a scrape, whichever worker answers it, sums every worker's: otherwise each scrape would show one
+random worker's counters and rates would be meaningless.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.responses import Response
 
 from router.events import RequestEvent
@@ -26,6 +28,10 @@ router = APIRouter()
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 # The classifier scores in microseconds; a millisecond is already slow.
 _SCORING_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
+# Set for worker processes: prometheus-client reads it when the first metric is made.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Event sinks that count what they drop themselves (`counters.dropped`).
+_DROPPING_SINKS = ("ledger", "shadow", "stats")
 
 
 class Metrics:
@@ -76,12 +82,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.events_dropped = Counter(
+            "moa_events_dropped", "Request events an event sink had to drop", ["sink"], registry=r
+        )
         # Series with labels appear only once used: create the known ones so a scrape always has them.
         for result in ("hit", "miss", "bypass"):
             self.cache.labels(result)
-        self._dropped: dict[str, int] = {}
+        for sink in _DROPPING_SINKS:
+            self.events_dropped.labels(sink)
+        self._components = components if components is not None else {}
+        self._drops_seen: dict[str, int] = {}  # each sink's own drop count, as far as it is counted here
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        r.register(_DroppedEvents(self._dropped, components if components is not None else {}))
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
         # prometheus-client's `labels()` costs microseconds a call; a request makes a dozen of them.
@@ -119,13 +130,32 @@ class Metrics:
                 child(self.tokens, call.model, "completion").inc(call.usage.completion_tokens)
             if call.status != "ok":
                 child(self.upstream_errors, call.model, call.role, call.error or call.status).inc()
+        self._count_sink_drops()
 
     def dropped(self, sink: str, count: int = 1) -> None:
         """For event sinks without their own counter to report events they could not keep."""
-        self._dropped[sink] = self._dropped.get(sink, 0) + count
+        self._child(self.events_dropped, sink).inc(count)
+
+    def _count_sink_drops(self) -> None:
+        """Adds what the sinks that count their own drops dropped since the last look. Done per event and
+        per scrape, into a plain counter, so that it is summed across workers like every other series."""
+        for sink in _DROPPING_SINKS:
+            own = getattr(getattr(self._components.get(sink), "counters", None), "dropped", 0)
+            if not isinstance(own, int):
+                continue
+            new = own - self._drops_seen.get(sink, 0)
+            if new > 0:
+                self._drops_seen[sink] = own
+                self._child(self.events_dropped, sink).inc(new)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self._count_sink_drops()
+        shared = os.environ.get(MULTIPROC_DIR_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, shared)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)
 
 
 async def start_metrics(state: AppState, stack: AsyncExitStack) -> None:
@@ -133,28 +163,6 @@ async def start_metrics(state: AppState, stack: AsyncExitStack) -> None:
     metrics = Metrics(state.components)
     state.components["metrics"] = metrics
     state.sinks.append(metrics)
-
-
-class _DroppedEvents(Collector):
-    """`moa_events_dropped_total{sink}`: read at scrape time from the counters the outcome log and the
-    shadow sampler keep themselves (`counters.dropped`), plus what was reported through `dropped()`."""
-
-    _SINKS = ("ledger", "shadow", "stats")
-
-    def __init__(self, reported: Mapping[str, int], components: Mapping[str, Any]) -> None:
-        self._reported = reported
-        self._components = components
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily("moa_events_dropped", "Request events an event sink had to drop", labels=["sink"])
-        for sink in sorted({*self._SINKS, *self._reported}):
-            counters = getattr(self._components.get(sink), "counters", None)
-            own = getattr(counters, "dropped", 0)
-            family.add_metric([sink], float(self._reported.get(sink, 0) + (own if isinstance(own, int) else 0)))
-        yield family
-
-    def describe(self) -> Iterable[Metric]:
-        return []
 
 
 @router.get("/metrics", include_in_schema=False)

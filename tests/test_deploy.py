@@ -20,6 +20,7 @@ from router.config import load_settings
 from router.providers.pricing import prices_for
 from router.redis_server import free_port
 from tests.conftest import settings_dict
+from tests.test_metrics import samples
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +96,12 @@ def test_serve_with_workers_answers_and_stops_cleanly(sim_url: str, redis_url: s
         with httpx.Client(base_url=base, timeout=30) as client:
             statuses = {client.post("/v1/chat/completions", json=chat).status_code for _ in range(8)}
         assert statuses == {200}
+        # Whichever worker answers a scrape, it counts every worker's requests (one client per scrape:
+        # a new connection, so scrapes go to either worker).
+        for _ in range(6):
+            found = samples(httpx.get(f"{base}/metrics", timeout=10).text)
+            assert sum(v for (name, _), v in found.items() if name == "moa_requests_total") == 8
+            assert sum(v for (name, _), v in found.items() if name == "moa_request_latency_seconds_count") == 8
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)

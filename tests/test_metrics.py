@@ -104,3 +104,17 @@ def test_metrics_endpoint_carries_the_series_after_traffic(make_service: Any, re
     assert value(found, "moa_tokens_total", model="openai/agg-1", kind="completion") > 0
     assert value(found, "moa_classifier_scoring_seconds_count") == 4
     assert ("moa_events_dropped_total", frozenset({("sink", "ledger")})) in found
+
+
+def test_drops_that_a_sink_counts_itself_are_exported_once_each() -> None:
+    class Counters:
+        dropped = 5
+
+    class Sink:
+        counters = Counters()
+
+    metrics = Metrics({"ledger": Sink()})
+    assert value(samples(metrics.render().decode()), "moa_events_dropped_total", sink="ledger") == 5
+    Counters.dropped = 7
+    metrics.record(RequestEvent(request_id="r1", tenant="t", route="cheap", cache="miss", latency_s=0.01))
+    assert value(samples(metrics.render().decode()), "moa_events_dropped_total", sink="ledger") == 7  # not 12

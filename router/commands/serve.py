@@ -118,10 +118,29 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["MOA_ROUTER_CONFIG"] = str(Path(chosen).resolve())
     os.environ[LOG_LEVEL_ENV] = args.log_level
     with contextlib.ExitStack() as stack:
+        _share_metrics(stack)
         if settings.redis_url is None:
             redis = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis", persist=True))
             os.environ["REDIS_URL"] = redis.url
         print(f"moa-router serving at http://{args.host}:{args.port}/v1 with {args.workers} workers", flush=True)
-        uvicorn.run("router.asgi:app_from_env", factory=True, workers=args.workers,
-                    **_server_options(args, settings))
+        uvicorn.run("router.asgi:app_from_env", factory=True, workers=args.workers, **_server_options(args, settings))
     return 0
+
+
+def _share_metrics(stack: contextlib.ExitStack) -> None:
+    """Prometheus' multiprocess mode for the workers, so that a scrape sums them all (router/metrics.py):
+    in the operator's PROMETHEUS_MULTIPROC_DIR, emptied of an earlier run's files as the client requires,
+    or else in a directory of this run's own."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from router.metrics import MULTIPROC_DIR_ENV
+
+    chosen = os.environ.get(MULTIPROC_DIR_ENV)
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        for stale in Path(chosen).glob("*.db"):
+            stale.unlink()
+        return
+    os.environ[MULTIPROC_DIR_ENV] = stack.enter_context(tempfile.TemporaryDirectory(prefix="moa-router-metrics-"))
