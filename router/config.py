@@ -213,14 +213,18 @@ class Settings(_Section):
     def deadline_warning(self) -> str | None:
         """The mixture's time plan cannot fit the request timeout: it still answers (a layer is cut to
         the request's deadline, a later layer is skipped, the aggregator falls back), but not as configured."""
+        from router.mixture import fallback_margin  # the engine's own rule (mixture imports this module)
+
         deadline, layers = self.mixture.proposer_deadline_s, self.mixture.layers
         timeout = self.limits.request_timeout_s
-        if layers > 1 and layers * deadline + deadline > timeout:
+        usable = timeout - fallback_margin(timeout)
+        if layers > 1 and (layers + 1) * deadline > usable:
             return (
                 f"mixture.layers ({layers}) x mixture.proposer_deadline_s ({deadline:g} s), plus one deadline kept "
-                f"for the aggregator, exceeds limits.request_timeout_s ({timeout:g} s): slow layers will be skipped"
+                f"for the aggregator, exceeds limits.request_timeout_s ({timeout:g} s) less the fallback margin: "
+                "slow layers will be cut short or skipped"
             )
-        if deadline >= timeout:
+        if deadline >= usable:
             return (
                 f"mixture.proposer_deadline_s ({deadline:g} s) is not below limits.request_timeout_s ({timeout:g} s): "
                 "a slow proposer leaves no time to aggregate, and a proposer's answer stands in"

@@ -31,6 +31,9 @@ FALLBACK_MARGIN_SHARE = 0.1
 # Less time than this for the aggregator is none: the call could not answer, only log a timeout. (A layer
 # cut at its deadline leaves the aggregator a few microseconds either side of zero.)
 AGGREGATOR_MIN_TIME_S = 0.01
+# A later layer given less than this share of the proposer deadline is skipped: most of its calls would
+# be cut off (paid for nothing, and counted against the proposers' circuit breakers).
+LATER_LAYER_MIN_SHARE = 0.5
 
 
 def fallback_margin(timeout_s: float) -> float:
@@ -70,6 +73,7 @@ class MixtureResult:
     finish_reason: str = "stop"
     calls: list[CallRecord] = field(default_factory=list)
     fallback: str | None = None  # "proposer" when the aggregator failed and a proposer's answer stands
+    model: str = ""  # the model that aggregated: the aggregator's, or its fallback entry's when that answered
 
     @property
     def usage(self) -> Usage:
@@ -135,7 +139,8 @@ class MixtureEngine:
     def _layer_time(self, request: CompletionRequest, began: float, layer: int) -> float:
         """How long a layer of proposers may take: the proposer deadline, within what is left of the
         request's deadline less the fallback margin. A later layer only refines the answers it is shown,
-        so it must also leave the aggregator one proposer deadline (at or below zero: it is skipped)."""
+        so it must also leave the aggregator one proposer deadline (under LATER_LAYER_MIN_SHARE of a
+        deadline it is skipped)."""
         if request.timeout_s is None:
             return self._settings.proposer_deadline_s
         left = began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
@@ -210,7 +215,7 @@ class MixtureEngine:
         answers = await self._layer(self._proposer_request(request, request.messages, timeout_s), 1, calls)
         for layer in range(2, self._settings.layers + 1):
             timeout_s = self._layer_time(request, began, layer)
-            if timeout_s <= 0:
+            if timeout_s < LATER_LAYER_MIN_SHARE * self._settings.proposer_deadline_s:
                 break
             messages = with_candidates(request.messages, answers)
             try:
@@ -237,15 +242,14 @@ class MixtureEngine:
             return None
         return began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
 
-    def _fall_back(self, result: MixtureResult, answers: Sequence[str], started: float, error: str | None) -> None:
+    def _fall_back(
+        self, result: MixtureResult, answers: Sequence[str], started: float, error: ProviderError | None
+    ) -> None:
         """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
-        if error is not None:
-            result.calls.append(self._aggregator_error(started, error))
+        if error is not None:  # named as the model that failed: the aggregator's fallback entry, if it took over
+            result.calls.append(CallRecord.from_error(error, "aggregator", self._clock() - started))
         result.text = answers[consensus_pick(answers)]
         result.fallback = "proposer"
-
-    def _aggregator_error(self, started: float, kind: str) -> CallRecord:
-        return CallRecord(self._aggregator.name, "aggregator", "error", self._clock() - started, error=kind)
 
     async def run(self, request: CompletionRequest, result: MixtureResult | None = None) -> MixtureResult:
         """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
@@ -261,10 +265,10 @@ class MixtureEngine:
         try:
             final = await self._aggregator.complete(self._aggregator_request(request, answers, timeout_s))
         except ProviderError as exc:
-            self._fall_back(result, answers, started, exc.kind)
+            self._fall_back(result, answers, started, exc)
             return result
         result.calls.append(CallRecord.from_result(final, "aggregator"))
-        result.text, result.finish_reason = final.text, final.finish_reason
+        result.text, result.finish_reason, result.model = final.text, final.finish_reason, final.model
         return result
 
     async def stream(
@@ -294,13 +298,13 @@ class MixtureEngine:
                     yield item
                 else:
                     result.calls.append(CallRecord.from_result(item, "aggregator"))
-                    result.text, result.finish_reason = item.text, item.finish_reason
+                    result.text, result.finish_reason, result.model = item.text, item.finish_reason, item.model
         except ProviderError as exc:
             if sent_any:
                 result.finish_reason = "error"  # cut off mid-answer: never cached, the client is told
                 result.calls.append(CallRecord.from_error(exc, "aggregator", self._clock() - started))
             else:
-                self._fall_back(result, answers, started, exc.kind)
+                self._fall_back(result, answers, started, exc)
                 yield result.text
         yield result
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from router.mixture import CallRecord, MixtureEngine, MixtureResult, total_usage
+from router.mixture import CallRecord, MixtureEngine, MixtureResult
 from router.providers.base import CallResult, CompletionRequest, Provider, StreamMeter, Usage
 from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
 from router.providers.registry import ProviderSet
@@ -51,6 +51,7 @@ async def run_route(
         out.model = providers.aggregator.name
         mixture = await engine.run(request, MixtureResult(calls=out.calls))
         out.text, out.finish_reason, out.fallback = mixture.text, mixture.finish_reason, mixture.fallback
+        out.model = mixture.model or out.model
         return out
     provider = _single(route, providers)
     out.model = provider.name
@@ -98,9 +99,9 @@ def abandoned_call(
 ) -> CallRecord | None:
     """The upstream call a client cut off by leaving mid-stream (the single model's, or the mixture's
     aggregator), which was still billed for what it generated; None when it had finished or a proposer's
-    answer was streaming. Its usage comes only at the end of a stream, so the tokens are estimated: the
-    prompt (for the aggregator, plus the last layer's answers it was shown) and the text sent so far;
-    they are priced as the model that was streaming (a fallback's, when it took over)."""
+    answer was streaming. Its usage comes only at the end of a stream, so the tokens are estimated from
+    what the answering model was sent (the aggregator: with the proposers' answers it was shown) and the
+    text sent so far, priced as that model (a fallback's, when it took over), as the meter says."""
     if out.fallback is not None:
         return None
     role = "aggregator" if route == "mixture" else route
@@ -108,11 +109,6 @@ def abandoned_call(
         return None
     provider = providers.aggregator if route == "mixture" else _single(route, providers)
     answering = out.meter.entry or provider.entry
-    prompt = estimate_prompt_tokens(request)
-    if route == "mixture":
-        answered = [call for call in out.calls if call.role == "proposer" and call.status == "ok"]
-        last_layer = max((call.layer for call in answered), default=0)
-        prompt += total_usage([call for call in answered if call.layer == last_layer]).completion_tokens
-    usage = Usage(prompt, estimate_tokens(streamed))
+    usage = Usage(estimate_prompt_tokens(out.meter.request or request), estimate_tokens(streamed))
     cost = prices_for(answering).cost(usage)  # every model was priced at startup
     return CallRecord(answering.model, role, "late", elapsed_s, usage, cost, error="client_disconnected")

@@ -158,6 +158,23 @@ def test_a_proposer_deadline_past_the_request_deadline_is_cut_to_it(
     assert event["cost_usd"] > 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_failed_cheap_call_is_logged_with_how_long_it_took(
+    make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    cheap = entry(sim.base_url, "cheap-1", timeout_s=0.5)
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, cheap=cheap)
+    patch_model(sim, "cheap-1", ttft_s=10.0)
+    response = chat(base, "cheap", stream=stream)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None
+    [call] = event["calls"]
+    assert (call["model"], call["status"], call["error"]) == ("openai/cheap-1", "error", "timeout")
+    assert call["latency_s"] >= 0.5  # its own timeout ended it (was logged as 0)
+
+
 def test_layers_that_cannot_all_fit_the_request_deadline_still_end_in_the_aggregators_answer(
     make_service: Service, sim: SimulatorServer, redis_url: str
 ) -> None:

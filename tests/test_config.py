@@ -57,9 +57,11 @@ def test_warns_when_proposers_are_one_family(caplog: pytest.LogCaptureFixture) -
     ("mixture", "timeout", "warned"),
     [
         ({}, 120.0, None),
-        ({"layers": 3, "proposer_deadline_s": 30.0}, 120.0, None),  # 3 x 30 + 30 for the aggregator fits
-        ({"layers": 4, "proposer_deadline_s": 30.0}, 120.0, "slow layers will be skipped"),
+        ({"layers": 3, "proposer_deadline_s": 29.0}, 120.0, None),  # 3 x 29 + 29 for the aggregator fits
+        ({"layers": 3, "proposer_deadline_s": 30.0}, 120.0, "cut short or skipped"),  # not with the margin
+        ({"layers": 4, "proposer_deadline_s": 30.0}, 120.0, "cut short or skipped"),
         ({"proposer_deadline_s": 5.0}, 5.0, "no time to aggregate"),
+        ({"proposer_deadline_s": 119.9}, 120.0, "no time to aggregate"),
     ],
 )
 def test_warns_when_the_mixture_deadlines_do_not_fit_the_request_timeout(

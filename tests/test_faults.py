@@ -224,6 +224,23 @@ def test_a_cooled_down_model_sends_its_traffic_to_its_fallback(make_service: Any
     assert streamed_text(events) and {event["model"] for event in events} == {"openai/judge-1"}
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_an_aggregation_by_the_aggregators_fallback_entry_is_named_as_it(
+    make_service: Any, sim: SimulatorServer, stream: bool
+) -> None:
+    aggregator = entry(sim.base_url, "agg-1", fallback=entry(sim.base_url, "judge-1"))
+    base = make_service(aggregator=aggregator, resilience={**FAST_RETRIES, "max_attempts": 1})
+    patch(sim, "agg-1", error_rate=1.0)
+    response = ask(base, "mixture", stream)
+    assert response.status_code == 200 and "x-moa-fallback" not in response.headers  # aggregated, by judge-1
+    if stream:
+        events = [event for event in sse_events(response) if isinstance(event, dict)]
+        assert streamed_text(events) and {event["model"] for event in events} == {"openai/judge-1"}
+    else:
+        assert response.json()["model"] == "openai/judge-1"
+    assert calls(sim, "judge-1") == 1
+
+
 def test_redis_stopped_and_restarted_mid_run(own_redis: EmbeddedRedis, make_service: Any) -> None:
     # own_redis comes first so that it is torn down after the service, which flushes to it at shutdown.
     base = make_service(redis_url=own_redis.url, auth={"requests_per_minute": 1000, "tokens_per_minute": 10_000_000})

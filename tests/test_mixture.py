@@ -44,6 +44,8 @@ class FakeProvider:
         return CallResult(self.name, self.answer, Usage(10, 5), self.cost, self.delay)
 
     async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+        if meter is not None:  # as the real providers do
+            meter.start(self.entry, request)
         self.seen.append(request)
         await asyncio.sleep(self.delay)
         if self.fail:
@@ -202,12 +204,16 @@ async def test_the_aggregator_gets_what_is_left_of_the_request_deadline_less_the
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-async def test_no_time_left_for_the_aggregator_means_a_proposer_answer_without_calling_it(streaming: bool) -> None:
-    # Proposers that answer at their layer's deadline (the request's less the margin) leave no time.
+@pytest.mark.parametrize("delay", [0.95, 0.895], ids=["none-left", "5ms-left"])
+async def test_no_time_left_for_the_aggregator_means_a_proposer_answer_without_calling_it(
+    streaming: bool, delay: float
+) -> None:
+    # Proposers that answer at their layer's deadline (the request's less the margin of 0.1 s) leave
+    # no time, or less than AGGREGATOR_MIN_TIME_S.
     clock = FakeClock()
     proposers = [
-        TimedProvider("a", clock, 0.95, "rayleigh scattering"),
-        TimedProvider("b", clock, 0.95, "rayleigh"),
+        TimedProvider("a", clock, delay, "rayleigh scattering"),
+        TimedProvider("b", clock, delay, "rayleigh"),
     ]
     agg = FakeProvider("agg", "final")
     request = CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=1.0)
@@ -252,7 +258,15 @@ async def test_a_later_layer_without_time_for_it_is_skipped() -> None:
     assert result.text == "final" and result.fallback is None
 
 
-async def test_a_later_layer_that_misses_its_quorum_leaves_the_first_layers_answers() -> None:
+async def test_a_later_layer_with_little_time_is_skipped_rather_than_cut_off() -> None:
+    # 8.3 - 4 - 0.25 - 4 leaves layer 2 only 0.05 s: under half a proposer deadline, so it is not started.
+    proposers, agg, result = await timed_run(4.0, timeout_s=8.3, layers=2, proposer_deadline_s=4.0)
+    assert [len(p.seen) for p in proposers] == [1, 1]
+    assert result.text == "final" and agg.seen[0].timeout_s == pytest.approx(8.3 - 4.0 - 0.25)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_later_layer_that_misses_its_quorum_leaves_the_first_layers_answers(streaming: bool) -> None:
     class FailsSecondTime(FakeProvider):
         async def complete(self, request: CompletionRequest) -> CallResult:
             self.fail = bool(self.seen)
@@ -260,8 +274,15 @@ async def test_a_later_layer_that_misses_its_quorum_leaves_the_first_layers_answ
 
     proposers = [FailsSecondTime("a"), FailsSecondTime("b"), FakeProvider("c")]
     agg = FakeProvider("agg", "final")
-    result = await engine(proposers, agg, quorum=2, layers=2).run(REQ)
-    assert result.text == "final"
+    mixture, meter = engine(proposers, agg, quorum=2, layers=2), StreamMeter()
+    if streaming:
+        items = [item async for item in mixture.stream(REQ, meter=meter)]
+        result = items[-1]
+        assert not isinstance(result, str)
+        assert meter.request is agg.seen[0]  # what a cut-off aggregator is priced from
+    else:
+        result = await mixture.run(REQ)
+    assert result.text == "final" and result.model == "openai/agg"
     layer_two = [(c.model, c.status) for c in result.calls if c.layer == 2]
     assert sorted(layer_two) == [("openai/a", "error"), ("openai/b", "error"), ("openai/c", "ok")]
     shown = str(agg.seen[0].messages[0]["content"])  # the aggregator saw the first layer's three answers

@@ -63,7 +63,7 @@ class ScriptedProvider:
 
     async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         if meter is not None:  # as the real providers do: the model called is the one answering
-            meter.entry = self._entry
+            meter.start(self._entry, request)
         outcome = self._next(request)
         try:
             if isinstance(outcome, ProviderError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from router.config import ModelEntry
 from router.mixture import CallRecord
+from router.prompts import with_candidates
 from router.providers.base import CompletionRequest, Usage
+from router.providers.pricing import estimate_prompt_tokens
 from router.providers.registry import ProviderSet
 from router.routes import RouteResult, abandoned_call
 from tests.test_mixture import FakeProvider
@@ -37,11 +39,14 @@ def test_the_cut_off_single_model_is_billed_for_its_prompt_and_what_was_sent() -
     assert call.cost_usd == 100 * PRICE_IN + 20 * PRICE_OUT and call.latency_s == 0.5
 
 
-def test_the_cut_off_aggregator_was_also_shown_the_last_layers_answers() -> None:
-    result = RouteResult(calls=[proposer(1, 500), proposer(2, 30), proposer(2, 40), proposer(2, 0, "error")])
+def test_the_cut_off_aggregator_is_billed_for_what_it_was_shown() -> None:
+    # Layer 2's answer came from a layer that missed its quorum: the aggregator was shown layer 1's.
+    result = RouteResult(calls=[proposer(1, 500), proposer(2, 30)])
+    shown = CompletionRequest(with_candidates(REQUEST.messages, ["z" * 2000]))
+    result.meter.start(providers().aggregator.entry, shown)
     call = abandoned_call("mixture", REQUEST, providers(), result, "y" * 8, 2.0)
     assert call is not None and (call.model, call.role) == ("openai/agg", "aggregator")
-    assert call.usage == Usage(100 + 30 + 40, 2)
+    assert estimate_prompt_tokens(shown) > 100 + 500 and call.usage == Usage(estimate_prompt_tokens(shown), 2)
 
 
 def test_nothing_is_added_when_the_call_finished_or_a_proposer_answer_was_streaming() -> None:

@@ -62,13 +62,14 @@ def parse_override(value: str | None) -> RouteOverride:
     raise APIError(400, f"x-moa-route must be one of {', '.join(ROUTE_OVERRIDES)}", "invalid_route", "x-moa-route")
 
 
-def upstream_error(exc: Exception, event: RequestEvent) -> APIError:
-    """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed."""
+def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
+    """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed.
+    `elapsed_s` is how long the route ran: a single model's failed call took that long."""
     if isinstance(exc, QuorumError):
         event.calls.extend(call for call in exc.calls if call not in event.calls)
         return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
     if isinstance(exc, ProviderError):
-        event.calls.append(CallRecord.from_error(exc, event.route, 0.0))
+        event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s))
         if exc.kind == "timeout":
             return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
         return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
@@ -234,6 +235,7 @@ async def chat_completions(request: Request) -> Response:
 async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, upstream: CompletionRequest) -> Response:
     state = ex.state
     result = RouteResult()
+    started = time.perf_counter()
     try:
         await asyncio.wait_for(
             run_route(ex.event.route, upstream, state.providers, state.engine, result),
@@ -242,7 +244,7 @@ async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, ups
     except (ProviderError, QuorumError, TimeoutError) as exc:
         ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
         await session.abandon()
-        raise upstream_error(exc, ex.event) from exc
+        raise upstream_error(exc, ex.event, time.perf_counter() - started) from exc
     ex.note_result(result)
     usage = ex.event.usage
     if result.finish_reason in _STORABLE_FINISH and result.fallback is None:  # a fallback answer is not kept
@@ -297,7 +299,7 @@ async def _start_stream(
         await session.abandon()
         await deltas.aclose()  # first: closing records the proposers it cut off as "late"
         ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
-        raise upstream_error(exc, ex.event) from exc
+        raise upstream_error(exc, ex.event, time.perf_counter() - started) from exc
     if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
         ex.headers["x-moa-fallback"] = result.fallback
     return StreamingResponse(

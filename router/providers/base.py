@@ -90,9 +90,14 @@ StreamItem = str | CallResult
 
 @dataclass(slots=True)
 class StreamMeter:
-    """Told by the provider that streams an answer which model entry is answering."""
+    """Told by the provider that streams an answer which model entry is answering and what it was sent
+    (for the mixture's aggregator, the proposers' answers too): what a cut-off call is priced from."""
 
     entry: ModelEntry | None = None
+    request: CompletionRequest | None = None
+
+    def start(self, entry: ModelEntry, request: CompletionRequest) -> None:
+        self.entry, self.request = entry, request
 
 
 class Provider(Protocol):

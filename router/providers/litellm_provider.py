@@ -99,7 +99,7 @@ class LiteLLMProvider:
         import openai
 
         if meter is not None:
-            meter.entry = self._entry
+            meter.start(self._entry, request)
         litellm = _litellm()
         started = time.perf_counter()
         parts: list[str] = []

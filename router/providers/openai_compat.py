@@ -227,7 +227,7 @@ class OpenAICompatibleProvider:
 
     async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
         if meter is not None:
-            meter.entry = self._entry
+            meter.start(self._entry, request)
         started = time.perf_counter()
         parts: list[str] = []
         usage: Usage | None = None
