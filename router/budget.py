@@ -1,22 +1,26 @@
-"""The budget guard: daily caps on mixture spend, overall and per tenant. Once a cap is reached,
-escalations go to the configured fallback (the cheap model or one strong model) until the UTC day ends.
+"""The budget guard: caps on mixture spend per UTC day and per UTC calendar month, overall and per
+tenant. Once any configured cap is reached, escalations go to the configured fallback (the cheap model
+or one strong model) until the period whose cap was reached ends (the day at 00:00 UTC, the month on
+the 1st at 00:00 UTC).
 
 The guard sits on the request path, so `state()` reads memory only. Each replica counts its own
-mixture spend as events arrive and, every `sync_interval_s`, adds it to the day's totals in Redis
-(INCRBYFLOAT returns the new total, which includes every other replica's spend) and reads back the
-totals of the tenants it serves. A cap is therefore soft by up to one sync interval of traffic plus
-the requests already in flight when it is reached.
+mixture spend as events arrive and, every `sync_interval_s`, adds it to the day's and the month's
+totals in Redis (INCRBYFLOAT returns the new total, which includes every other replica's spend) and
+reads back the totals of the tenants it serves. A cap is therefore soft by up to one sync interval of
+traffic plus the requests already in flight when it is reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from router.config import BudgetSettings
 from router.events import RequestEvent
@@ -32,13 +36,93 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PeriodName = Literal["day", "month"]
+
 _DAY_S = 86400
-_KEY_TTL_S = 3 * _DAY_S
+# Keys outlive their period a little, so a replica that syncs late still adds to the right total.
+_KEY_TTL_S: dict[PeriodName, int] = {"day": 3 * _DAY_S, "month": 35 * _DAY_S}
 _MAX_TENANTS = 10_000  # tenants whose totals a replica keeps; more are forgotten at the next sync
 
 
 def day_of(at: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(at))
+
+
+def month_of(at: float) -> str:
+    return time.strftime("%Y%m", time.gmtime(at))
+
+
+def _bounds(name: PeriodName, now: float) -> tuple[str, float, float]:
+    """The period containing `now`: its label, and when it starts and ends (UTC, epoch seconds)."""
+    if name == "day":
+        starts = now // _DAY_S * _DAY_S
+        return day_of(now), starts, starts + _DAY_S
+    t = time.gmtime(now)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    starts = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+    return month_of(now), float(starts), float(calendar.timegm((year, month, 1, 0, 0, 0)))
+
+
+@dataclass
+class _Period:
+    """One budget period (the UTC day or month): its caps, its bounds, the totals read from Redis at
+    the last sync and this replica's spend since then."""
+
+    name: PeriodName
+    cap: float | None
+    tenant_cap: float | None
+    label: str = ""  # YYYYMMDD or YYYYMM
+    starts: float = 0.0
+    ends: float = 0.0
+    synced_all: float = 0.0
+    pending_all: float = 0.0
+    synced: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    pending: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def roll(self, now: float) -> None:
+        self.label, self.starts, self.ends = _bounds(self.name, now)
+        self.synced_all = self.pending_all = 0.0
+        self.synced, self.pending = defaultdict(float), defaultdict(float)
+
+    def key(self, prefix: str, tenant: str | None = None) -> str:
+        # The day's keys keep their original names, so a rolling upgrade keeps today's totals.
+        stem = self.label if self.name == "day" else f"month:{self.label}"
+        base = f"{prefix}:budget:mixture:{stem}"
+        return base if tenant is None else f"{base}:tenant:{tenant}"
+
+    def spent(self, tenant: str | None = None) -> float:
+        if tenant is None:
+            return self.synced_all + self.pending_all
+        return self.synced.get(tenant, 0.0) + self.pending.get(tenant, 0.0)
+
+    def allows(self, tenant: str, track: bool) -> bool:
+        if track and tenant not in self.synced and len(self.synced) < _MAX_TENANTS:
+            self.synced[tenant] = 0.0  # read back at the next sync, with other replicas' spend
+        if self.cap is not None and self.spent() >= self.cap:
+            return False
+        return self.tenant_cap is None or self.spent(tenant) < self.tenant_cap
+
+    def figures(self, top: int) -> dict[str, Any]:
+        spent = self.spent()
+        tenants = {tenant: self.spent(tenant) for tenant in set(self.synced) | set(self.pending)}
+        busiest = sorted(tenants.items(), key=lambda item: item[1], reverse=True)[:top]
+        return {
+            self.name: self.label,
+            "resets_at": self.ends,
+            "mixture_spent_usd": spent,
+            "mixture_cap_usd": self.cap,
+            "used_rate": spent / self.cap if self.cap else None,
+            "mixture_allowed": self.cap is None or spent < self.cap,
+            "per_tenant_cap_usd": self.tenant_cap,
+            "tenants": [
+                {
+                    "tenant": tenant,
+                    "mixture_spent_usd": amount,
+                    "over_cap": self.tenant_cap is not None and amount >= self.tenant_cap,
+                }
+                for tenant, amount in busiest
+            ],
+        }
 
 
 class BudgetGuard:
@@ -55,50 +139,34 @@ class BudgetGuard:
         self._redis = redis
         self._prefix = prefix
         self._clock = clock
-        self._day = ""
-        self._day_ends = 0.0
-        self._roll(clock())
+        self._day = _Period("day", settings.mixture_daily_usd, settings.mixture_daily_usd_per_tenant)
+        self._month = _Period("month", settings.mixture_monthly_usd, settings.mixture_monthly_usd_per_tenant)
+        self._periods = (self._day, self._month)
+        # With any per-tenant cap, both periods follow the tenants served, so both report the same ones.
+        self._track_tenants = any(p.tenant_cap is not None for p in self._periods)
+        now = clock()
+        for period in self._periods:
+            period.roll(now)
 
-    def _roll(self, now: float) -> None:
-        self._day = day_of(now)
-        self._day_ends = (now // _DAY_S + 1) * _DAY_S
-        # Totals from Redis at the last sync, and this replica's spend since then.
-        self._synced_all = 0.0
-        self._pending_all = 0.0
-        self._synced: dict[str, float] = defaultdict(float)
-        self._pending: dict[str, float] = defaultdict(float)
-
-    def _today(self) -> None:
+    def _current(self) -> None:
         now = self._clock()
-        if now >= self._day_ends:
-            self._roll(now)
-
-    def _key(self, tenant: str | None = None) -> str:
-        base = f"{self._prefix}:budget:mixture:{self._day}"
-        return base if tenant is None else f"{base}:tenant:{tenant}"
+        for period in self._periods:
+            if now >= period.ends:
+                period.roll(now)
 
     @property
     def enabled(self) -> bool:
-        return self.settings.mixture_daily_usd is not None or self.settings.mixture_daily_usd_per_tenant is not None
+        return any(p.cap is not None or p.tenant_cap is not None for p in self._periods)
 
-    def spent(self, tenant: str | None = None) -> float:
-        """Today's mixture spend, overall or of one tenant, as this replica knows it."""
-        self._today()
-        if tenant is None:
-            return self._synced_all + self._pending_all
-        return self._synced.get(tenant, 0.0) + self._pending.get(tenant, 0.0)
+    def spent(self, tenant: str | None = None, period: PeriodName = "day") -> float:
+        """This day's (or month's) mixture spend, overall or of one tenant, as this replica knows it."""
+        self._current()
+        return (self._day if period == "day" else self._month).spent(tenant)
 
     def state(self, tenant: str) -> BudgetState:
-        allowed = True
-        overall, per_tenant = self.settings.mixture_daily_usd, self.settings.mixture_daily_usd_per_tenant
-        if overall is not None and self.spent() >= overall:
-            allowed = False
-        if per_tenant is not None:
-            if tenant not in self._synced and len(self._synced) < _MAX_TENANTS:
-                self._synced[tenant] = 0.0  # read back at the next sync, with other replicas' spend
-            if self.spent(tenant) >= per_tenant:
-                allowed = False
-        return BudgetState(mixture_allowed=allowed, fallback=self.settings.fallback)
+        self._current()
+        allowed = [period.allows(tenant, self._track_tenants) for period in self._periods]  # no short cut
+        return BudgetState(mixture_allowed=all(allowed), fallback=self.settings.fallback)
 
     def record(self, event: RequestEvent) -> None:
         if event.route != "mixture":
@@ -106,41 +174,51 @@ class BudgetGuard:
         cost = event.cost_usd
         if cost <= 0:
             return
-        self._today()
-        if event.started_at < self._day_ends - _DAY_S:
-            return  # started yesterday: yesterday's budget
-        self._pending_all += cost
-        self._pending[event.tenant] += cost
+        self._current()
+        for period in self._periods:
+            if event.started_at < period.starts:
+                continue  # started in the previous period: that period's budget
+            period.pending_all += cost
+            period.pending[event.tenant] += cost
 
     async def sync(self) -> None:
-        """Add this replica's spend to the shared totals and read back everyone's."""
-        self._today()
+        """Add this replica's spend to the shared totals of the day and the month and read back everyone's,
+        in one round trip."""
+        self._current()
         if self._redis is None:
             return
-        day = self._day
-        pending_all, self._pending_all = self._pending_all, 0.0
-        pending, self._pending = self._pending, defaultdict(float)
-        tenants = sorted(set(self._synced) | set(pending))
         pipe = self._redis.pipeline(transaction=False)
-        pipe.incrbyfloat(self._key(), pending_all)
-        pipe.expire(self._key(), _KEY_TTL_S)
-        for tenant in tenants:
-            pipe.incrbyfloat(self._key(tenant), pending.get(tenant, 0.0))
-            pipe.expire(self._key(tenant), _KEY_TTL_S)
+        taken: list[tuple[_Period, str, float, defaultdict[str, float], list[str]]] = []
+        for period in self._periods:
+            pending_all, period.pending_all = period.pending_all, 0.0
+            pending, period.pending = period.pending, defaultdict(float)
+            tenants = sorted(set(period.synced) | set(pending))
+            taken.append((period, period.label, pending_all, pending, tenants))
+            ttl = _KEY_TTL_S[period.name]
+            pipe.incrbyfloat(period.key(self._prefix), pending_all)
+            pipe.expire(period.key(self._prefix), ttl)
+            for tenant in tenants:
+                pipe.incrbyfloat(period.key(self._prefix, tenant), pending.get(tenant, 0.0))
+                pipe.expire(period.key(self._prefix, tenant), ttl)
         from redis.exceptions import RedisError
 
         try:
             replies = await pipe.execute()
         except (RedisError, OSError):
-            if day == self._day:  # keep the spend for the next attempt
-                self._pending_all += pending_all
-                for tenant, amount in pending.items():
-                    self._pending[tenant] += amount
+            for period, label, pending_all, pending, _ in taken:
+                if label == period.label:  # keep the spend for the next attempt
+                    period.pending_all += pending_all
+                    for tenant, amount in pending.items():
+                        period.pending[tenant] += amount
             raise
-        if day != self._day:
-            return  # the day ended while syncing: the totals read are yesterday's
-        self._synced_all = float(replies[0])
-        self._synced = defaultdict(float, {tenant: float(replies[2 + 2 * i]) for i, tenant in enumerate(tenants)})
+        at = 0
+        for period, label, _, _, tenants in taken:
+            totals = [float(reply) for reply in replies[at : at + 2 + 2 * len(tenants) : 2]]
+            at += 2 + 2 * len(tenants)
+            if label != period.label:
+                continue  # the period ended while syncing: the totals read are the previous one's
+            period.synced_all = totals[0]
+            period.synced = defaultdict(float, zip(tenants, totals[1:], strict=True))
 
     async def run(self) -> None:
         """Sync every `sync_interval_s` until cancelled."""
@@ -157,31 +235,14 @@ class BudgetGuard:
                     logger.warning("budget: cannot sync with Redis (%s); counting this replica's spend only", exc)
 
     def snapshot(self, top: int = 10) -> dict[str, Any]:
-        """Today's budget use, for /v1/stats and the dashboard."""
-        self._today()
-        overall, per_tenant = self.settings.mixture_daily_usd, self.settings.mixture_daily_usd_per_tenant
-        spent = self.spent()
-        tenants = {tenant: self.spent(tenant) for tenant in set(self._synced) | set(self._pending)}
-        busiest = sorted(tenants.items(), key=lambda item: item[1], reverse=True)[:top]
+        """Today's budget use (top-level fields) and this month's (`month`), for /v1/stats and the dashboard."""
+        self._current()
         return {
             "period": "day",
-            "day": self._day,
-            "resets_at": self._day_ends,
+            **self._day.figures(top),
             "enabled": self.enabled,
             "fallback": self.settings.fallback,
-            "mixture_spent_usd": spent,
-            "mixture_cap_usd": overall,
-            "used_rate": spent / overall if overall else None,
-            "mixture_allowed": overall is None or spent < overall,
-            "per_tenant_cap_usd": per_tenant,
-            "tenants": [
-                {
-                    "tenant": tenant,
-                    "mixture_spent_usd": amount,
-                    "over_cap": per_tenant is not None and amount >= per_tenant,
-                }
-                for tenant, amount in busiest
-            ],
+            "month": self._month.figures(top),
         }
 
 

@@ -119,6 +119,10 @@ class ShadowSettings(_Section):
 class BudgetSettings(_Section):
     mixture_daily_usd: float | None = Field(default=None, ge=0)
     mixture_daily_usd_per_tenant: float | None = Field(default=None, ge=0)
+    # Per UTC calendar month (resets on the 1st at 00:00 UTC), beside the daily caps: any cap reached
+    # sends escalations to the fallback.
+    mixture_monthly_usd: float | None = Field(default=None, ge=0)
+    mixture_monthly_usd_per_tenant: float | None = Field(default=None, ge=0)
     fallback: Literal["cheap", "strong"] = "cheap"
     # How often each replica adds its mixture spend to the shared totals in Redis and reads them back.
     sync_interval_s: float = Field(default=1.0, gt=0)

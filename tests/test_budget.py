@@ -1,7 +1,8 @@
-"""The budget guard: daily mixture caps, overall and per tenant, shared by replicas through Redis."""
+"""The budget guard: daily and monthly mixture caps, overall and per tenant, shared by replicas through Redis."""
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import time
 import uuid
@@ -12,12 +13,16 @@ import httpx
 import pytest
 
 from router.budget import BudgetGuard
-from router.config import BudgetSettings
+from router.config import BudgetSettings, ConfigError, settings_from_mapping
 from router.events import RequestEvent
 from router.mixture import CallRecord
 from router.providers.base import Usage
 
 DAY = 86400.0
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return float(calendar.timegm((year, month, day, hour, minute, second)))
 
 
 class Clock:
@@ -153,3 +158,132 @@ def test_service_degrades_escalations_once_a_tenant_reaches_its_cap(make_service
     tenants = {entry["tenant"]: entry for entry in budget["tenants"]}
     assert tenants["small"]["over_cap"] and tenants["big"]["over_cap"]
     assert tenants["small"]["mixture_spent_usd"] == pytest.approx(float(first.headers["x-moa-cost-usd"]), abs=1e-8)
+
+
+# ---- monthly caps ----
+
+
+def test_monthly_cap_degrades_to_the_fallback_while_the_daily_cap_is_not_reached() -> None:
+    clock = Clock(utc(2025, 3, 10, 12))
+    guard = BudgetGuard(
+        BudgetSettings(mixture_daily_usd=10.0, mixture_monthly_usd=1.0, fallback="strong"), None, "p", clock
+    )
+    guard.record(mixture_event("a", 0.6, clock.now))
+    clock.now = utc(2025, 3, 11, 9)  # a new day, the same month
+    assert guard.spent() == 0.0 and guard.spent(period="month") == pytest.approx(0.6)
+    assert guard.state("a").mixture_allowed
+    guard.record(mixture_event("b", 0.5, clock.now))
+    state = guard.state("c")
+    assert not state.mixture_allowed and state.fallback == "strong"
+    snapshot = guard.snapshot()
+    assert snapshot["mixture_spent_usd"] == pytest.approx(0.5) and snapshot["mixture_allowed"]  # the day's
+    month = snapshot["month"]
+    assert month["month"] == "202503" and month["resets_at"] == utc(2025, 4, 1)
+    assert month["mixture_spent_usd"] == pytest.approx(1.1) and month["mixture_cap_usd"] == 1.0
+    assert month["used_rate"] == pytest.approx(1.1) and not month["mixture_allowed"]
+    clock.now = utc(2025, 3, 31, 23, 59, 59)
+    assert not guard.state("c").mixture_allowed  # until the month ends
+
+
+def test_per_tenant_monthly_cap_holds_back_only_that_tenant() -> None:
+    clock = Clock(utc(2025, 6, 2, 8))
+    guard = BudgetGuard(
+        BudgetSettings(mixture_daily_usd_per_tenant=0.5, mixture_monthly_usd_per_tenant=0.5), None, "p", clock
+    )
+    guard.record(mixture_event("heavy", 0.3, clock.now))
+    clock.now += DAY
+    guard.record(mixture_event("heavy", 0.3, clock.now))
+    guard.record(mixture_event("light", 0.1, clock.now))
+    assert guard.spent("heavy") == pytest.approx(0.3)  # under the daily cap
+    assert not guard.state("heavy").mixture_allowed
+    assert guard.state("light").mixture_allowed
+    snapshot = guard.snapshot()
+    assert snapshot["mixture_allowed"] and snapshot["month"]["mixture_allowed"]  # no overall cap
+    assert not any(entry["over_cap"] for entry in snapshot["tenants"])
+    month_tenants = {entry["tenant"]: entry for entry in snapshot["month"]["tenants"]}
+    assert snapshot["month"]["per_tenant_cap_usd"] == 0.5
+    assert month_tenants["heavy"]["over_cap"] and month_tenants["heavy"]["mixture_spent_usd"] == pytest.approx(0.6)
+    assert not month_tenants["light"]["over_cap"]
+
+
+async def test_month_rolls_over_on_the_first_and_the_day_keys_keep_working(redis_client: Any) -> None:
+    prefix = f"tbudget{uuid.uuid4().hex[:8]}"
+    clock = Clock(utc(2024, 12, 31, 23))  # the last day of a year, so the month after is January
+    guard = BudgetGuard(BudgetSettings(mixture_daily_usd=5.0, mixture_monthly_usd=1.0), redis_client, prefix, clock)
+    guard.record(mixture_event("a", 1.0, clock.now))
+    await guard.sync()
+    assert not guard.state("a").mixture_allowed
+    assert guard.snapshot()["month"]["resets_at"] == utc(2025, 1, 1)
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:20241231")) == pytest.approx(1.0)
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412")) == pytest.approx(1.0)
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412:tenant:a")) == pytest.approx(1.0)
+    assert await redis_client.ttl(f"{prefix}:budget:mixture:month:202412") > 31 * DAY
+
+    clock.now = utc(2025, 1, 1)  # 00:00 UTC on the 1st: a new month and a new day
+    assert guard.state("a").mixture_allowed
+    assert guard.spent(period="month") == 0.0 and guard.snapshot()["month"]["month"] == "202501"
+    guard.record(mixture_event("a", 0.25, clock.now))
+    await guard.sync()
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:20250101")) == pytest.approx(0.25)
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202501")) == pytest.approx(0.25)
+    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412")) == pytest.approx(1.0)
+    assert guard.spent() == pytest.approx(0.25) and guard.spent(period="month") == pytest.approx(0.25)
+
+
+async def test_replicas_share_the_monthly_totals_through_redis(redis_client: Any) -> None:
+    prefix = f"tbudget{uuid.uuid4().hex[:8]}"
+    clock = Clock(utc(2025, 5, 14, 22))
+    settings = BudgetSettings(mixture_monthly_usd=2.0, mixture_monthly_usd_per_tenant=1.0)
+    first = BudgetGuard(settings, redis_client, prefix, clock)
+    second = BudgetGuard(settings, redis_client, prefix, clock)
+    assert second.state("acme").mixture_allowed  # the second replica serves acme too
+    first.record(mixture_event("acme", 0.6, clock.now))
+    await first.sync()
+    clock.now += DAY  # the next day: the month's totals carry on
+    assert first.state("acme").mixture_allowed  # the first replica serves acme today too
+    second.record(mixture_event("acme", 0.5, clock.now))
+    assert second.state("acme").mixture_allowed  # does not know of the first replica's spend yet
+    await second.sync()
+    await first.sync()
+    for guard in (first, second):
+        assert guard.spent(period="month") == pytest.approx(1.1)
+        assert guard.spent("acme", period="month") == pytest.approx(1.1)
+        assert guard.spent("acme") == pytest.approx(0.5)  # today's
+        assert not guard.state("acme").mixture_allowed
+        assert guard.state("other").mixture_allowed
+    # A third replica starting now reads the month's totals at its first sync.
+    third = BudgetGuard(settings, redis_client, prefix, clock)
+    third.state("acme")
+    await third.sync()
+    assert third.spent(period="month") == pytest.approx(1.1) and not third.state("acme").mixture_allowed
+
+
+def test_an_event_started_last_month_is_not_counted_in_this_one() -> None:
+    clock = Clock(utc(2025, 3, 1, 0, 0, 5))
+    guard = BudgetGuard(BudgetSettings(mixture_monthly_usd=1.0), None, "p", clock)
+    guard.record(mixture_event("a", 0.5, utc(2025, 2, 28, 23, 59, 50)))  # started in February
+    assert guard.spent(period="month") == 0.0 and guard.spent() == 0.0
+    guard.record(mixture_event("a", 0.25, utc(2025, 3, 1, 0, 0, 1)))
+    assert guard.spent(period="month") == pytest.approx(0.25)
+    clock.now = utc(2025, 3, 2, 0, 0, 5)
+    guard.record(mixture_event("a", 0.125, utc(2025, 3, 1, 23, 59, 59)))  # yesterday, but this month
+    assert guard.spent() == 0.0
+    assert guard.spent(period="month") == pytest.approx(0.375)
+
+
+def test_monthly_caps_in_the_config() -> None:
+    base = {
+        "cheap": {"model": "openai/gpt-4o-mini"},
+        "proposers": [{"model": "anthropic/claude-sonnet-4-5"}, {"model": "gemini/gemini-2.5-pro"}],
+        "aggregator": {"model": "openai/gpt-4o"},
+    }
+    budget = {"mixture_monthly_usd": 300, "mixture_monthly_usd_per_tenant": 25.5}
+    settings = settings_from_mapping({**base, "budget": budget})
+    assert settings.budget.mixture_monthly_usd == 300.0 and settings.budget.mixture_monthly_usd_per_tenant == 25.5
+    assert settings.budget.mixture_daily_usd is None
+    assert BudgetGuard(settings.budget, None, "p").enabled  # a monthly cap alone turns the guard on
+    assert not BudgetGuard(BudgetSettings(), None, "p").enabled
+    for field in budget:
+        with pytest.raises(ConfigError) as info:
+            settings_from_mapping({**base, "budget": {field: -1}})
+        assert f"budget.{field}" in str(info.value)

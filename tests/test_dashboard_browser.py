@@ -17,8 +17,9 @@ from tests.support.browser import CHROMIUM, launch_chromium
 pytestmark = [
     pytest.mark.browser,
     # Skipped only off CI: CI installs Chromium (.ci/run), so there a missing browser is a failure.
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
 ]
 
 
@@ -133,6 +134,21 @@ def test_dashboard_shows_an_empty_state_without_traffic(
     assert page.locator("#charts").is_hidden()
     assert page.locator("[data-figure='requests']").inner_text() == "0"
     assert page.locator("[data-figure='escalation_rate']").inner_text() == "—"
+    assert errors == []
+    page.close()
+
+
+def test_dashboard_shows_the_monthly_budget(browser: Any, make_service: Callable[..., str], redis_url: str) -> None:
+    # The first mixture run uses the whole month's budget; the day's is far from reached.
+    base = make_service(redis_url=redis_url, budget={"mixture_daily_usd": 100.0, "mixture_monthly_usd": 1e-9})
+    _chat(base, "Prove that there are infinitely many primes.", "mixture")
+    page, errors = open_dashboard(browser, base, "day")
+    budget = httpx.get(f"{base}/v1/stats", params={"window": "day"}, timeout=10).json()["budget"]
+    assert budget["mixture_allowed"] and not budget["month"]["mixture_allowed"]
+    sub = page.locator("#budget-sub").inner_text()
+    assert "this month " + usd(budget["month"]["mixture_spent_usd"]) in sub
+    assert sub.endswith("capped: escalations go to cheap")
+    assert "over" in (page.locator("#budget-meter").get_attribute("class") or "")
     assert errors == []
     page.close()
 

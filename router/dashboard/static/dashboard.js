@@ -116,20 +116,31 @@ function renderBudget(budget) {
   if (!budget) {
     setFigure("budget", null, () => "no cap");
     meter.style.width = "0";
-    setText("budget-sub", "set budget.mixture_daily_usd to cap mixture spend");
+    setText("budget-sub", "set budget.mixture_daily_usd or budget.mixture_monthly_usd to cap mixture spend");
     return;
   }
+  const month = budget.month || null;  // absent from older replicas
+  const allowed = budget.mixture_allowed && (!month || month.mixture_allowed);
   setFigure("budget", budget.mixture_spent_usd, usd);
   const used = budget.used_rate === null ? 0 : Math.min(1, budget.used_rate);
   meter.style.width = (used * 100).toFixed(1) + "%";
-  meter.classList.toggle("over", !budget.mixture_allowed);
+  meter.classList.toggle("over", !allowed);
   const parts = [];
   if (budget.mixture_cap_usd !== null) parts.push(pct(budget.used_rate) + " of " + usd(budget.mixture_cap_usd));
   if (budget.per_tenant_cap_usd !== null) {
     const over = budget.tenants.filter((x) => x.over_cap).length;
     parts.push(usd(budget.per_tenant_cap_usd) + " per tenant, " + over + " over");
   }
-  parts.push(budget.mixture_allowed ? "mixture allowed" : "capped: escalations go to " + budget.fallback);
+  if (month && (month.mixture_cap_usd !== null || month.per_tenant_cap_usd !== null)) {
+    let text = "this month " + usd(month.mixture_spent_usd);
+    if (month.mixture_cap_usd !== null) text += ", " + pct(month.used_rate) + " of " + usd(month.mixture_cap_usd);
+    if (month.per_tenant_cap_usd !== null) {
+      const over = month.tenants.filter((x) => x.over_cap).length;
+      text += ", " + usd(month.per_tenant_cap_usd) + " per tenant, " + over + " over";
+    }
+    parts.push(text);
+  }
+  parts.push(allowed ? "mixture allowed" : "capped: escalations go to " + budget.fallback);
   setText("budget-sub", parts.join(" · "));
 }
 
