@@ -28,8 +28,12 @@ router = APIRouter()
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 # The classifier scores in microseconds; a millisecond is already slow.
 _SCORING_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
-# Set for worker processes: prometheus-client reads it when the first metric is made.
+# Set for worker processes: prometheus-client reads it when it is first imported.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set with it by `serve --workers`, which empties the directory first: only then are its files this
+# run's workers' alone, and a scrape sums them. (A directory set for a single process may hold an
+# earlier run's files.)
+SHARED_METRICS_ENV = "MOA_ROUTER_METRICS_SHARED"
 # Event sinks that count what they drop themselves (`counters.dropped`).
 _DROPPING_SINKS = ("ledger", "shadow", "stats")
 
@@ -130,13 +134,13 @@ class Metrics:
                 child(self.tokens, call.model, "completion").inc(call.usage.completion_tokens)
             if call.status != "ok":
                 child(self.upstream_errors, call.model, call.role, call.error or call.status).inc()
-        self._count_sink_drops()
+        self.count_sink_drops()
 
     def dropped(self, sink: str, count: int = 1) -> None:
         """For event sinks without their own counter to report events they could not keep."""
         self._child(self.events_dropped, sink).inc(count)
 
-    def _count_sink_drops(self) -> None:
+    def count_sink_drops(self) -> None:
         """Adds what the sinks that count their own drops dropped since the last look. Done per event and
         per scrape, into a plain counter, so that it is summed across workers like every other series."""
         for sink in _DROPPING_SINKS:
@@ -144,14 +148,16 @@ class Metrics:
             if not isinstance(own, int):
                 continue
             new = own - self._drops_seen.get(sink, 0)
+            if new < 0:  # a sink that started counting again (a replaced component)
+                self._drops_seen[sink], new = 0, own
             if new > 0:
                 self._drops_seen[sink] = own
                 self._child(self.events_dropped, sink).inc(new)
 
     def render(self) -> bytes:
-        self._count_sink_drops()
+        self.count_sink_drops()
         shared = os.environ.get(MULTIPROC_DIR_ENV)
-        if not shared:
+        if not shared or os.environ.get(SHARED_METRICS_ENV) != "1":
             return generate_latest(self.registry)
         every_worker = CollectorRegistry()
         MultiProcessCollector(every_worker, shared)  # type: ignore[no-untyped-call]
@@ -163,6 +169,9 @@ async def start_metrics(state: AppState, stack: AsyncExitStack) -> None:
     metrics = Metrics(state.components)
     state.components["metrics"] = metrics
     state.sinks.append(metrics)
+    # Registered first, so it runs last at shutdown: after the outcome log and the shadow sampler count
+    # their final drops (in a worker, its files outlive it and stay in the sums).
+    stack.callback(metrics.count_sink_drops)
 
 
 @router.get("/metrics", include_in_schema=False)

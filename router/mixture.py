@@ -292,7 +292,7 @@ class MixtureEngine:
         # caller's timeout covers only the first delta), so the stream keeps the request's own timeout.
         items = self._aggregator.stream(self._aggregator_request(request, answers, request.timeout_s), meter)
         try:
-            async for item in _first_within(items, timeout_s, self._aggregator.name):
+            async for item in _first_within(items, timeout_s, self._aggregator.name, meter):
                 if isinstance(item, str):
                     sent_any = True
                     yield item
@@ -310,16 +310,18 @@ class MixtureEngine:
 
 
 async def _first_within(
-    items: AsyncIterator[StreamItem], timeout_s: float | None, model: str
+    items: AsyncIterator[StreamItem], timeout_s: float | None, model: str, meter: StreamMeter | None
 ) -> AsyncIterator[StreamItem]:
-    """`items`, whose first must come within `timeout_s` (None: no limit), else ProviderError(timeout)."""
+    """`items`, whose first must come within `timeout_s` (None: no limit), else ProviderError(timeout),
+    named as the model the meter says was answering (a fallback entry may have taken over), or `model`."""
     try:
         try:
             first = await asyncio.wait_for(anext(items), timeout_s)
         except StopAsyncIteration:
             return
         except TimeoutError as exc:
-            raise ProviderError(model, "timeout", "no answer before the request's deadline") from exc
+            answering = meter.entry.model if meter is not None and meter.entry is not None else model
+            raise ProviderError(answering, "timeout", "no answer before the request's deadline") from exc
         yield first
         async for item in items:
             yield item

@@ -89,6 +89,19 @@ async def stream_route(
             yield part
 
 
+def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, elapsed_s: float) -> CallRecord | None:
+    """The call still answering when the request's timeout cancelled the route (the single model's, or
+    the aggregator's stream), which never reported back; None when it had finished, a proposer's answer
+    stood in, or the mixture had not reached its aggregator (closing the mixture logs its proposers)."""
+    role = "aggregator" if route == "mixture" else route
+    if out.fallback is not None or any(call.role == role for call in out.calls):
+        return None
+    entry = out.meter.entry or (None if route == "mixture" else _single(route, providers).entry)
+    if entry is None:
+        return None
+    return CallRecord(entry.model, role, "error", elapsed_s, error="timeout")
+
+
 def _answering(out: RouteResult, provider: Provider) -> str:
     """The model streaming the answer: the provider's own, or the fallback entry that took over."""
     return out.meter.entry.model if out.meter.entry is not None else provider.name

@@ -175,6 +175,24 @@ def test_a_failed_cheap_call_is_logged_with_how_long_it_took(
     assert call["latency_s"] >= 0.5  # its own timeout ended it (was logged as 0)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_cheap_call_cut_off_by_the_request_timeout_is_logged(
+    make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
+) -> None:
+    # The request's timeout and the call's (the same 0.6 s) race: either way the call is logged once.
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, limits={"request_timeout_s": 0.6})
+    patch_model(sim, "cheap-1", ttft_s=5.0)
+    response = chat(base, "cheap", stream=stream)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] in ("request_timeout", "upstream_timeout")
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None
+    [call] = event["calls"]  # a stream cut off by the request's timeout logged none
+    assert (call["model"], call["status"], call["error"]) == ("openai/cheap-1", "error", "timeout")
+    assert call["latency_s"] >= 0.5
+
+
 def test_layers_that_cannot_all_fit_the_request_deadline_still_end_in_the_aggregators_answer(
     make_service: Service, sim: SimulatorServer, redis_url: str
 ) -> None:

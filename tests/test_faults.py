@@ -241,6 +241,29 @@ def test_an_aggregation_by_the_aggregators_fallback_entry_is_named_as_it(
     assert calls(sim, "judge-1") == 1
 
 
+def test_an_aggregators_fallback_entry_too_slow_to_start_is_named_in_the_log(
+    make_service: Any, sim: SimulatorServer, redis_url: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    aggregator = entry(sim.base_url, "agg-1", fallback=entry(sim.base_url, "judge-1"))
+    base = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        aggregator=aggregator,
+        resilience={**FAST_RETRIES, "max_attempts": 1},
+        limits={"request_timeout_s": 1.5},
+        mixture={"proposer_deadline_s": 1.0},
+    )
+    patch(sim, "agg-1", error_rate=1.0)
+    patch(sim, "judge-1", ttft_s=10.0)
+    response = ask(base, "mixture", stream=True)
+    assert response.status_code == 200 and response.headers["x-moa-fallback"] == "proposer"
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None
+    aggregating = [(c["model"], c["status"], c["error"]) for c in event["calls"] if c["role"] == "aggregator"]
+    assert aggregating == [("openai/judge-1", "error", "timeout")]  # was logged as agg-1
+
+
 def test_redis_stopped_and_restarted_mid_run(own_redis: EmbeddedRedis, make_service: Any) -> None:
     # own_redis comes first so that it is torn down after the service, which flushes to it at shutdown.
     base = make_service(redis_url=own_redis.url, auth={"requests_per_minute": 1000, "tokens_per_minute": 10_000_000})

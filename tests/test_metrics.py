@@ -118,3 +118,15 @@ def test_drops_that_a_sink_counts_itself_are_exported_once_each() -> None:
     Counters.dropped = 7
     metrics.record(RequestEvent(request_id="r1", tenant="t", route="cheap", cache="miss", latency_s=0.01))
     assert value(samples(metrics.render().decode()), "moa_events_dropped_total", sink="ledger") == 7  # not 12
+    Counters.dropped = 2  # a sink that started counting again
+    assert value(samples(metrics.render().decode()), "moa_events_dropped_total", sink="ledger") == 9
+
+
+def test_only_a_worker_run_sums_the_multiprocess_directory(tmp_path: Any, monkeypatch: Any) -> None:
+    # A directory set for a single process may hold an earlier run's files: its own counts are served.
+    metrics = Metrics()
+    metrics.record(RequestEvent(request_id="r1", tenant="t", route="cheap", cache="miss", latency_s=0.01))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert value(samples(metrics.render().decode()), "moa_requests_total", route="cheap", status="200") == 1
+    monkeypatch.setenv("MOA_ROUTER_METRICS_SHARED", "1")  # as `serve --workers` sets it: the files are summed
+    assert value(samples(metrics.render().decode()), "moa_requests_total", route="cheap", status="200") == 0

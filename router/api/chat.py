@@ -24,7 +24,7 @@ from router.mixture import CallRecord, QuorumError
 from router.policy import ROUTE_OVERRIDES, RouteDecision, RouteOverride, decide
 from router.providers.base import CompletionRequest, ProviderError
 from router.ratelimit import check_rate_limit
-from router.routes import RouteResult, abandoned_call, models_for, run_route, stream_route
+from router.routes import RouteResult, abandoned_call, models_for, run_route, stream_route, timed_out_call
 from router.state import AppState, get_state
 
 router = APIRouter()
@@ -126,6 +126,16 @@ class _Exchange:
             self.headers["x-moa-fallback"] = result.fallback
         if self.event.messages is not None:
             self.event.answer = result.text
+
+    def failed(self, exc: Exception, result: RouteResult, elapsed_s: float) -> APIError:
+        """The client's error for a failed route. The calls that finished were paid for, and the one the
+        request's timeout cut off is logged too (it never reported back)."""
+        self.event.calls.extend(result.calls)
+        if isinstance(exc, TimeoutError):
+            cut_off = timed_out_call(self.event.route, self.state.providers, result, elapsed_s)
+            if cut_off is not None:
+                self.event.calls.append(cut_off)
+        return upstream_error(exc, self.event, elapsed_s)
 
     def extra(self) -> dict[str, Any]:
         return {
@@ -242,9 +252,9 @@ async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, ups
             timeout=state.settings.limits.request_timeout_s,
         )
     except (ProviderError, QuorumError, TimeoutError) as exc:
-        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
+        error = ex.failed(exc, result, time.perf_counter() - started)  # before any await: a cancel may follow
         await session.abandon()
-        raise upstream_error(exc, ex.event, time.perf_counter() - started) from exc
+        raise error from exc
     ex.note_result(result)
     usage = ex.event.usage
     if result.finish_reason in _STORABLE_FINISH and result.fallback is None:  # a fallback answer is not kept
@@ -298,8 +308,7 @@ async def _start_stream(
     except (ProviderError, QuorumError, TimeoutError) as exc:
         await session.abandon()
         await deltas.aclose()  # first: closing records the proposers it cut off as "late"
-        ex.event.calls.extend(result.calls)  # the calls that finished before the failure were paid for
-        raise upstream_error(exc, ex.event, time.perf_counter() - started) from exc
+        raise ex.failed(exc, result, time.perf_counter() - started) from exc
     if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
         ex.headers["x-moa-fallback"] = result.fallback
     return StreamingResponse(
@@ -335,7 +344,7 @@ async def _sse(
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
             # Billed for what it sent (its partial). Kept in `result`, so that a client leaving from here on
             # does not add an estimate of the same call (abandoned_call).
-            result.calls.append(CallRecord.from_error(exc, ex.event.route, 0.0))
+            result.calls.append(CallRecord.from_error(exc, ex.event.route, time.perf_counter() - upstream[1]))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
         noted = True

@@ -135,8 +135,9 @@ def _share_metrics(stack: contextlib.ExitStack) -> None:
     import tempfile
     from pathlib import Path
 
-    from router.metrics import MULTIPROC_DIR_ENV
+    from router.metrics import MULTIPROC_DIR_ENV, SHARED_METRICS_ENV
 
+    os.environ[SHARED_METRICS_ENV] = "1"
     chosen = os.environ.get(MULTIPROC_DIR_ENV)
     if chosen:
         Path(chosen).mkdir(parents=True, exist_ok=True)
