@@ -95,8 +95,12 @@ class _Period:
             return self.synced_all + self.pending_all
         return self.synced.get(tenant, 0.0) + self.pending.get(tenant, 0.0)
 
-    def allows(self, tenant: str, track: bool) -> bool:
-        if track and tenant not in self.synced and len(self.synced) < _MAX_TENANTS:
+    @property
+    def capped(self) -> bool:
+        return self.cap is not None or self.tenant_cap is not None
+
+    def allows(self, tenant: str) -> bool:
+        if self.tenant_cap is not None and tenant not in self.synced and len(self.synced) < _MAX_TENANTS:
             self.synced[tenant] = 0.0  # read back at the next sync, with other replicas' spend
         if self.cap is not None and self.spent() >= self.cap:
             return False
@@ -141,22 +145,22 @@ class BudgetGuard:
         self._clock = clock
         self._day = _Period("day", settings.mixture_daily_usd, settings.mixture_daily_usd_per_tenant)
         self._month = _Period("month", settings.mixture_monthly_usd, settings.mixture_monthly_usd_per_tenant)
-        self._periods = (self._day, self._month)
-        # With any per-tenant cap, both periods follow the tenants served, so both report the same ones.
-        self._track_tenants = any(p.tenant_cap is not None for p in self._periods)
+        # The day is always counted (its figures are the snapshot's top level); the month only when it
+        # has a cap, so that a daily-only config costs no more Redis work than before months existed.
+        self._periods = (self._day, self._month) if self._month.capped else (self._day,)
         now = clock()
-        for period in self._periods:
+        for period in (self._day, self._month):
             period.roll(now)
 
     def _current(self) -> None:
         now = self._clock()
-        for period in self._periods:
+        for period in (self._day, self._month):
             if now >= period.ends:
                 period.roll(now)
 
     @property
     def enabled(self) -> bool:
-        return any(p.cap is not None or p.tenant_cap is not None for p in self._periods)
+        return self._day.capped or self._month.capped
 
     def spent(self, tenant: str | None = None, period: PeriodName = "day") -> float:
         """This day's (or month's) mixture spend, overall or of one tenant, as this replica knows it."""
@@ -165,7 +169,7 @@ class BudgetGuard:
 
     def state(self, tenant: str) -> BudgetState:
         self._current()
-        allowed = [period.allows(tenant, self._track_tenants) for period in self._periods]  # no short cut
+        allowed = [period.allows(tenant) for period in self._periods]  # no short cut: each notes the tenant
         return BudgetState(mixture_allowed=all(allowed), fallback=self.settings.fallback)
 
     def record(self, event: RequestEvent) -> None:
@@ -235,14 +239,20 @@ class BudgetGuard:
                     logger.warning("budget: cannot sync with Redis (%s); counting this replica's spend only", exc)
 
     def snapshot(self, top: int = 10) -> dict[str, Any]:
-        """Today's budget use (top-level fields) and this month's (`month`), for /v1/stats and the dashboard."""
+        """Today's budget use (top-level fields) and, when the month is capped, this month's (`month`), for
+        /v1/stats and the dashboard. The top-level `mixture_allowed` is whether the overall caps of both
+        periods allow the mixture; each period's own is in its figures."""
         self._current()
+        day = self._day.figures(top)
+        month = self._month.figures(top) if self._month.capped else None
         return {
             "period": "day",
-            **self._day.figures(top),
+            **day,
+            "mixture_allowed": day["mixture_allowed"] and (month is None or month["mixture_allowed"]),
+            "day_mixture_allowed": day["mixture_allowed"],
             "enabled": self.enabled,
             "fallback": self.settings.fallback,
-            "month": self._month.figures(top),
+            "month": month,
         }
 
 

@@ -251,9 +251,12 @@ class MixtureEngine:
         result.text = answers[consensus_pick(answers)]
         result.fallback = "proposer"
 
-    async def run(self, request: CompletionRequest, result: MixtureResult | None = None) -> MixtureResult:
+    async def run(
+        self, request: CompletionRequest, result: MixtureResult | None = None, meter: StreamMeter | None = None
+    ) -> MixtureResult:
         """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
-        that cancels this (a request timeout) still knows what was paid for."""
+        that cancels this (a request timeout) still knows what was paid for; `meter` is told when the
+        aggregator is called, so that such a caller can log it too."""
         began = self._clock()
         result = MixtureResult() if result is None else result
         answers = await self._propose(request, result.calls, began)
@@ -262,8 +265,11 @@ class MixtureEngine:
         if timeout_s is not None and timeout_s < AGGREGATOR_MIN_TIME_S:
             self._fall_back(result, answers, started, None)
             return result
+        aggregating = self._aggregator_request(request, answers, timeout_s)
+        if meter is not None:
+            meter.start(self._aggregator.entry, aggregating)
         try:
-            final = await self._aggregator.complete(self._aggregator_request(request, answers, timeout_s))
+            final = await self._aggregator.complete(aggregating)
         except ProviderError as exc:
             self._fall_back(result, answers, started, exc)
             return result

@@ -49,7 +49,7 @@ async def run_route(
     out = RouteResult() if out is None else out
     if route == "mixture":
         out.model = providers.aggregator.name
-        mixture = await engine.run(request, MixtureResult(calls=out.calls))
+        mixture = await engine.run(request, MixtureResult(calls=out.calls), out.meter)
         out.text, out.finish_reason, out.fallback = mixture.text, mixture.finish_reason, mixture.fallback
         out.model = mixture.model or out.model
         return out

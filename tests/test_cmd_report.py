@@ -87,7 +87,7 @@ def test_report_from_redis_shows_the_stats_numbers(
 
 
 def test_report_from_a_running_service(make_service: Any, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    base = make_service(redis_url=redis_url)
+    base = make_service(redis_url=redis_url, budget={"mixture_daily_usd": 100.0, "mixture_monthly_usd": 1000.0})
     httpx.post(
         f"{base}/v1/chat/completions",
         headers={"x-moa-route": "cheap"},
@@ -99,6 +99,7 @@ def test_report_from_a_running_service(make_service: Any, redis_url: str, capsys
     out = capsys.readouterr().out
     assert usd(stats["totals"]["spend_usd"]) in out
     assert "Requests" in out and stats["classifier_version"] in out
+    assert "Mixture budget today" in out and "Mixture budget this month" in out and "of $1,000.00" in out
 
 
 def test_report_says_what_is_wrong_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:

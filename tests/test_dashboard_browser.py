@@ -4,6 +4,7 @@ and its headline figures equal /v1/stats; without traffic it shows its empty sta
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,21 @@ def test_dashboard_shows_the_monthly_budget(browser: Any, make_service: Callable
     # The first mixture run uses the whole month's budget; the day's is far from reached.
     base = make_service(redis_url=redis_url, budget={"mixture_daily_usd": 100.0, "mixture_monthly_usd": 1e-9})
     _chat(base, "Prove that there are infinitely many primes.", "mixture")
+    # The spend reaches the budget as the request's event is recorded, a moment after the answer.
+    deadline = time.monotonic() + 10
+    while True:
+        budget = httpx.get(f"{base}/v1/stats", params={"window": "day"}, timeout=10).json()["budget"]
+        if budget["month"]["mixture_spent_usd"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     page, errors = open_dashboard(browser, base, "day")
-    budget = httpx.get(f"{base}/v1/stats", params={"window": "day"}, timeout=10).json()["budget"]
-    assert budget["mixture_allowed"] and not budget["month"]["mixture_allowed"]
+    assert budget["day_mixture_allowed"] and not budget["month"]["mixture_allowed"]
+    assert not budget["mixture_allowed"]  # the caps of both periods together
     sub = page.locator("#budget-sub").inner_text()
     assert "this month " + usd(budget["month"]["mixture_spent_usd"]) in sub
     assert sub.endswith("capped: escalations go to cheap")
     assert "over" in (page.locator("#budget-meter").get_attribute("class") or "")
+    assert page.locator("#budget-meter").evaluate("el => el.style.width") == "100%"  # the month's, not 0%
     assert errors == []
     page.close()
 

@@ -8,7 +8,7 @@ from router.prompts import with_candidates
 from router.providers.base import CompletionRequest, Usage
 from router.providers.pricing import estimate_prompt_tokens
 from router.providers.registry import ProviderSet
-from router.routes import RouteResult, abandoned_call
+from router.routes import RouteResult, abandoned_call, timed_out_call
 from tests.test_mixture import FakeProvider
 
 PRICE_IN, PRICE_OUT = 1e-6, 2e-6
@@ -63,3 +63,23 @@ def test_the_cut_off_call_is_priced_as_the_fallback_that_was_streaming() -> None
         call = abandoned_call(route, REQUEST, providers(), result, "y" * 80, 0.5)
         assert call is not None and (call.model, call.role) == ("openai/backup", role)
         assert call.usage == Usage(100, 20) and call.cost_usd == 100 * 5e-6 + 20 * 7e-6
+
+
+def test_a_call_cut_off_by_the_request_timeout() -> None:
+    set_ = providers()
+    cheap = timed_out_call("cheap", set_, RouteResult(), 0.6)
+    assert cheap is not None and (cheap.model, cheap.role, cheap.status, cheap.error) == (
+        "openai/cheap",
+        "cheap",
+        "error",
+        "timeout",
+    )
+    assert cheap.latency_s == 0.6
+    # The mixture: only once its aggregator was called (the meter says so); proposers are logged apart.
+    assert timed_out_call("mixture", set_, RouteResult(), 0.6) is None
+    aggregating = RouteResult()
+    aggregating.meter.start(set_.aggregator.entry, REQUEST)
+    call = timed_out_call("mixture", set_, aggregating, 0.6)
+    assert call is not None and (call.model, call.role) == ("openai/agg", "aggregator")
+    finished = RouteResult(calls=[CallRecord("openai/cheap", "cheap", "ok", 1.0, Usage(100, 20), 0.1)])
+    assert timed_out_call("cheap", set_, finished, 0.6) is None

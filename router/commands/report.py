@@ -157,6 +157,13 @@ def render(report: dict[str, Any]) -> list[Any]:
         cap = usd(budget["mixture_cap_usd"]) if budget["mixture_cap_usd"] is not None else "no overall cap"
         state = "allowed" if budget["mixture_allowed"] else f"capped → {budget['fallback']}"
         rows.append(("Mixture budget today", usd(budget["mixture_spent_usd"]), f"of {cap}; {state}"))
+        month = budget.get("month")  # present when a monthly cap is set
+        if month:
+            month_cap = usd(month["mixture_cap_usd"]) if month["mixture_cap_usd"] is not None else "no overall cap"
+            month_state = "allowed" if month["mixture_allowed"] else "capped"
+            rows.append(
+                ("Mixture budget this month", usd(month["mixture_spent_usd"]), f"of {month_cap}; {month_state}")
+            )
     for row in rows:
         headline.add_row(*row)
     models = Table(title="Spend by model", title_justify="left")

@@ -122,7 +122,9 @@ function renderBudget(budget) {
   const month = budget.month || null;  // absent from older replicas
   const allowed = budget.mixture_allowed && (!month || month.mixture_allowed);
   setFigure("budget", budget.mixture_spent_usd, usd);
-  const used = budget.used_rate === null ? 0 : Math.min(1, budget.used_rate);
+  // The meter shows whichever overall cap is nearer: the day's or the month's.
+  const rates = [budget.used_rate, month ? month.used_rate : null].filter((r) => r !== null && r !== undefined);
+  const used = rates.length ? Math.min(1, Math.max(...rates)) : 0;
   meter.style.width = (used * 100).toFixed(1) + "%";
   meter.classList.toggle("over", !allowed);
   const parts = [];
