@@ -18,7 +18,7 @@ class RouteResult:
     model: str = ""
     calls: list[CallRecord] = field(default_factory=list)
     fallback: str | None = None
-    meter: StreamMeter = field(default_factory=StreamMeter)  # which model entry is streaming the answer
+    meter: StreamMeter = field(default_factory=StreamMeter)  # which entry answers (a stream, or the aggregator)
 
     @property
     def cost_usd(self) -> float:
