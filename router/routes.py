@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+from router.config import ModelEntry
 from router.mixture import CallRecord, MixtureEngine, MixtureResult
 from router.providers.base import CallResult, CompletionRequest, Provider, StreamMeter, Usage
 from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
@@ -89,17 +90,26 @@ async def stream_route(
             yield part
 
 
-def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, elapsed_s: float) -> CallRecord | None:
-    """The call still answering when the request's timeout cancelled the route (the single model's, or
-    the aggregator's stream), which never reported back; None when it had finished, a proposer's answer
-    stood in, or the mixture had not reached its aggregator (closing the mixture logs its proposers)."""
+def _still_answering(route: str, out: RouteResult) -> tuple[str, ModelEntry | None] | None:
+    """The role of the call a cut-off route left unfinished (the single model's, or the aggregator's)
+    and the entry the meter says was answering; None when that call finished or a proposer's answer
+    stood in for the aggregator's."""
     role = "aggregator" if route == "mixture" else route
     if out.fallback is not None or any(call.role == role for call in out.calls):
         return None
-    entry = out.meter.entry or (None if route == "mixture" else _single(route, providers).entry)
-    if entry is None:
+    return role, out.meter.entry
+
+
+def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, elapsed_s: float) -> CallRecord | None:
+    """The call still answering when the request's timeout cancelled the route, which never reported
+    back; None also when the mixture had not reached its aggregator (closing it logs its proposers)."""
+    found = _still_answering(route, out)
+    if found is None:
         return None
-    return CallRecord(entry.model, role, "error", elapsed_s, error="timeout")
+    role, entry = found
+    if entry is None and route != "mixture":
+        entry = _single(route, providers).entry  # a call without a meter: the route's own model
+    return None if entry is None else CallRecord(entry.model, role, "error", elapsed_s, error="timeout")
 
 
 def _answering(out: RouteResult, provider: Provider) -> str:
@@ -110,18 +120,15 @@ def _answering(out: RouteResult, provider: Provider) -> str:
 def abandoned_call(
     route: str, request: CompletionRequest, providers: ProviderSet, out: RouteResult, streamed: str, elapsed_s: float
 ) -> CallRecord | None:
-    """The upstream call a client cut off by leaving mid-stream (the single model's, or the mixture's
-    aggregator), which was still billed for what it generated; None when it had finished or a proposer's
-    answer was streaming. Its usage comes only at the end of a stream, so the tokens are estimated from
-    what the answering model was sent (the aggregator: with the proposers' answers it was shown) and the
-    text sent so far, priced as that model (a fallback's, when it took over), as the meter says."""
-    if out.fallback is not None:
+    """The upstream call a client cut off by leaving mid-stream, which was still billed for what it
+    generated. Its usage comes only at the end of a stream, so the tokens are estimated from what the
+    answering model was sent (the aggregator: with the proposers' answers it was shown) and the text
+    sent so far, priced as that model (a fallback's, when it took over), as the meter says."""
+    found = _still_answering(route, out)
+    if found is None:
         return None
-    role = "aggregator" if route == "mixture" else route
-    if any(call.role == role for call in out.calls):
-        return None
-    provider = providers.aggregator if route == "mixture" else _single(route, providers)
-    answering = out.meter.entry or provider.entry
+    role, entry = found
+    answering = entry or (providers.aggregator if route == "mixture" else _single(route, providers)).entry
     usage = Usage(estimate_prompt_tokens(out.meter.request or request), estimate_tokens(streamed))
     cost = prices_for(answering).cost(usage)  # every model was priced at startup
     return CallRecord(answering.model, role, "late", elapsed_s, usage, cost, error="client_disconnected")
