@@ -41,7 +41,10 @@ PeriodName = Literal["day", "month"]
 _DAY_S = 86400
 # Keys outlive their period a little, so a replica that syncs late still adds to the right total.
 _KEY_TTL_S: dict[PeriodName, int] = {"day": 3 * _DAY_S, "month": 35 * _DAY_S}
-_MAX_TENANTS = 10_000  # tenants whose totals a replica keeps; more are forgotten at the next sync
+# Tenants a replica starts watching before they spend here (to read back other replicas' spend for
+# them); past this many, one is watched from its first spend here. Tenants are the operator's (one per
+# issued key), so this bounds a misconfiguration, not a client.
+_MAX_TENANTS = 10_000
 
 
 def day_of(at: float) -> str:

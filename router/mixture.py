@@ -12,13 +12,13 @@ from typing import Literal
 from router.config import MixtureSettings
 from router.prompts import with_candidates
 from router.providers.base import (
+    CallMeter,
     CallResult,
     CompletionRequest,
     Message,
     Provider,
     ProviderError,
     StreamItem,
-    StreamMeter,
     Usage,
 )
 
@@ -252,11 +252,11 @@ class MixtureEngine:
         result.fallback = "proposer"
 
     async def run(
-        self, request: CompletionRequest, result: MixtureResult | None = None, meter: StreamMeter | None = None
+        self, request: CompletionRequest, result: MixtureResult | None = None, meter: CallMeter | None = None
     ) -> MixtureResult:
         """The mixture's answer. Calls are added to `result` (when given) as they finish, so a caller
-        that cancels this (a request timeout) still knows what was paid for; `meter` is told when the
-        aggregator is called, so that such a caller can log it too."""
+        that cancels this (a request timeout) still knows what was paid for; `meter` is handed to the
+        aggregator's call (see Provider.complete), so that such a caller can log that one too."""
         began = self._clock()
         result = MixtureResult() if result is None else result
         answers = await self._propose(request, result.calls, began)
@@ -265,11 +265,8 @@ class MixtureEngine:
         if timeout_s is not None and timeout_s < AGGREGATOR_MIN_TIME_S:
             self._fall_back(result, answers, started, None)
             return result
-        aggregating = self._aggregator_request(request, answers, timeout_s)
-        if meter is not None:
-            meter.start(self._aggregator.entry, aggregating)
         try:
-            final = await self._aggregator.complete(aggregating)
+            final = await self._aggregator.complete(self._aggregator_request(request, answers, timeout_s), meter)
         except ProviderError as exc:
             self._fall_back(result, answers, started, exc)
             return result
@@ -278,7 +275,7 @@ class MixtureEngine:
         return result
 
     async def stream(
-        self, request: CompletionRequest, result: MixtureResult | None = None, meter: StreamMeter | None = None
+        self, request: CompletionRequest, result: MixtureResult | None = None, meter: CallMeter | None = None
     ) -> AsyncIterator[str | MixtureResult]:
         """Yields the aggregator's text deltas as they arrive, then the finished MixtureResult (`result`
         when given, whose calls are added as they finish). Raises QuorumError before the first delta
@@ -316,7 +313,7 @@ class MixtureEngine:
 
 
 async def _first_within(
-    items: AsyncIterator[StreamItem], timeout_s: float | None, model: str, meter: StreamMeter | None
+    items: AsyncIterator[StreamItem], timeout_s: float | None, model: str, meter: CallMeter | None
 ) -> AsyncIterator[StreamItem]:
     """`items`, whose first must come within `timeout_s` (None: no limit), else ProviderError(timeout),
     named as the model the meter says was answering (a fallback entry may have taken over), or `model`."""

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from router.config import ModelEntry, ResilienceSettings
-from router.providers.base import CallResult, CompletionRequest, Provider, ProviderError, StreamItem, StreamMeter
+from router.providers.base import CallMeter, CallResult, CompletionRequest, Provider, ProviderError, StreamItem
 
 logger = logging.getLogger(__name__)
 
@@ -190,12 +190,12 @@ class ResilientProvider:
         logger.warning("model %s failed (%s): its fallback %s answers", self.name, exc.kind, self._fallback.name)
         return self._fallback
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         deadline = self._deadline(request)
         if not self._breaker.allow():
             if self._fallback is None:
                 raise cooled_down_error(self.name)
-            return await self._fallback.complete(request)
+            return await self._fallback.complete(request, meter)
         attempt = 0
         while True:
             attempt += 1
@@ -203,7 +203,7 @@ class ResilientProvider:
             if attempt_request is None:
                 raise ProviderError(self.name, "timeout", "the request deadline passed before a retry")
             try:
-                result = await self._inner.complete(attempt_request)
+                result = await self._inner.complete(attempt_request, meter)
             except ProviderError as exc:
                 self._note_failure(exc, attempt)
                 if await self._wait_to_retry(exc, attempt, deadline):
@@ -212,11 +212,11 @@ class ResilientProvider:
                 fallback_request = self._within(request, deadline)
                 if fallback is None or fallback_request is None:
                     raise
-                return await fallback.complete(fallback_request)
+                return await fallback.complete(fallback_request, meter)
             self._breaker.record_success()
             return result
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         deadline = self._deadline(request)
         if not self._breaker.allow():
             if self._fallback is None:

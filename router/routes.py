@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from router.config import ModelEntry
 from router.mixture import CallRecord, MixtureEngine, MixtureResult
-from router.providers.base import CallResult, CompletionRequest, Provider, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, Provider, Usage
 from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
 from router.providers.registry import ProviderSet
 
@@ -19,7 +20,8 @@ class RouteResult:
     model: str = ""
     calls: list[CallRecord] = field(default_factory=list)
     fallback: str | None = None
-    meter: StreamMeter = field(default_factory=StreamMeter)  # which entry answers (a stream, or the aggregator)
+    meter: CallMeter = field(default_factory=CallMeter)  # which entry answers (the single model, or the aggregator)
+    started: float = field(default_factory=time.perf_counter)  # when the route began
 
     @property
     def cost_usd(self) -> float:
@@ -56,7 +58,7 @@ async def run_route(
         return out
     provider = _single(route, providers)
     out.model = provider.name
-    result = await provider.complete(request)
+    result = await provider.complete(request, out.meter)
     out.text, out.finish_reason, out.model = result.text, result.finish_reason, result.model
     out.calls.append(CallRecord.from_result(result, route))
     return out
@@ -100,16 +102,25 @@ def _still_answering(route: str, out: RouteResult) -> tuple[str, ModelEntry | No
     return role, out.meter.entry
 
 
-def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, elapsed_s: float) -> CallRecord | None:
-    """The call still answering when the request's timeout cancelled the route, which never reported
-    back; None also when the mixture had not reached its aggregator (closing it logs its proposers)."""
+def _cut_off_latency(out: RouteResult, now: float) -> float:
+    """How long the cut-off call ran: since the meter saw it begin (the aggregator's, after its
+    proposers; a fallback's, after its primary failed), else since the route began."""
+    began = out.meter.started if out.meter.started is not None else out.started
+    return max(0.0, now - began)
+
+
+def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, now: float) -> CallRecord | None:
+    """The call still answering when the request's timeout cancelled the route at `now` (a perf_counter
+    reading), which never reported back; None also when the mixture had not reached its aggregator
+    (closing it logs its proposers)."""
     found = _still_answering(route, out)
     if found is None:
         return None
     role, entry = found
     if entry is None and route != "mixture":
-        entry = _single(route, providers).entry  # a call without a meter: the route's own model
-    return None if entry is None else CallRecord(entry.model, role, "error", elapsed_s, error="timeout")
+        entry = _single(route, providers).entry  # cut off before its provider began the call
+    latency = _cut_off_latency(out, now)
+    return None if entry is None else CallRecord(entry.model, role, "error", latency, error="timeout")
 
 
 def _answering(out: RouteResult, provider: Provider) -> str:
@@ -118,9 +129,9 @@ def _answering(out: RouteResult, provider: Provider) -> str:
 
 
 def abandoned_call(
-    route: str, request: CompletionRequest, providers: ProviderSet, out: RouteResult, streamed: str, elapsed_s: float
+    route: str, request: CompletionRequest, providers: ProviderSet, out: RouteResult, streamed: str, now: float
 ) -> CallRecord | None:
-    """The upstream call a client cut off by leaving mid-stream, which was still billed for what it
+    """The upstream call a client cut off by leaving mid-stream at `now`, which was still billed for what it
     generated. Its usage comes only at the end of a stream, so the tokens are estimated from what the
     answering model was sent (the aggregator: with the proposers' answers it was shown) and the text
     sent so far, priced as that model (a fallback's, when it took over), as the meter says."""
@@ -131,4 +142,5 @@ def abandoned_call(
     answering = entry or (providers.aggregator if route == "mixture" else _single(route, providers)).entry
     usage = Usage(estimate_prompt_tokens(out.meter.request or request), estimate_tokens(streamed))
     cost = prices_for(answering).cost(usage)  # every model was priced at startup
-    return CallRecord(answering.model, role, "late", elapsed_s, usage, cost, error="client_disconnected")
+    latency = _cut_off_latency(out, now)
+    return CallRecord(answering.model, role, "late", latency, usage, cost, error="client_disconnected")

@@ -18,7 +18,7 @@ from router.mixture import (
     fallback_margin,
 )
 from router.prompts import AGGREGATE_INSTRUCTIONS
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 
 
 class FakeProvider:
@@ -36,14 +36,16 @@ class FakeProvider:
     def name(self) -> str:
         return self._entry.model
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
+        if meter is not None:  # as the real providers do
+            meter.start(self.entry, request)
         self.seen.append(request)
         await asyncio.sleep(self.delay)
         if self.fail:
             raise ProviderError(self.name, "upstream", "boom", 500)
         return CallResult(self.name, self.answer, Usage(10, 5), self.cost, self.delay)
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         if meter is not None:  # as the real providers do
             meter.start(self.entry, request)
         self.seen.append(request)
@@ -80,9 +82,9 @@ class TimedProvider(FakeProvider):
         super().__init__(name, answer, fail=fail)
         self.clock, self.fake_delay = clock, delay
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         start = self.clock.now
-        result = await super().complete(request)
+        result = await super().complete(request, meter)
         await asyncio.sleep(0)  # let the other proposers of the layer start at the same fake time
         self.clock.now = max(self.clock.now, start + self.fake_delay)
         return result
@@ -268,13 +270,13 @@ async def test_a_later_layer_with_little_time_is_skipped_rather_than_cut_off() -
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_a_later_layer_that_misses_its_quorum_leaves_the_first_layers_answers(streaming: bool) -> None:
     class FailsSecondTime(FakeProvider):
-        async def complete(self, request: CompletionRequest) -> CallResult:
+        async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
             self.fail = bool(self.seen)
-            return await super().complete(request)
+            return await super().complete(request, meter)
 
     proposers = [FailsSecondTime("a"), FailsSecondTime("b"), FakeProvider("c")]
     agg = FakeProvider("agg", "final")
-    mixture, meter = engine(proposers, agg, quorum=2, layers=2), StreamMeter()
+    mixture, meter = engine(proposers, agg, quorum=2, layers=2), CallMeter()
     if streaming:
         items = [item async for item in mixture.stream(REQ, meter=meter)]
         result = items[-1]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, Usage
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compat import (
     OpenAICompatibleProvider,
@@ -47,9 +47,11 @@ def lean(client: UpstreamClient, sim_url: str, name: str = "cheap-1", **extra: A
     return OpenAICompatibleProvider(model_entry, prices_for(model_entry), client)
 
 
-async def streamed(provider: Any, request: CompletionRequest = REQUEST) -> tuple[list[str], CallResult]:
+async def streamed(
+    provider: Any, request: CompletionRequest = REQUEST, meter: CallMeter | None = None
+) -> tuple[list[str], CallResult]:
     deltas: list[str] = []
-    async for item in provider.stream(request):
+    async for item in provider.stream(request, meter):
         if isinstance(item, CallResult):
             return deltas, item
         deltas.append(item)
@@ -77,6 +79,14 @@ async def test_a_stream_adds_up_to_the_same_answer(client: UpstreamClient, sim_u
     completed = await provider.complete(REQUEST)
     assert deltas and "".join(deltas) == result.text == completed.text
     assert (result.usage, result.cost_usd, result.finish_reason) == (completed.usage, completed.cost_usd, "stop")
+
+
+async def test_the_meter_is_told_of_each_call_as_it_begins(client: UpstreamClient, sim_url: str) -> None:
+    provider = lean(client, sim_url)
+    for call in (provider.complete, lambda request, meter: streamed(provider, request, meter)):
+        meter = CallMeter()
+        await call(REQUEST, meter)
+        assert meter.entry is provider.entry and meter.request is REQUEST and meter.started is not None
 
 
 async def test_max_tokens_cuts_the_answer_with_finish_reason_length(client: UpstreamClient, sim_url: str) -> None:
@@ -200,10 +210,12 @@ async def test_the_lean_path_and_litellm_agree_on_the_same_answer(sim_url: str) 
     session = make_upstream_session()
     try:
         fast = OpenAICompatibleProvider(model_entry, prices_for(model_entry), session)
-        pairs = [(await fast.complete(REQUEST), await general.complete(REQUEST))]
+        meters = CallMeter(), CallMeter()
+        pairs = [(await fast.complete(REQUEST, meters[0]), await general.complete(REQUEST, meters[1]))]
         pairs.append(((await streamed(fast))[1], (await streamed(general))[1]))
     finally:
         await session.close()
+    assert all(meter.entry is model_entry and meter.request is REQUEST for meter in meters)
     for mine, theirs in pairs:
         assert (mine.model, mine.text, mine.finish_reason) == (theirs.model, theirs.text, theirs.finish_reason)
         assert (mine.usage, mine.usage_estimated) == (theirs.usage, theirs.usage_estimated)

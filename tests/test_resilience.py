@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from router.config import ModelEntry, ResilienceSettings
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.openai_compat import OpenAICompatibleProvider
 from router.providers.pricing import Prices
 from router.resilience import Breakers, CircuitBreaker, ResilientProvider, resilient
@@ -55,13 +55,15 @@ class ScriptedProvider:
         self.timeouts.append(request.timeout_s)
         return self.outcomes.pop(0) if self.outcomes else "ok"
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
+        if meter is not None:  # as the real providers do: the model called is the one answering
+            meter.start(self._entry, request)
         outcome = self._next(request)
         if isinstance(outcome, ProviderError):
             raise outcome
         return CallResult(self.name, outcome, Usage(3, 2), 0.0, 0.0)
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         if meter is not None:  # as the real providers do: the model called is the one answering
             meter.start(self._entry, request)
         outcome = self._next(request)
@@ -262,21 +264,26 @@ async def test_a_stream_is_never_retried_after_text_was_sent() -> None:
     assert raised.value.partial is billed  # what the cut-off call was billed reaches the caller
 
 
-async def test_the_meter_is_told_which_entry_streams_the_answer() -> None:
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_the_meter_is_told_which_entry_answers(streaming: bool) -> None:
     clock = FakeClock()
     primary = ScriptedProvider("a", [err("upstream", 500), err("upstream", 500), "from a"])
     fallback = ScriptedProvider("b", [])
     provider = make(primary, clock, fallback, max_attempts=1, failure_threshold=2, cooldown_s=30.0)
-    answered_by: list[ModelEntry | None] = []
-    for _ in range(3):  # twice the primary fails before its first delta, then it is cooled down
-        meter = StreamMeter()
-        await collect(provider.stream(REQUEST, meter))
-        answered_by.append(meter.entry)
-    assert answered_by == [fallback.entry] * 3 and provider.breaker.state == "open"
+
+    async def answered_by() -> ModelEntry | None:
+        meter = CallMeter()
+        if streaming:
+            await collect(provider.stream(REQUEST, meter))
+        else:
+            await provider.complete(REQUEST, meter)
+        return meter.entry
+
+    # Twice the primary fails before it answers, then it is cooled down: the fallback answers each time.
+    assert [await answered_by() for _ in range(3)] == [fallback.entry] * 3
+    assert provider.breaker.state == "open"
     clock.now += 31.0  # the cooldown is over: the primary answers again
-    meter = StreamMeter()
-    await collect(provider.stream(REQUEST, meter))
-    assert meter.entry is primary.entry
+    assert await answered_by() is primary.entry
 
 
 async def test_a_stream_falls_back_before_its_first_delta() -> None:

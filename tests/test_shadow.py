@@ -22,7 +22,7 @@ from router.config import ModelEntry, Settings, settings_from_mapping
 from router.events import RequestEvent
 from router.ledger import LedgerKeys, OutcomeLog
 from router.mixture import MixtureEngine
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.registry import ProviderSet
 from router.shadow import ShadowEvaluator, judge_messages, mixture_verdict, parse_verdict
 from tests.conftest import settings_dict
@@ -46,7 +46,7 @@ class Scripted:
     def name(self) -> str:
         return self.entry.model
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         self.calls += 1
         if self._gate is not None:
             await self._gate.wait()
@@ -54,7 +54,7 @@ class Scripted:
             raise self.error
         return CallResult(self.name, self._text(request), Usage(10, 10), self._cost, 0.0)
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         result = await self.complete(request)
         yield result.text
         yield result

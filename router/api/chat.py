@@ -127,15 +127,16 @@ class _Exchange:
         if self.event.messages is not None:
             self.event.answer = result.text
 
-    def failed(self, exc: Exception, result: RouteResult, elapsed_s: float) -> APIError:
+    def failed(self, exc: Exception, result: RouteResult) -> APIError:
         """The client's error for a failed route. The calls that finished were paid for, and the one the
         request's timeout cut off is logged too (it never reported back)."""
+        now = time.perf_counter()
         self.event.calls.extend(result.calls)
         if isinstance(exc, TimeoutError):
-            cut_off = timed_out_call(self.event.route, self.state.providers, result, elapsed_s)
+            cut_off = timed_out_call(self.event.route, self.state.providers, result, now)
             if cut_off is not None:
                 self.event.calls.append(cut_off)
-        return upstream_error(exc, self.event, elapsed_s)
+        return upstream_error(exc, self.event, now - result.started)
 
     def extra(self) -> dict[str, Any]:
         return {
@@ -245,14 +246,13 @@ async def chat_completions(request: Request) -> Response:
 async def _complete(ex: _Exchange, chat: ChatRequest, session: CacheSession, upstream: CompletionRequest) -> Response:
     state = ex.state
     result = RouteResult()
-    started = time.perf_counter()
     try:
         await asyncio.wait_for(
             run_route(ex.event.route, upstream, state.providers, state.engine, result),
             timeout=state.settings.limits.request_timeout_s,
         )
     except (ProviderError, QuorumError, TimeoutError) as exc:
-        error = ex.failed(exc, result, time.perf_counter() - started)  # before any await: a cancel may follow
+        error = ex.failed(exc, result)  # before any await: a cancel may follow
         await session.abandon()
         raise error from exc
     ex.note_result(result)
@@ -299,7 +299,6 @@ async def _start_stream(
     502 with a JSON error rather than a 200 stream that breaks."""
     state = ex.state
     result = RouteResult()
-    started = time.perf_counter()
     deltas = stream_route(ex.event.route, upstream, state.providers, state.engine, result)
     try:
         first: str | None = await asyncio.wait_for(anext(deltas), state.settings.limits.request_timeout_s)
@@ -308,11 +307,11 @@ async def _start_stream(
     except (ProviderError, QuorumError, TimeoutError) as exc:
         await session.abandon()
         await deltas.aclose()  # first: closing records the proposers it cut off as "late"
-        raise ex.failed(exc, result, time.perf_counter() - started) from exc
+        raise ex.failed(exc, result) from exc
     if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
         ex.headers["x-moa-fallback"] = result.fallback
     return StreamingResponse(
-        _sse(ex, chat, session, deltas, first, result, (upstream, started)),
+        _sse(ex, chat, session, deltas, first, result, upstream),
         media_type="text/event-stream",
         headers=ex.headers,
     )
@@ -325,7 +324,7 @@ async def _sse(
     deltas: AsyncIterator[str],
     first: str | None,
     result: RouteResult,
-    upstream: tuple[CompletionRequest, float],
+    upstream: CompletionRequest,
 ) -> AsyncIterator[bytes]:
     rid, created = ex.event.request_id, int(time.time())
     model = result.model
@@ -344,7 +343,7 @@ async def _sse(
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
             # Billed for what it sent (its partial). Kept in `result`, so that a client leaving from here on
             # does not add an estimate of the same call (abandoned_call).
-            result.calls.append(CallRecord.from_error(exc, ex.event.route, time.perf_counter() - upstream[1]))
+            result.calls.append(CallRecord.from_error(exc, ex.event.route, time.perf_counter() - result.started))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
         noted = True
@@ -370,10 +369,9 @@ async def _sse(
             ex.event.status, ex.event.error = 499, "client_disconnected"
         if not noted:  # the client left: the calls that finished (the proposers') were still paid for
             ex.event.calls.extend(result.calls)
-            request, started = upstream
             try:
                 cut_off = abandoned_call(
-                    ex.event.route, request, ex.state.providers, result, "".join(sent), time.perf_counter() - started
+                    ex.event.route, upstream, ex.state.providers, result, "".join(sent), time.perf_counter()
                 )
             except Exception:  # an estimate must never cost the request its event
                 logger.exception("cannot estimate the cut-off call of %s", ex.event.request_id)

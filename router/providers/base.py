@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -89,15 +90,18 @@ StreamItem = str | CallResult
 
 
 @dataclass(slots=True)
-class StreamMeter:
-    """Told by the provider that streams an answer which model entry is answering and what it was sent
-    (for the mixture's aggregator, the proposers' answers too): what a cut-off call is priced from."""
+class CallMeter:
+    """Told by the provider that makes a call which model entry is answering, what it was sent (for the
+    mixture's aggregator, the proposers' answers too) and when it began: what a call cut off before it
+    reported back (a client that left, the request's timeout) is named, timed and priced from."""
 
     entry: ModelEntry | None = None
     request: CompletionRequest | None = None
+    started: float | None = None  # time.perf_counter() when the call began
 
-    def start(self, entry: ModelEntry, request: CompletionRequest) -> None:
+    def start(self, entry: ModelEntry, request: CompletionRequest, at: float | None = None) -> None:
         self.entry, self.request = entry, request
+        self.started = time.perf_counter() if at is None else at
 
 
 class Provider(Protocol):
@@ -109,8 +113,8 @@ class Provider(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def complete(self, request: CompletionRequest) -> CallResult: ...
-
     # A fallback entry may answer in the primary's place, unseen by the caller: a given `meter` is told
-    # which one streams, so that a call its client cut off is priced as the model that made it.
-    def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]: ...
+    # which one is called, so that a call cut off before it reports back is logged as the model that made it.
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult: ...
+
+    def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]: ...

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.openai_compat import request_body
 from router.providers.pricing import Prices, priced_call
 
@@ -78,9 +78,11 @@ class LiteLLMProvider:
             kwargs["api_key"] = key
         return kwargs
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         import openai
 
+        if meter is not None:
+            meter.start(self._entry, request)
         litellm = _litellm()
         started = time.perf_counter()
         try:
@@ -95,7 +97,7 @@ class LiteLLMProvider:
             raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
         return priced_call(self.name, self._prices, request, str(text), _usage(response), str(finish), started)
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         import openai
 
         if meter is not None:

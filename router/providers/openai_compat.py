@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from router.config import ModelEntry
-from router.providers.base import CallResult, CompletionRequest, ProviderError, StreamItem, StreamMeter, Usage
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.pricing import Prices, priced_call
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
@@ -208,7 +208,9 @@ class OpenAICompatibleProvider:
         timeout = self._timeout(request)
         return _exchange(self._client, self.name, self._url, content, self._headers(), timeout, self._proxy)
 
-    async def complete(self, request: CompletionRequest) -> CallResult:
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
+        if meter is not None:
+            meter.start(self._entry, request)
         started = time.perf_counter()
         async with self._post(request, stream=False) as reply:
             body = await reply.read()
@@ -225,7 +227,7 @@ class OpenAICompatibleProvider:
             self.name, self._prices, request, str(text), _usage_from(payload.get("usage")), str(finish), started
         )
 
-    async def stream(self, request: CompletionRequest, meter: StreamMeter | None = None) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
         if meter is not None:
             meter.start(self._entry, request)
         started = time.perf_counter()
