@@ -30,6 +30,10 @@ UNSUPPORTED_PARAMS = frozenset(
         "store",
     }
 )
+# Values of those parameters that ask for nothing (what many SDKs send by default): accepted, and
+# dropped, since they change no answer.
+_ASKS_NOTHING: tuple[object, ...] = (None, False, [], {})
+_ASKS_NOTHING_BY_NAME = {"tool_choice": "none", "service_tier": "auto"}
 # Clients never choose where a request goes upstream, nor with which credentials.
 FORBIDDEN_PARAMS = frozenset(
     {
@@ -58,6 +62,17 @@ class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
     name: Annotated[str, Field(max_length=64)] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, content: Any) -> Any:
+        # Said plainly: otherwise pydantic's error for an image part is "Input should be a valid string".
+        if isinstance(content, list):
+            for index, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(kind, str) and kind != "text":
+                    raise ValueError(f"part {index} is of type '{kind}': only text content parts are supported")
+        return content
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -141,6 +156,15 @@ def _describe(error: Any) -> tuple[str, str | None]:
     return f"{param}: {error.get('msg')}" if param else str(error.get("msg")), param
 
 
+def _asks_nothing(name: str, value: Any) -> bool:
+    """An unsupported parameter sent with a value that asks for nothing (`"store": false`, `"tools": []`)."""
+    if name not in UNSUPPORTED_PARAMS:
+        return False
+    return any(value == nothing and type(value) is type(nothing) for nothing in _ASKS_NOTHING) or (
+        _ASKS_NOTHING_BY_NAME.get(name) == value
+    )
+
+
 def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
     """Parse and check a request body; every problem is an APIError with a 4xx status."""
     if len(body) > limits.max_body_bytes:
@@ -158,6 +182,8 @@ def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
             raise APIError(
                 400, f"parameter '{name}' is not accepted: the router chooses upstreams", "forbidden_param", name
             )
+    data = {name: value for name, value in data.items() if not _asks_nothing(name, value)}
+    for name in data:
         if name in UNSUPPORTED_PARAMS:
             raise APIError(400, f"parameter '{name}' is not supported by moa-router", "unsupported_param", name)
     try:

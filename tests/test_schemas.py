@@ -1,0 +1,78 @@
+"""The chat request's checks: content parts, and parameters the router cannot honour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from router.api.errors import APIError
+from router.api.schemas import parse_chat_request
+from router.config import LimitSettings
+
+USER = {"role": "user", "content": "hi"}
+
+
+def parse(**body: Any) -> Any:
+    return parse_chat_request(orjson.dumps({"model": "moa-router", "messages": [USER], **body}), LimitSettings())
+
+
+def refusal(**body: Any) -> APIError:
+    with pytest.raises(APIError) as raised:
+        parse(**body)
+    assert raised.value.status == 400
+    return raised.value
+
+
+def test_text_content_parts_are_joined_for_upstream() -> None:
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    chat = parse(messages=[{"role": "user", "content": parts}])
+    assert chat.upstream_messages() == [{"role": "user", "content": "Hello, world"}]
+
+
+def test_a_non_text_content_part_is_refused_by_its_place_and_type() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    error = refusal(messages=[{"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}])
+    assert error.param == "messages.0.content"
+    assert "part 1 is of type 'image_url'" in error.message and "only text" in error.message
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        {"store": False},
+        {"logprobs": False},
+        {"tools": []},
+        {"tool_choice": "none"},
+        {"service_tier": "auto"},
+        {"logit_bias": {}},
+        {"parallel_tool_calls": None},
+    ],
+)
+def test_an_unsupported_parameter_that_asks_for_nothing_is_accepted_and_dropped(param: dict[str, Any]) -> None:
+    chat = parse(**param)
+    assert chat.sampling_params() == {}  # nothing of it reaches upstream models or the cache key
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        {"store": True},
+        {"logprobs": True},
+        {"logprobs": 0},  # not false: a number where a flag belongs is refused, not read as one
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+        {"tool_choice": "auto"},
+        {"service_tier": "flex"},
+        {"logit_bias": {"50256": -100}},
+    ],
+)
+def test_an_unsupported_parameter_that_asks_for_something_is_refused(param: dict[str, Any]) -> None:
+    [name] = param
+    error = refusal(**param)
+    assert (error.code, error.param) == ("unsupported_param", name)
+
+
+@pytest.mark.parametrize("name", ["api_base", "api_key", "base_url"])
+def test_an_upstream_choice_is_refused_whatever_its_value(name: str) -> None:
+    assert refusal(**{name: None}).code == "forbidden_param"
