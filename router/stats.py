@@ -126,14 +126,16 @@ class MixtureCostEstimator:
 
 def counterfactual_usd(event: RequestEvent, estimator: MixtureCostEstimator) -> float:
     """The mixture-on-everything cost of one request. A mixture request costs what it cost; a request
-    answered by one model is estimated from that call's usage; a cache hit is a hit in that world too
-    (it costs nothing in both, and what the cache saved is counted apart)."""
+    answered by one model is estimated from that call's usage, billed whether it finished or not (a
+    client that left mid-answer would have cut the mixture off too: counting its cut-off call in the
+    spend but not here made leaving look like a loss); a cache hit is a hit in that world too (it costs
+    nothing in both, and what the cache saved is counted apart)."""
     if event.cache == "hit":
         return 0.0
     if event.route in ("cheap", "strong"):
         answered = Usage()
         for call in event.calls:
-            if call.status == "ok" and call.role == event.route:
+            if call.role == event.route:
                 answered = answered + call.usage
         return estimator.estimate(answered)
     return event.cost_usd

@@ -23,6 +23,7 @@ from router.stats import (
     StatsRecorder,
     bucket_key,
     bucket_start,
+    counterfactual_usd,
     latency_bin,
     latency_bin_bounds,
 )
@@ -83,6 +84,17 @@ def test_estimator_prices_every_proposer_and_the_larger_aggregator_prompt() -> N
     q = 120 + overhead_tokens(3) + 3 * 40
     second_layer = sum(price(m)[0] * q + price(m)[1] * 40 for m in PROPOSERS)
     assert two_layers.estimate(Usage(120, 40)) == pytest.approx(mixture_estimate(120, 40) + second_layer, rel=1e-12)
+
+
+def test_the_counterfactual_of_a_cut_off_answer_counts_what_it_was_billed() -> None:
+    estimator = MixtureCostEstimator([Prices(*price(m)) for m in PROPOSERS], Prices(*price("agg-1")))
+    event = RequestEvent(request_id="r", tenant="t", route="cheap", status=499, error="client_disconnected")
+    billed = Usage(120, 15)  # the prompt and the words sent before the client left
+    event.calls.append(CallRecord("openai/cheap-1", "cheap", "late", 0.4, billed, 1e-4, error="client_disconnected"))
+    assert counterfactual_usd(event, estimator) == pytest.approx(mixture_estimate(120, 15), rel=1e-12)
+    failed = RequestEvent(request_id="f", tenant="t", route="cheap", status=504, error="upstream_timeout")
+    failed.calls.append(CallRecord("openai/cheap-1", "cheap", "error", 0.6, error="timeout"))
+    assert counterfactual_usd(failed, estimator) == 0.0  # nothing billed, nothing to compare with
 
 
 # ---- the recorder against a real Redis ----
