@@ -58,7 +58,7 @@ def sample_event(index: int) -> RequestEvent:
         cache="miss",
         latency_s=0.31,
         calls=[CallRecord("openai/cheap", "cheap", "ok", 0.3, usage, 0.00012)],
-        prompt_sha256=uuid.uuid4().hex * 2,
+        prompt_hash=uuid.uuid4().hex * 2,
     )
 
 

@@ -20,6 +20,7 @@ from router.hot_reload import start_hot_reload
 from router.ledger import start_outcome_log
 from router.metrics import start_metrics
 from router.mixture import MixtureEngine
+from router.prompt_hash import start_prompt_hash
 from router.providers.openai_compat import make_upstream_session
 from router.providers.registry import build_providers
 from router.ratelimit import start_rate_limiter
@@ -37,6 +38,7 @@ StartupStep = Callable[[AppState, AsyncExitStack], Awaitable[None]]
 STARTUP_STEPS: tuple[StartupStep, ...] = (
     start_metrics,
     connect_redis,
+    start_prompt_hash,
     watch_redis_keys,
     start_rate_limiter,
     start_cache,

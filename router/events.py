@@ -28,7 +28,7 @@ class RequestEvent:
     calls: list[CallRecord] = field(default_factory=list)
     saved_usd: float = 0.0  # upstream cost a cache hit avoided
     fallback: str | None = None
-    prompt_sha256: str = ""
+    prompt_hash: str = ""  # keyed: router/prompt_hash.py
     messages: list[dict[str, Any]] | None = None  # only when the config stores prompt texts
     answer: str | None = None  # only when the config stores prompt texts
     extra: dict[str, Any] = field(default_factory=dict)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Redactor = Callable[[str], str]
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: prompt_hash (HMAC-SHA256) replaced prompt_sha256
 
 # A whole batch of events in one script call: each XADD and the request index that points at its
 # stream entry. One call instead of one per event: redis-py's work for each pipelined script call
@@ -163,7 +163,7 @@ def event_record(event: RequestEvent, store_prompts: bool, redact: Redactor) -> 
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "fallback": event.fallback,
-        "prompt_sha256": event.prompt_sha256,
+        "prompt_hash": event.prompt_hash,
         "calls": [
             {
                 "model": call.model,

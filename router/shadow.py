@@ -284,7 +284,7 @@ class ShadowEvaluator:
             "classifier_version": event.classifier_version,
             "difficulty": event.difficulty,
             "stakes": event.stakes,
-            "prompt_sha256": event.prompt_sha256,
+            "prompt_hash": event.prompt_hash,
         }
         if self._ledger.stores_prompts:
             outcome["messages"] = redact_messages(job.request.messages, self._ledger.redactor)

@@ -14,6 +14,7 @@ from router.config import Settings
 from router.events import EventSink, RequestEvent
 from router.mixture import MixtureEngine
 from router.policy import BudgetState
+from router.prompt_hash import PromptHasher
 from router.providers.registry import ProviderSet
 from router.scoring import ActiveClassifier
 
@@ -35,6 +36,7 @@ class AppState:
     sinks: list[EventSink] = field(default_factory=list)
     budget: BudgetGuard | None = None
     redis: Any | None = None  # redis.asyncio.Redis when configured
+    prompt_hasher: PromptHasher = field(default_factory=PromptHasher.ephemeral)  # the shared key: at startup
     components: dict[str, Any] = field(default_factory=dict)  # other startup-made parts, by name
 
     def record(self, event: RequestEvent) -> None:

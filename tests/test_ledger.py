@@ -4,6 +4,7 @@ path, no loss on a normal shutdown under load, and no loss across a Redis outage
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,9 +81,15 @@ def test_every_request_is_logged_with_its_decision_and_calls(
     for event in events:
         assert event["kind"] == "request" and event["tenant"] == "open" and event["status"] == 200
         assert event["classifier_version"] and 0 <= event["difficulty"] <= 1 and 0 <= event["stakes"] <= 1
-        assert len(event["prompt_sha256"]) == 64
+        assert len(event["prompt_hash"]) == 64
         assert "messages" not in event and "answer" not in event  # prompts are not stored by default
         assert "upstream" not in event and "answer_text" not in event
+    # Keyed (router/prompt_hash.py): equal prompts match, and a guess at a prompt cannot be checked.
+    again = ask(base, "question number 0 about tides", "cheap").headers["x-request-id"]
+    [repeat] = [event for event in wait_for_events(redis_url, prefix, 4) if event["request_id"] == again]
+    assert repeat["prompt_hash"] == events[0]["prompt_hash"] != events[2]["prompt_hash"]
+    plain = [{"role": "user", "content": "question number 0 about tides"}]
+    assert repeat["prompt_hash"] != hashlib.sha256(orjson.dumps(plain)).hexdigest()
 
 
 def test_failed_requests_are_logged_too(make_service: Service, redis_url: str, prefix: str) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -195,7 +193,7 @@ async def chat_completions(request: Request) -> Response:
         override = parse_override(request.headers.get("x-moa-route"))
         ex.event.stream = chat.stream
         messages = chat.upstream_messages()
-        ex.event.prompt_sha256 = hashlib.sha256(orjson.dumps(messages)).hexdigest()
+        ex.event.prompt_hash = state.prompt_hasher.of(messages)
         if state.settings.ledger.store_prompts or state.settings.demo:
             ex.event.messages = messages
         scored = state.classifier.score(messages)

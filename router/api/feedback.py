@@ -149,7 +149,7 @@ async def post_feedback(request: Request) -> Response:
             "classifier_version": event.get("classifier_version"),
             "difficulty": event.get("difficulty"),
             "stakes": event.get("stakes"),
-            "prompt_sha256": event.get("prompt_sha256"),
+            "prompt_hash": event.get("prompt_hash"),
         }
         if "messages" in event:
             outcome["messages"] = event["messages"]
