@@ -5,7 +5,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: install demo test lint typecheck unit lock bench
 
-$(VENV)/.installed: requirements.lock pyproject.toml setup.py $(wildcard classifier/*.c)
+$(VENV)/.installed: requirements.lock pyproject.toml setup.py $(wildcard classifier/*.c classifier/*.h)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -1,4 +1,4 @@
-"""C implementation of the classifier's single-query features (classifier/_native_features.c)."""
+"""C implementation of the classifier's single-query features (classifier/_native_features*.c)."""
 
 from collections.abc import Sequence
 

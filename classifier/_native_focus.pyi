@@ -1,4 +1,4 @@
-# The C extension classifier/_native_focus.c (optional: classifier.text falls back to Python without it).
+# The C extension classifier/_native_focus*.c (optional: classifier.text falls back to Python without it).
 
 from classifier.text import FocusedText
 
