@@ -266,7 +266,7 @@ BAD_BODIES: list[tuple[bytes, str]] = [
     (orjson.dumps({"model": "m", "messages": [{"role": "assistant", "content": "x"}]}), "invalid_request"),
     (orjson.dumps({"model": "m", "messages": ASK, "n": 2}), "invalid_request"),
     (orjson.dumps({"model": "m", "messages": ASK, "temperature": "hot"}), "invalid_request"),
-    (orjson.dumps({"model": "m", "messages": ASK, "tools": []}), "unsupported_param"),
+    (orjson.dumps({"model": "m", "messages": ASK, "tools": [{"type": "function"}]}), "unsupported_param"),
     (orjson.dumps({"model": "m", "messages": ASK, "api_base": "http://evil"}), "forbidden_param"),
     (orjson.dumps({"model": "m", "messages": ASK, "frobnicate": 1}), "invalid_request"),
     (orjson.dumps({"model": "m", "messages": ASK, "max_tokens": 10_000_000}), "max_tokens_too_large"),
