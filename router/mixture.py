@@ -150,8 +150,10 @@ class MixtureEngine:
 
     async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[str]:
         started = self._clock()
+        # A proposer's fallback entry may be the one answering: a call cut off at the deadline is its.
+        meters = {provider: CallMeter() for provider in self._proposers}
         tasks = {
-            asyncio.create_task(provider.complete(request), name=provider.name): provider
+            asyncio.create_task(provider.complete(request, meters[provider]), name=provider.name): provider
             for provider in self._proposers
         }
         quorum = self._settings.quorum
@@ -172,27 +174,19 @@ class MixtureEngine:
                     provider = tasks[task]
                     try:
                         result = task.result()
-                    except ProviderError as exc:
+                    except ProviderError as exc:  # named as the model that failed: a fallback's, if it took over
                         failures += 1
-                        calls.append(
-                            CallRecord(
-                                provider.name,
-                                "proposer",
-                                "error",
-                                self._clock() - started,
-                                layer=layer,
-                                error=exc.kind,
-                            )
-                        )
+                        calls.append(CallRecord.from_error(exc, "proposer", self._clock() - started, layer))
                         continue
                     answers[provider] = result.text
                     calls.append(CallRecord.from_result(result, "proposer", layer))
         finally:
             for task in pending:
                 task.cancel()
+                answering = meters[tasks[task]].entry
                 calls.append(
                     CallRecord(
-                        tasks[task].name,
+                        tasks[task].name if answering is None else answering.model,
                         "proposer",
                         "late",
                         self._clock() - started,

@@ -136,6 +136,25 @@ async def test_late_proposer_is_cut_at_the_deadline() -> None:
     assert "slow" not in result.calls[-1].model
 
 
+async def test_a_proposer_whose_fallback_answers_is_logged_as_the_fallback() -> None:
+    class FallsBack(FakeProvider):
+        """Its primary failed at once (unseen, as in ResilientProvider): `backup` answers, or fails."""
+
+        async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
+            backup = ModelEntry(model=f"openai/{self.answer}")
+            if meter is not None:
+                meter.start(backup, request)
+            await asyncio.sleep(self.delay)
+            raise ProviderError(backup.model, "upstream", "boom", 500)
+
+    proposers = [FakeProvider("ok1"), FakeProvider("ok2"), FallsBack("a", "hung-backup", delay=5)]
+    result = await engine(proposers, FakeProvider("agg"), quorum=2, proposer_deadline_s=0.2).run(REQ)
+    assert [(c.model, c.status) for c in result.calls if c.status != "ok"] == [("openai/hung-backup", "late")]
+    proposers[2] = FallsBack("b", "failed-backup")
+    result = await engine(proposers, FakeProvider("agg"), quorum=2).run(REQ)
+    assert [(c.model, c.error) for c in result.calls if c.status != "ok"] == [("openai/failed-backup", "upstream")]
+
+
 async def test_failed_proposer_is_recorded_not_fatal() -> None:
     proposers = [FakeProvider("ok1"), FakeProvider("bad", fail=True), FakeProvider("ok2")]
     result = await engine(proposers, FakeProvider("agg"), quorum=2).run(REQ)
