@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,6 @@ class CacheSettings(_Section):
     single_flight_wait_s: float = Field(default=60.0, gt=0)
 
 
-PROMPT_HASH_KEY_MIN_CHARS = 16
-
-
 class LedgerSettings(_Section):
     store_prompts: bool = False
     retention: int = Field(default=1_000_000, ge=100)
@@ -108,22 +105,10 @@ class LedgerSettings(_Section):
     # Weight of a logged outcome by the source of its label in `train --from-log`'s correction.
     feedback_weight: float = Field(default=1.0, ge=0)
     shadow_weight: float = Field(default=0.5, ge=0)
-    # The environment variable holding the key of the logged prompt hashes (router/prompt_hash.py);
-    # unset: a key generated once and shared through Redis.
-    prompt_hash_key_env: str | None = None
-
-    @field_validator("prompt_hash_key_env")
-    @classmethod
-    def _check_prompt_hash_key(cls, name: str | None) -> str | None:
-        if name is not None and len(os.environ.get(name, "")) < PROMPT_HASH_KEY_MIN_CHARS:
-            raise ValueError(
-                f"${name} must hold a key of at least {PROMPT_HASH_KEY_MIN_CHARS} characters "
-                "(a short key is as guessable as the prompts it hides)"
-            )
-        return name
-
-    def prompt_hash_key(self) -> str | None:
-        return os.environ.get(self.prompt_hash_key_env) if self.prompt_hash_key_env else None
+    # The environment variable holding the key of the logged prompt hashes (router/prompt_hash.py),
+    # read by the service only (commands that read the log never hash); unset: a key generated once
+    # and shared through Redis.
+    prompt_hash_key_env: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
 
 
 class ShadowSettings(_Section):

@@ -29,6 +29,7 @@ class RequestEvent:
     saved_usd: float = 0.0  # upstream cost a cache hit avoided
     fallback: str | None = None
     prompt_hash: str = ""  # keyed: router/prompt_hash.py
+    prompt_hash_key_id: str = ""  # which key: only hashes of one key compare
     messages: list[dict[str, Any]] | None = None  # only when the config stores prompt texts
     answer: str | None = None  # only when the config stores prompt texts
     extra: dict[str, Any] = field(default_factory=dict)

@@ -12,9 +12,10 @@ Keys (all under `settings.redis_prefix`):
 - `<prefix>:ledger:outcomes`         stream of outcomes: feedback and shadow verdicts (field `o`)
 - `<prefix>:ledger:request:<id>`     "<stream id> <summary JSON>" per request, for feedback lookups;
                                      expires after `ledger.feedback_window_s`
+- `<prefix>:ledger:prompt_hash_key`  the key of the prompt hashes (router/prompt_hash.py)
 
 Prompt and answer texts are written only when `ledger.store_prompts` is set (the demo sets it), after
-the redaction hook (`ledger.redact`); otherwise only the prompt's SHA-256 is kept.
+the redaction hook (`ledger.redact`); otherwise only a keyed hash of the prompt is kept.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def event_record(event: RequestEvent, store_prompts: bool, redact: Redactor) -> 
         "completion_tokens": usage.completion_tokens,
         "fallback": event.fallback,
         "prompt_hash": event.prompt_hash,
+        "prompt_hash_key_id": event.prompt_hash_key_id,
         "calls": [
             {
                 "model": call.model,

@@ -69,7 +69,8 @@ def claim_directory(directory: Path) -> IO[bytes]:
 
 async def connect_redis(state: AppState, stack: AsyncExitStack) -> None:
     """Startup step: sets `state.redis`. Does not wait for Redis to answer: an unreachable Redis is a
-    degraded service (cache bypass), not a failed start."""
+    degraded service (cache bypass), not a failed start (later steps' first calls, such as reading the
+    prompt hash key, each wait up to the socket timeout for it, then go on without it)."""
     settings = state.settings
     url = settings.redis_url
     if url is None:

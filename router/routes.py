@@ -102,9 +102,10 @@ def _still_answering(route: str, out: RouteResult) -> tuple[str, ModelEntry | No
     return role, out.meter.entry
 
 
-def _cut_off_latency(out: RouteResult, now: float) -> float:
-    """How long the cut-off call ran: since the meter saw it begin (the aggregator's, after its
-    proposers; a fallback's, after its primary failed), else since the route began."""
+def call_latency(out: RouteResult, now: float) -> float:
+    """How long the call that ended the route at `now` ran (cut off, or failed): since the meter saw its
+    entry first called (the aggregator's, after its proposers; a fallback's, after its primary failed;
+    retries included), else since the route began."""
     began = out.meter.started if out.meter.started is not None else out.started
     return max(0.0, now - began)
 
@@ -119,7 +120,7 @@ def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, now: fl
     role, entry = found
     if entry is None and route != "mixture":
         entry = _single(route, providers).entry  # cut off before its provider began the call
-    latency = _cut_off_latency(out, now)
+    latency = call_latency(out, now)
     return None if entry is None else CallRecord(entry.model, role, "error", latency, error="timeout")
 
 
@@ -142,5 +143,5 @@ def abandoned_call(
     answering = entry or (providers.aggregator if route == "mixture" else _single(route, providers)).entry
     usage = Usage(estimate_prompt_tokens(out.meter.request or request), estimate_tokens(streamed))
     cost = prices_for(answering).cost(usage)  # every model was priced at startup
-    latency = _cut_off_latency(out, now)
+    latency = call_latency(out, now)
     return CallRecord(answering.model, role, "late", latency, usage, cost, error="client_disconnected")

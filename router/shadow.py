@@ -285,6 +285,7 @@ class ShadowEvaluator:
             "difficulty": event.difficulty,
             "stakes": event.stakes,
             "prompt_hash": event.prompt_hash,
+            "prompt_hash_key_id": event.prompt_hash_key_id,
         }
         if self._ledger.stores_prompts:
             outcome["messages"] = redact_messages(job.request.messages, self._ledger.redactor)

@@ -126,10 +126,11 @@ class MixtureCostEstimator:
 
 def counterfactual_usd(event: RequestEvent, estimator: MixtureCostEstimator) -> float:
     """The mixture-on-everything cost of one request. A mixture request costs what it cost; a request
-    answered by one model is estimated from that call's usage, billed whether it finished or not (a
-    client that left mid-answer would have cut the mixture off too: counting its cut-off call in the
-    spend but not here made leaving look like a loss); a cache hit is a hit in that world too (it costs
-    nothing in both, and what the cache saved is counted apart)."""
+    answered by one model is estimated from that call's usage, billed whether it finished or not; a
+    cache hit is a hit in that world too (it costs nothing in both, and what the cache saved is counted
+    apart). For an answer cut off (its client left) the estimate is a lower bound: the mixture's
+    proposers would have written whole answers before the aggregator began, not as few words as were
+    sent; left out, the cut-off call counted in the spend but not here, as a loss."""
     if event.cache == "hit":
         return 0.0
     if event.route in ("cheap", "strong"):

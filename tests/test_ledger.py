@@ -81,7 +81,7 @@ def test_every_request_is_logged_with_its_decision_and_calls(
     for event in events:
         assert event["kind"] == "request" and event["tenant"] == "open" and event["status"] == 200
         assert event["classifier_version"] and 0 <= event["difficulty"] <= 1 and 0 <= event["stakes"] <= 1
-        assert len(event["prompt_hash"]) == 64
+        assert len(event["prompt_hash"]) == 64 and len(event["prompt_hash_key_id"]) == 8
         assert "messages" not in event and "answer" not in event  # prompts are not stored by default
         assert "upstream" not in event and "answer_text" not in event
     # Keyed (router/prompt_hash.py): equal prompts match, and a guess at a prompt cannot be checked.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import uuid
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
@@ -10,10 +14,11 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from redis.asyncio import Redis
 
-from router.config import ConfigError, settings_from_mapping
-from router.prompt_hash import PromptHasher, redis_key_name, start_prompt_hash
+from router.config import settings_from_mapping
+from router.prompt_hash import PromptHasher, configured_key, redis_key_name, start_prompt_hash
 from router.redis_server import free_port
 from tests.conftest import settings_dict
 
@@ -49,35 +54,64 @@ async def test_replicas_share_one_key_through_redis(redis_url: str, tmp_path: An
         await client.aclose()
 
 
-async def test_an_operators_key_wins(redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_operators_key_wins(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_PROMPT_HASH_KEY", "s" * 40)
     state = replica(tmp_path, None, "unused", prompt_hash_key_env="TEST_PROMPT_HASH_KEY")
     async with AsyncExitStack() as stack:
         await start_prompt_hash(state, stack)
     assert state.prompt_hasher.of(MESSAGES) == PromptHasher(b"s" * 40).of(MESSAGES)
+    assert state.prompt_hasher.key_id == PromptHasher(b"s" * 40).key_id != PromptHasher(b"t" * 40).key_id
 
 
 @pytest.mark.parametrize("value", [None, "short"])
-def test_a_missing_or_short_operator_key_is_a_config_error(
+def test_a_missing_or_short_operator_key_stops_the_service_only(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, value: str | None
 ) -> None:
     monkeypatch.delenv("TEST_PROMPT_HASH_KEY", raising=False)
     if value is not None:
         monkeypatch.setenv("TEST_PROMPT_HASH_KEY", value)
-    with pytest.raises(ConfigError, match=r"ledger\.prompt_hash_key_env"):
-        replica(tmp_path, None, "unused", prompt_hash_key_env="TEST_PROMPT_HASH_KEY")
+    # The config loads: commands that read the log (train --from-log, export, report) never hash.
+    state = replica(tmp_path, None, "unused", prompt_hash_key_env="TEST_PROMPT_HASH_KEY")
+    with pytest.raises(ValueError, match=r"ledger\.prompt_hash_key_env: \$TEST_PROMPT_HASH_KEY"):
+        configured_key(state.settings)
 
 
-async def test_without_redis_at_startup_a_replica_hashes_under_its_own_key(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
+def test_serve_refuses_to_start_without_the_operators_key(tmp_path: Any) -> None:
+    config = tmp_path / "config.yaml"
+    data = settings_dict("http://127.0.0.1:1/v1", tmp_path / "data", ledger={"prompt_hash_key_env": "UNSET_KEY_VAR"})
+    config.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "UNSET_KEY_VAR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2 and "$UNSET_KEY_VAR must hold a key" in done.stderr
+
+
+async def test_without_redis_at_startup_a_replica_hashes_under_its_own_key_until_it_can(
+    redis_url: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    state = replica(tmp_path, client, "down")
-    before = state.prompt_hasher.of(MESSAGES)
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    up = Redis.from_url(redis_url)
+    state = replica(tmp_path, down, prefix)
+    own = state.prompt_hasher.key_id
     try:
         async with AsyncExitStack() as stack:
-            await start_prompt_hash(state, stack)  # a degraded start, not a failed one
+            await start_prompt_hash(state, stack, retry_s=0.05)  # a degraded start, not a failed one
+            assert state.prompt_hasher.key_id == own and f"its own (key id {own})" in caplog.text
+            state.redis = up  # Redis answers again
+            for _ in range(100):
+                if state.prompt_hasher.key_id != own:
+                    break
+                await asyncio.sleep(0.05)
+        shared = replica(tmp_path, up, prefix)
+        async with AsyncExitStack() as stack:
+            await start_prompt_hash(shared, stack)
+        assert state.prompt_hasher.key_id == shared.prompt_hasher.key_id != own
     finally:
-        await client.aclose()
-    assert state.prompt_hasher.of(MESSAGES) == before
-    assert "uses its own" in caplog.text
+        await down.aclose()
+        await up.aclose()

@@ -14,7 +14,7 @@ from router.prompts import with_candidates
 from router.providers.base import CompletionRequest, Usage
 from router.providers.pricing import estimate_prompt_tokens
 from router.providers.registry import ProviderSet
-from router.routes import RouteResult, abandoned_call, timed_out_call
+from router.routes import RouteResult, abandoned_call, call_latency, timed_out_call
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry
 from tests.test_chat_api import ASK, Service, chat, logged_event, patch_model
@@ -96,6 +96,17 @@ def test_a_call_cut_off_by_the_request_timeout() -> None:
     assert call.latency_s == pytest.approx(0.2)
     finished = RouteResult(calls=[CallRecord("openai/cheap", "cheap", "ok", 1.0, Usage(100, 20), 0.1)])
     assert timed_out_call("cheap", set_, finished, BEGAN) is None
+
+
+def test_the_meter_times_an_entry_from_its_first_attempt_and_a_fallback_from_its_own() -> None:
+    primary, fallback = ModelEntry(model="openai/a"), ModelEntry(model="openai/b")
+    result = RouteResult(started=BEGAN)
+    assert call_latency(result, BEGAN + 1.0) == 1.0  # not yet called: the route's time
+    result.meter.start(primary, REQUEST, at=BEGAN + 0.1)
+    result.meter.start(primary, REQUEST, at=BEGAN + 0.5)  # a retry: still the same call
+    assert call_latency(result, BEGAN + 1.0) == pytest.approx(0.9)
+    result.meter.start(fallback, REQUEST, at=BEGAN + 0.7)  # the fallback took over
+    assert result.meter.entry is fallback and call_latency(result, BEGAN + 1.0) == pytest.approx(0.3)
 
 
 def test_a_call_cut_off_by_the_request_timeout_is_named_as_the_fallback_that_took_over() -> None:

@@ -22,7 +22,15 @@ from router.mixture import CallRecord, QuorumError
 from router.policy import ROUTE_OVERRIDES, RouteDecision, RouteOverride, decide
 from router.providers.base import CompletionRequest, ProviderError
 from router.ratelimit import check_rate_limit
-from router.routes import RouteResult, abandoned_call, models_for, run_route, stream_route, timed_out_call
+from router.routes import (
+    RouteResult,
+    abandoned_call,
+    call_latency,
+    models_for,
+    run_route,
+    stream_route,
+    timed_out_call,
+)
 from router.state import AppState, get_state
 
 router = APIRouter()
@@ -62,7 +70,7 @@ def parse_override(value: str | None) -> RouteOverride:
 
 def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
     """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed.
-    `elapsed_s` is how long the route ran: a single model's failed call took that long."""
+    `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over)."""
     if isinstance(exc, QuorumError):
         event.calls.extend(call for call in exc.calls if call not in event.calls)
         return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
@@ -134,7 +142,7 @@ class _Exchange:
             cut_off = timed_out_call(self.event.route, self.state.providers, result, now)
             if cut_off is not None:
                 self.event.calls.append(cut_off)
-        return upstream_error(exc, self.event, now - result.started)
+        return upstream_error(exc, self.event, call_latency(result, now))
 
     def extra(self) -> dict[str, Any]:
         return {
@@ -193,7 +201,8 @@ async def chat_completions(request: Request) -> Response:
         override = parse_override(request.headers.get("x-moa-route"))
         ex.event.stream = chat.stream
         messages = chat.upstream_messages()
-        ex.event.prompt_hash = state.prompt_hasher.of(messages)
+        hasher = state.prompt_hasher
+        ex.event.prompt_hash, ex.event.prompt_hash_key_id = hasher.of(messages), hasher.key_id
         if state.settings.ledger.store_prompts or state.settings.demo:
             ex.event.messages = messages
         scored = state.classifier.score(messages)
@@ -341,7 +350,7 @@ async def _sse(
             ex.event.status, ex.event.error = 502, "upstream_stream_error"
             # Billed for what it sent (its partial). Kept in `result`, so that a client leaving from here on
             # does not add an estimate of the same call (abandoned_call).
-            result.calls.append(CallRecord.from_error(exc, ex.event.route, time.perf_counter() - result.started))
+            result.calls.append(CallRecord.from_error(exc, ex.event.route, call_latency(result, time.perf_counter())))
             yield sse.error_event(f"upstream model {exc.model} failed mid-stream ({exc.kind})", "upstream_error")
         ex.note_result(result)
         noted = True

@@ -150,6 +150,7 @@ async def post_feedback(request: Request) -> Response:
             "difficulty": event.get("difficulty"),
             "stakes": event.get("stakes"),
             "prompt_hash": event.get("prompt_hash"),
+            "prompt_hash_key_id": event.get("prompt_hash_key_id"),
         }
         if "messages" in event:
             outcome["messages"] = event["messages"]

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from router.config import ConfigError, Settings, load_settings, settings_from_mapping
+from router.config import Settings, load_settings, settings_from_mapping
+from router.prompt_hash import configured_key
 
 logger = logging.getLogger("router.serve")
 
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 settings = demo_settings(base_url)
             else:
                 settings = load_settings(args.config)
-        except ConfigError as exc:
+            configured_key(settings)  # read by the service only: checked here, not with the config
+        except ValueError as exc:  # a ConfigError, or the prompt hash key
             print(f"moa-router: {exc}", file=sys.stderr)
             return 2
         if args.workers > 1:

@@ -97,11 +97,12 @@ class CallMeter:
 
     entry: ModelEntry | None = None
     request: CompletionRequest | None = None
-    started: float | None = None  # time.perf_counter() when the call began
+    started: float | None = None  # time.perf_counter() when this entry was first called (retries count)
 
     def start(self, entry: ModelEntry, request: CompletionRequest, at: float | None = None) -> None:
+        if self.entry is None or self.entry.model != entry.model:  # a retry of the same entry goes on timing
+            self.started = time.perf_counter() if at is None else at
         self.entry, self.request = entry, request
-        self.started = time.perf_counter() if at is None else at
 
 
 class Provider(Protocol):
