@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-/* Fibonacci hashing: the top bits of h * MIX are well spread. Same constants as features.py. */
+/* Fibonacci hashing: the top bits of h * MIX are well spread. Same constants as classifier/byte_tables.py. */
 #define MIX UINT64_C(0x9E3779B97F4A7C15)
 /* Combines two word hashes into a word-pair hash. */
 #define PAIR UINT64_C(0xD6E8FEB86659FD93)

@@ -151,7 +151,7 @@ digit_size(const unsigned char *text, Py_ssize_t at, Py_ssize_t length)
     return Py_UNICODE_ISDECIMAL(code) ? size : 0;
 }
 
-/* features.py's _LINE_START_RE, r"\n[ \t]*+(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]", on the UTF-8
+/* byte_tables.py's LINE_START_RE, r"\n[ \t]*+(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]", on the UTF-8
  * bytes of the window. A match holds one newline, its first byte, so each newline is tried alone. */
 static void
 count_line_starts(const unsigned char *text, Py_ssize_t length, Py_ssize_t *list_items, Py_ssize_t *choices)

@@ -12,7 +12,6 @@ wrapping uint64 arithmetic. It is stable across processes and machines, unlike P
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from classifier.byte_tables import (
+    ASCII_LOWER,
+    BASE,
+    BYTE_CLASS_CODES,
+    BYTE_CLASSES,
+    LOWER_PLUS_ONE,
+    MIX,
+    PAIR,
+    PAIR_SALT,
+    SALT_CHAR,
+    SEPARATORS,
+    UNCOUNTED,
+    WORD_SALT,
+    count_blanks,
+    hash_salt,
+    line_starts,
+    power_table,
+    word_bounds,
+)
 from classifier.lexicon import LEXICON
 from classifier.native import native_requested
 from classifier.text import focus_final_item
@@ -36,42 +54,6 @@ FloatArray = npt.NDArray[np.float64]
 UInt64Array = npt.NDArray[np.uint64]
 # Dtype objects passed positionally: numpy resolves them faster than type names or keywords.
 _U8, _U64, _INTP, _BOOL = np.dtype(np.uint8), np.dtype(np.uint64), np.dtype(np.intp), np.dtype(np.bool_)
-
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-_BASE = 0x100000001B3  # odd, hence invertible modulo 2**64
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of h * _MIX are well spread
-_PAIR = np.uint64(0xD6E8FEB86659FD93)  # combines two word hashes into a word-pair hash
-_SALT_CHAR = 0x51ED270B27D3A1C5
-_SALT_WORD = 0x2545F4914F6CDD1D
-
-
-def _translation(*classes: bytes) -> bytes:
-    """A bytes.translate table mapping each byte to the 1-based number of its class (0 = none)."""
-    table = bytearray(256)
-    for code, members in enumerate(classes, start=1):
-        for byte in members:
-            if table[byte]:
-                raise ValueError(f"byte {byte} is in two classes")
-            table[byte] = code
-    return bytes(table)
-
-
-# Case folding is ASCII-only, on the bytes: str.lower() costs several times more on non-ASCII text.
-_ASCII_LOWER = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
-# Words are runs of anything but ASCII whitespace and punctuation, so non-Latin scripts form words too.
-_SEPARATORS = _translation(b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~")
-# Counted byte classes, in DENSE_FEATURE_NAMES order: newlines, non-ASCII, digits, maths, code, "?".
-_BYTE_CLASSES = _translation(b"\n", bytes(range(128, 256)), b"0123456789", b"=+*/^<>%", b"{};`_[]#|\\", b"?")
-_BYTE_CLASS_CODES = tuple(bytes([code]) for code in range(1, 7))
-_UNCOUNTED = bytes(byte for byte in range(256) if not _BYTE_CLASSES[byte])
-# Case folding and the +1 of the hash in one translation; UTF-8 never contains the byte 0xFF.
-_LOWER_PLUS_ONE = bytes((byte + 32 if 65 <= byte <= 90 else byte) + 1 & 0xFF for byte in range(256))
-
-# Numbered or bulleted list items (group 1) and lettered answer options (group 2), at line starts.
-_LINE_START_RE = re.compile(r"\n[ \t]*+(?:\d{1,2}[.)]|[-*•]|([A-Ea-e])[).:])[ \t]")
-
-# A lone underscore is the slot of a fill-in-the-blank item; " __init__" and snake_case are not.
-_BLANKS = (b" _ ", b" _.", b" _,", b" _?", b" _'", b" _\n")
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICON)
 _N_LEXICON = len(LEXICON_NAMES)
@@ -95,7 +77,7 @@ DENSE_FEATURE_NAMES: tuple[str, ...] = (
 # Whether the C extension is built, and for these constants (a stale build after a change here is not used).
 NATIVE_AVAILABLE = (
     _native_features is not None
-    and (int(_MIX), int(_PAIR)) == (_native_features.MIX, _native_features.PAIR)
+    and (int(MIX), int(PAIR)) == (_native_features.MIX, _native_features.PAIR)
     and len(DENSE_FEATURE_NAMES) == _native_features.N_BASE_DENSE + _N_LEXICON
 )
 
@@ -182,15 +164,15 @@ class Featurizer:
     def __post_init__(self) -> None:
         # A window of N characters is at most 4N UTF-8 bytes, plus the two padding spaces.
         size = 4 * (self.config.head_chars + self.config.tail_chars + 1) + 3
-        self._powers = _power_table(_BASE, size)
-        self._inverse_powers = _power_table(pow(_BASE, -1, 2**64), size)
+        self._powers = power_table(BASE, size)
+        self._inverse_powers = power_table(pow(BASE, -1, 2**64), size)
         self._shift = np.uint64(64 - self.config.buckets_log2)
-        self._char_salts = tuple((n, _salt(_SALT_CHAR + n)) for n in self.config.char_ngrams)
+        self._char_salts = tuple((n, hash_salt(SALT_CHAR + n)) for n in self.config.char_ngrams)
         self._lexicon = self._build_lexicon()
         self._inverse_after = self._inverse_powers[1:]
         # Word salts then pair salts; transform_one XORs a slice around the split onto its hashes.
         self._salt_split = size
-        self._word_pair_salts = np.concatenate([np.full(size, _WORD_SALT), np.full(size, _PAIR_SALT)])
+        self._word_pair_salts = np.concatenate([np.full(size, WORD_SALT), np.full(size, PAIR_SALT)])
         self._with_words = 1 in self.config.word_ngrams
         self._with_pairs = 2 in self.config.word_ngrams
 
@@ -213,13 +195,13 @@ class Featurizer:
         length = len(encoded)
         n_bytes = length - 2
         # Uncounted bytes are deleted in the same pass, so the six counts read a short string.
-        counted = encoded.translate(_BYTE_CLASSES, _UNCOUNTED)
-        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(counted.count, _BYTE_CLASS_CODES)
+        counted = encoded.translate(BYTE_CLASSES, UNCOUNTED)
+        newlines, non_ascii, digits, math_symbols, code_symbols, questions = map(counted.count, BYTE_CLASS_CODES)
         with_chars = non_ascii >= self.config.char_min_non_ascii * n_bytes
         # Every numpy call costs about a microsecond whatever its size, so the steps below are as few
         # as possible and write in place: this is most of the per-query cost. One translation folds
         # case and adds the 1 that makes a zero byte still change the hash (UTF-8 has no 0xFF byte).
-        weighted = np.frombuffer(encoded.translate(_LOWER_PLUS_ONE), _U8).astype(_U64)
+        weighted = np.frombuffer(encoded.translate(LOWER_PLUS_ONE), _U8).astype(_U64)
         weighted *= self._powers[:length]
         if with_chars:  # byte n-grams start at offset 0, so they need the prefix sums' leading zero
             prefix = np.empty(length + 1, _U64)
@@ -231,7 +213,7 @@ class Featurizer:
             n_char = 0
         # Word edges: the last separator byte before each word and each word's last byte. Prefix sums
         # at them differ by the word's hash times the power of its start, which the inverse undoes.
-        separator = np.frombuffer(encoded.translate(_SEPARATORS), _BOOL)
+        separator = np.frombuffer(encoded.translate(SEPARATORS), _BOOL)
         edges = np.not_equal(separator[1:], separator[:-1]).nonzero()[0]
         n_words = edges.shape[0] >> 1
         n_word_hashes = n_words if self._with_words else 0
@@ -253,16 +235,16 @@ class Featurizer:
         words *= self._inverse_after.take(edges[::2])
         if n_pairs:  # pairs before salting the words, which they are made of
             pairs = hashes[-n_pairs:]
-            np.multiply(words[:-1], _PAIR, out=pairs)
+            np.multiply(words[:-1], PAIR, out=pairs)
             pairs += words[1:]
         # One XOR salts the words and the pairs: a slice of a table of word salts followed by pair salts.
         hashes[n_char:] ^= self._word_pair_salts[self._salt_split - n_word_hashes : self._salt_split + n_pairs]
-        hashes *= _MIX
+        hashes *= MIX
         hashes >>= self._shift
         # Bucket numbers are far below 2**63, so the uint64 bits read as int64 are the same numbers.
         indices = hashes.view(_INTP)
         categories = self._lexicon.take(indices[n_char:]).tobytes()
-        list_items, choices = _line_starts(window)
+        list_items, choices = line_starts(window)
         return indices, [
             math.log1p(len(focused.text)),
             math.log1p(newlines),
@@ -275,7 +257,7 @@ class Featurizer:
             math.log1p(list_items),
             math.log1p(choices),
             math.log1p(focused.examples),
-            math.log1p(_count_blanks(encoded)),
+            math.log1p(count_blanks(encoded)),
             *[math.log1p(categories.count(code)) for code in _LEXICON_CODES],
         ]
 
@@ -295,17 +277,17 @@ class Featurizer:
         if not NATIVE_AVAILABLE:
             return None
         return _native_features.NativeFeatures(
-            byte_classes=_BYTE_CLASSES,
-            separators=_SEPARATORS,
-            lower_plus_one=_LOWER_PLUS_ONE,
+            byte_classes=BYTE_CLASSES,
+            separators=SEPARATORS,
+            lower_plus_one=LOWER_PLUS_ONE,
             powers=self._powers,
             inverse_powers=self._inverse_powers,
             lexicon=self._lexicon.tobytes(),  # immutable: the C checks its categories once, then trusts them
             n_lexicon=_N_LEXICON,
             char_ngrams=[n for n, _ in self._char_salts],
             char_salts=[int(salt) for _, salt in self._char_salts],
-            word_salt=int(_WORD_SALT),
-            pair_salt=int(_PAIR_SALT),
+            word_salt=int(WORD_SALT),
+            pair_salt=int(PAIR_SALT),
             with_words=self._with_words,
             with_pairs=self._with_pairs,
             buckets_log2=self.config.buckets_log2,
@@ -324,7 +306,7 @@ class Featurizer:
         n = len(texts)
         focused = [focus_final_item(text) for text in texts]
         windows = [self.crop(item.text) for item in focused]
-        encoded = [(" " + window + " ").encode("utf-8").translate(_ASCII_LOWER) for window in windows]
+        encoded = [(" " + window + " ").encode("utf-8").translate(ASCII_LOWER) for window in windows]
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
         joined = b"".join(encoded)
         data = np.frombuffer(joined, dtype=np.uint8)
@@ -338,7 +320,7 @@ class Featurizer:
         prefix = np.zeros(total + 1, dtype=np.uint64)
         np.cumsum((data + np.uint64(1)) * self._powers[local], out=prefix[1:])
 
-        codes = np.frombuffer(joined.translate(_BYTE_CLASSES), dtype=np.uint8)
+        codes = np.frombuffer(joined.translate(BYTE_CLASSES), dtype=np.uint8)
         byte_classes = np.bincount(doc * 7 + codes, minlength=n * 7).reshape(n, 7)[:, 1:]
         n_bytes = (lengths - 2).astype(np.float64)
         with_chars = byte_classes[:, 1] >= self.config.char_min_non_ascii * n_bytes
@@ -357,15 +339,15 @@ class Featurizer:
             parts.append(hashes)
             owners.append(doc[: total - k + 1][inside])
         n_char = sum(part.shape[0] for part in parts)
-        word_starts, word_ends = _word_bounds(joined)
+        word_starts, word_ends = word_bounds(joined)
         words = (prefix[word_ends] - prefix[word_starts]) * inverse[word_starts]
         word_doc = doc[word_starts]
         if 2 in self.config.word_ngrams:
             same = np.flatnonzero(word_doc[:-1] == word_doc[1:])
-            pairs = words[same] * _PAIR + words[same + 1]
-            pairs ^= _PAIR_SALT
+            pairs = words[same] * PAIR + words[same + 1]
+            pairs ^= PAIR_SALT
         if 1 in self.config.word_ngrams:
-            words ^= _WORD_SALT
+            words ^= WORD_SALT
             parts.append(words)
             owners.append(word_doc)
         if 2 in self.config.word_ngrams:
@@ -383,9 +365,9 @@ class Featurizer:
         dense[:, 2] = np.bincount(word_doc, minlength=n) == 0
         dense[:, 3] = np.divide(byte_classes[:, 1], n_bytes, out=np.zeros(n), where=n_bytes > 0)
         dense[:, 4:8] = np.log1p(byte_classes[:, 2:6])
-        dense[:, 8:10] = np.log1p([_line_starts(window) for window in windows])
+        dense[:, 8:10] = np.log1p([line_starts(window) for window in windows])
         dense[:, 10] = np.log1p(np.fromiter((item.examples for item in focused), dtype=np.float64, count=n))
-        dense[:, 11] = np.log1p(np.fromiter(map(_count_blanks, encoded), dtype=np.float64, count=n))
+        dense[:, 11] = np.log1p(np.fromiter(map(count_blanks, encoded), dtype=np.float64, count=n))
         dense[:, 12:] = np.log1p(lexicon[:, 1:])
         return indices, owner, dense
 
@@ -394,7 +376,7 @@ class Featurizer:
         if not salted:
             return np.zeros(0, dtype=np.intp)
         hashes = np.concatenate(salted)
-        hashes *= _MIX
+        hashes *= MIX
         hashes >>= self._shift
         # Bucket numbers are far below 2**63, so the uint64 bits read as int64 are the same numbers.
         return hashes.view(np.intp)
@@ -404,56 +386,14 @@ class Featurizer:
         table = np.zeros(self.config.n_buckets, dtype=np.uint8)
         for category, name in enumerate(LEXICON_NAMES, start=1):
             for entry in LEXICON[name]:
-                encoded = (" " + entry + " ").encode("utf-8").translate(_ASCII_LOWER)
+                encoded = (" " + entry + " ").encode("utf-8").translate(ASCII_LOWER)
                 data = np.frombuffer(encoded, dtype=np.uint8)
                 prefix = np.zeros(data.shape[0] + 1, dtype=np.uint64)
                 np.cumsum((data + np.uint64(1)) * self._powers[: data.shape[0]], out=prefix[1:])
-                starts, ends = _word_bounds(encoded)
+                starts, ends = word_bounds(encoded)
                 words = (prefix[ends] - prefix[starts]) * self._inverse_powers[starts]
                 if words.shape[0] == 1 and 1 in self.config.word_ngrams:
-                    table[self._to_buckets([words ^ _WORD_SALT])] = category
+                    table[self._to_buckets([words ^ WORD_SALT])] = category
                 elif words.shape[0] == 2 and 2 in self.config.word_ngrams:
-                    table[self._to_buckets([(words[:1] * _PAIR + words[1:]) ^ _PAIR_SALT])] = category
+                    table[self._to_buckets([(words[:1] * PAIR + words[1:]) ^ PAIR_SALT])] = category
         return table
-
-
-def _word_bounds(encoded: bytes) -> tuple[IntArray, IntArray]:
-    """Start and end offsets of the words of space-padded bytes."""
-    separator = np.frombuffer(encoded.translate(_SEPARATORS), dtype=np.bool_)
-    changes = np.empty(separator.shape[0], dtype=np.bool_)
-    changes[0] = False
-    np.not_equal(separator[1:], separator[:-1], out=changes[1:])
-    # Padding makes the first change a separator->word edge, and edges then alternate.
-    edges = changes.nonzero()[0]
-    return edges[0::2], edges[1::2]
-
-
-def _count_blanks(encoded: bytes) -> int:
-    # Most texts have no blank at all, and one search is much cheaper than six counts.
-    if b" _" not in encoded:
-        return 0
-    return sum(encoded.count(blank) for blank in _BLANKS)
-
-
-def _line_starts(window: str) -> tuple[int, int]:
-    """(list items, lettered answer options) at the starts of lines."""
-    if "\n" not in window:
-        return 0, 0
-    # The one group is empty for a list item and the option letter for an answer option.
-    found = _LINE_START_RE.findall(window)
-    list_items = found.count("")
-    return list_items, len(found) - list_items
-
-
-def _salt(value: int) -> np.uint64:
-    return np.uint64(value & _MASK64)
-
-
-_WORD_SALT = _salt(_SALT_WORD + 1)
-_PAIR_SALT = _salt(_SALT_WORD + 2)
-
-
-def _power_table(base: int, size: int) -> UInt64Array:
-    table = np.ones(size, dtype=np.uint64)
-    np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=table[1:])  # wraps modulo 2**64
-    return table

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from classifier import features
+from classifier import byte_tables, features
 from classifier.booster import fit_booster
 from classifier.dataset import load_rows, row_text
 from classifier.features import FeatureConfig, Featurizer
@@ -232,7 +232,7 @@ def test_every_character_is_a_digit_or_not_as_the_regex_says() -> None:
     characters = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
     for start in range(0, len(characters), 40):
         window = "".join(f"\n{c}. x\n{c}{c}) y\n1{c}. z" for c in characters[start : start + 40])
-        items, choices = features._line_starts(window)
+        items, choices = byte_tables.line_starts(window)
         dense = native.indices(window, 0, 0)[1]
         assert (dense[8], dense[9]) == (math.log1p(items), math.log1p(choices)), characters[start : start + 40]
 
