@@ -117,6 +117,8 @@ def test_dashboard_after_traffic_matches_stats(
     assert rows.count() == len(stats["expensive"]) > 0
     assert usd(stats["expensive"][0]["cost_usd"]) in rows.first.inner_text()
     assert page.locator("#models tbody tr").count() == len(stats["totals"]["models"])
+    facts, th = page.locator("#facts").inner_text(), stats["thresholds"]
+    assert f"difficulty ≥ {th['difficulty']:.3f}, or stakes ≥ {th['stakes']:.3f}" in facts  # the active policy
     assert errors == []
 
     screenshot = tmp_path / "dashboard.png"

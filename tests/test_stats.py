@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+import classifier
 from router.events import RequestEvent
 from router.mixture import CallRecord
 from router.prompts import AGGREGATE_INSTRUCTIONS
@@ -236,6 +239,8 @@ def test_stats_after_known_mix_equal_hand_computed_values(make_service: Any, red
     counterfactual += mixture_estimate(usage["prompt_tokens"], usage["completion_tokens"])
 
     stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()
+    seed = orjson.loads((Path(classifier.__file__).parent / "artifacts" / "seed" / "meta.json").read_bytes())
+    assert stats["thresholds"] == seed["thresholds"]  # the active policy: the seed's calibrated thresholds
     totals = stats["totals"]
     assert totals["requests"] == 8
     assert totals["routes"] == {"cheap": 5, "mixture": 3}

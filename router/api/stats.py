@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -43,4 +45,6 @@ async def get_stats(request: Request, window: str = "day", top: int = 10) -> Res
     guard = state.components.get("budget")
     report["budget"] = guard.snapshot() if isinstance(guard, BudgetGuard) else None
     report["classifier_version"] = state.classifier.version
+    # The active policy, so that a request's scores can be read against what routed it.
+    report["thresholds"] = dataclasses.asdict(state.classifier.thresholds)
     return Response(orjson.dumps(report), media_type="application/json", headers={"cache-control": "no-store"})

@@ -240,7 +240,8 @@ function ago(t) {
   if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
   return (s / 86400).toFixed(1) + " d ago";
 }
-function score(v) { return v === null || v === undefined ? "—" : v.toFixed(2); }
+// Three places: the calibrated thresholds sit close to 1 (0.982), and two would show 0.98 on both sides.
+function score(v) { return v === null || v === undefined ? "—" : v.toFixed(3); }
 
 function renderTables(stats) {
   const body = document.querySelector("#expensive tbody");
@@ -280,6 +281,7 @@ function renderTables(stats) {
     ["Shadow evaluations", t.shadow.runs ? count(t.shadow.runs) + " runs, " + count(t.shadow.judged) + " judged · cheap answer enough " +
       pct(t.shadow.cheap_enough_rate) + " · cost " + usd(t.shadow.cost_usd) : "none in this window"],
     ["Classifier versions", joinCounts(t.classifier_versions, count)],
+    ["Escalation thresholds (active)", thresholdsText(stats.thresholds)],
   ];
   const table = document.querySelector("#facts tbody");
   table.replaceChildren();
@@ -288,6 +290,12 @@ function renderTables(stats) {
     cell(row, name);
     cell(row, value);
   }
+}
+
+function thresholdsText(th) {
+  if (!th) return "—";
+  return "difficulty ≥ " + score(th.difficulty) + ", or stakes ≥ " + score(th.stakes) +
+    " with difficulty ≥ " + score(th.stakes_min_difficulty);
 }
 
 function render(stats) {
