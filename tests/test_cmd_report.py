@@ -99,6 +99,7 @@ def test_report_from_a_running_service(make_service: Any, redis_url: str, capsys
     out = capsys.readouterr().out
     assert usd(stats["totals"]["spend_usd"]) in out
     assert "Requests" in out and stats["classifier_version"] in out
+    assert f"stakes ≥ {stats['thresholds']['stakes']:.3f}" in out  # the active policy
     assert "Mixture budget today" in out and "Mixture budget this month" in out and "of $1,000.00" in out
 
 

@@ -152,6 +152,16 @@ def render(report: dict[str, Any]) -> list[Any]:
             ", ".join(f"{v} {n}" for v, n in t["classifier_versions"].items()),
         ),
     ]
+    thresholds = report.get("thresholds")  # from the service only: a replica's active policy
+    if thresholds:
+        rows.append(
+            (
+                "Escalation thresholds",
+                f"{thresholds['difficulty']:.3f}",
+                f"difficulty; or stakes ≥ {thresholds['stakes']:.3f} with difficulty ≥ "
+                f"{thresholds['stakes_min_difficulty']:.3f}",
+            )
+        )
     budget = report.get("budget")
     if budget:
         cap = usd(budget["mixture_cap_usd"]) if budget["mixture_cap_usd"] is not None else "no overall cap"
