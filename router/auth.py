@@ -69,17 +69,29 @@ def parse_redis_keys(raw: Mapping[Any, Any]) -> dict[str, str]:
 
 
 class Authenticator:
-    """Resolves the caller's tenant. In open mode (the demo) any bearer token, or none, is accepted."""
+    """Resolves the caller's tenant and checks the admin key. In open mode (the demo) any bearer token, or
+    none, is accepted on the client API, and on the admin endpoints too unless an admin key is configured."""
 
     def __init__(self, settings: AuthSettings, open_mode: bool = False) -> None:
         self._open = open_mode or settings.open
         self._config_keys = tuple((entry.key_sha256, entry.tenant) for entry in settings.keys)
         self._redis_keys: tuple[tuple[str, str], ...] = ()
         self._admin_hash = settings.admin_key_sha256
-        if self._open:
-            logger.warning("auth is OPEN: any caller is accepted (demo mode or auth.open in the config)")
-        elif not self._config_keys and not settings.redis_keys:
-            logger.warning("auth has no client keys: every request will be refused with 401")
+        if self._open and self._admin_hash is not None:
+            logger.warning(
+                "auth is OPEN for the client API: any caller is accepted (demo mode or auth.open in the config); "
+                "the admin endpoints (/v1/stats, the dashboard) still need the admin key"
+            )
+        elif self._open:
+            logger.warning(
+                "auth is OPEN: any caller is accepted (demo mode or auth.open in the config), on the client API "
+                "and, as no admin key is configured, on the admin endpoints (/v1/stats, the dashboard)"
+            )
+        else:
+            if not self._config_keys and not settings.redis_keys:
+                logger.warning("auth has no client keys: every request will be refused with 401")
+            if self._admin_hash is None:
+                logger.info("auth has no admin key: /v1/stats and the dashboard refuse every caller")
 
     @property
     def is_open(self) -> bool:
@@ -99,25 +111,34 @@ class Authenticator:
             return OPEN_TENANT
         if token is None:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
+        found = self._client_tenant(hash_key(token))
+        if found is None:
+            raise APIError(401, "invalid API key", "invalid_api_key")
+        return found
+
+    def require_admin(self, headers: Mapping[str, str]) -> None:
+        """Admit the admin key only: 401 for no key or a key of no one, 403 for a client key.
+        Open mode admits anyone here only when no admin key is configured."""
+        if self._open and self._admin_hash is None:
+            return
+        token = bearer_token(headers)
+        if token is None:
+            raise APIError(401, "missing admin key: send 'Authorization: Bearer <admin key>'", "missing_api_key")
         digest = hash_key(token)
+        if self._admin_hash is not None and hmac.compare_digest(self._admin_hash, digest):
+            return
+        if self._client_tenant(digest) is None:
+            raise APIError(401, "invalid API key", "invalid_api_key")
+        raise APIError(403, "this endpoint needs the admin key", "admin_required")
+
+    def _client_tenant(self, digest: str) -> str | None:
         # Compare against every stored hash in constant time, so timing says nothing about near misses;
         # a config entry wins over a Redis entry for the same key.
         found: str | None = None
         for stored, tenant in self._redis_keys + self._config_keys:
             if hmac.compare_digest(stored, digest):
                 found = tenant
-        if found is None:
-            raise APIError(401, "invalid API key", "invalid_api_key")
         return found
-
-    def require_admin(self, headers: Mapping[str, str]) -> None:
-        if self._open:
-            return
-        token = bearer_token(headers)
-        if token is None:
-            raise APIError(401, "missing admin key: send 'Authorization: Bearer <admin key>'", "missing_api_key")
-        if self._admin_hash is None or not hmac.compare_digest(self._admin_hash, hash_key(token)):
-            raise APIError(403, "this endpoint needs the admin key", "admin_required")
 
     async def load_redis_keys(self, redis: Any, prefix: str) -> int:
         """Read the Redis key hash once; returns how many keys it holds. Raises on Redis errors."""

@@ -138,7 +138,9 @@ class TenantKey(_Section):
 
 
 class TenantLimits(_Section):
-    """Per-tenant rate limits that replace the defaults of `auth` for that tenant."""
+    """One tenant's rate limits, field by field: a field set here replaces `auth`'s default of that field
+    for this tenant; an unset field keeps the default. A tenant cannot be exempted from a default limit
+    (there is no "unlimited"), only given a higher one."""
 
     tenant: str = Field(min_length=1, max_length=64)
     requests_per_minute: int | None = Field(default=None, ge=1)

@@ -63,22 +63,54 @@ async def test_other_keys_are_refused_with_401(headers: dict[str, str], code: st
     assert (error.status, error.code, error.type) == (401, code, "authentication_error")
 
 
-def test_the_admin_key_is_checked_apart() -> None:
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "missing_api_key"),
+        (bearer("sk-wrong"), 401, "invalid_api_key"),  # no one's key: authentication failed
+        (bearer(hash_key("sk-admin")), 401, "invalid_api_key"),  # the stored hash is not the key
+        (bearer("sk-acme"), 403, "admin_required"),  # a client, but not the admin
+    ],
+    ids=["none", "unknown", "hash", "client"],
+)
+def test_the_admin_key_is_checked_apart(headers: dict[str, str], status: int, code: str) -> None:
     auth = Authenticator(settings())
     auth.require_admin(bearer("sk-admin"))
-    assert refused(lambda: auth.require_admin({})).status == 401
-    forbidden = refused(lambda: auth.require_admin(bearer("sk-acme")))
-    assert (forbidden.status, forbidden.type) == (403, "permission_error")
-    no_admin = Authenticator(settings(admin_key_sha256=None))
-    assert refused(lambda: no_admin.require_admin(bearer("sk-admin"))).status == 403
+    error = refused(lambda: auth.require_admin(headers))
+    assert (error.status, error.code, error.type) == (
+        status,
+        code,
+        "authentication_error" if status == 401 else "permission_error",
+    )
+
+
+def test_without_an_admin_key_no_one_is_admin() -> None:
+    auth = Authenticator(settings(admin_key_sha256=None))
+    assert refused(lambda: auth.require_admin(bearer("sk-admin"))).status == 401
+    assert refused(lambda: auth.require_admin(bearer("sk-acme"))).status == 403
 
 
 def test_open_mode_accepts_anyone_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="router.auth"):
         auth = Authenticator(AuthSettings(), open_mode=True)
     assert auth.is_open and auth.tenant({}) == OPEN_TENANT and auth.tenant(bearer("anything")) == OPEN_TENANT
-    auth.require_admin({})
-    assert any("auth is OPEN" in record.getMessage() for record in caplog.records)
+    auth.require_admin({})  # no admin key configured: the admin endpoints are open too
+    auth.require_admin(bearer("anything"))
+    assert any(
+        "auth is OPEN" in record.getMessage() and "no admin key is configured" in record.getMessage()
+        for record in caplog.records
+    )
+
+
+def test_open_mode_keeps_a_configured_admin_key(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="router.auth"):
+        auth = Authenticator(settings(open=True))
+    assert auth.tenant({}) == OPEN_TENANT and auth.tenant(bearer("sk-wrong")) == OPEN_TENANT
+    assert refused(lambda: auth.require_admin({})).status == 401
+    assert refused(lambda: auth.require_admin(bearer("sk-wrong"))).code == "invalid_api_key"
+    assert refused(lambda: auth.require_admin(bearer("sk-acme"))).status == 403
+    auth.require_admin(bearer("sk-admin"))
+    assert any("still need the admin key" in record.getMessage() for record in caplog.records)
 
 
 def test_only_hashes_are_kept() -> None:
@@ -175,3 +207,40 @@ async def _eventually_status(client: httpx.AsyncClient, key: str, status: int, w
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+def _error(response: httpx.Response) -> tuple[int, str, str]:
+    body = response.json()
+    assert set(body["error"]) == {"message", "type", "code", "param"}
+    return response.status_code, body["error"]["type"], body["error"]["code"]
+
+
+def test_stats_refuse_unknown_keys_with_401_and_client_keys_with_403(make_service: Any, redis_url: str) -> None:
+    base = keyed_service(make_service, redis_url, f"t{uuid.uuid4().hex[:10]}")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        # The same statuses, types and codes as the chat endpoint's auth errors.
+        assert _error(client.get("/v1/stats")) == (401, "authentication_error", "missing_api_key")
+        unknown = client.get("/v1/stats", headers=bearer("sk-wrong"))
+        assert _error(unknown) == _error(client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-wrong")))
+        assert _error(unknown) == (401, "authentication_error", "invalid_api_key")
+        client_key = client.get("/v1/stats", headers=bearer("sk-acme"))
+        assert _error(client_key) == (403, "permission_error", "admin_required")
+        assert client.get("/v1/stats", headers=bearer("sk-admin")).status_code == 200
+
+
+def test_open_mode_with_an_admin_key_opens_only_the_client_api(make_service: Any, redis_url: str) -> None:
+    base: str = make_service(
+        redis_url=redis_url,
+        auth={"open": True, "admin_key_sha256": hash_key("sk-admin")},
+        ledger={"store_prompts": True},  # stats then list request previews: they must stay behind the key
+    )
+    with httpx.Client(base_url=base, timeout=10) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+        assert _error(client.get("/v1/stats")) == (401, "authentication_error", "missing_api_key")
+        assert _error(client.get("/v1/stats", headers=bearer("sk-wrong"))) == (
+            401,
+            "authentication_error",
+            "invalid_api_key",
+        )
+        stats = client.get("/v1/stats", headers=bearer("sk-admin"))
+        assert stats.status_code == 200 and stats.json()["totals"]["requests"] == 1

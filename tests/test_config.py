@@ -89,3 +89,18 @@ def test_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_from_mapping(BASE)
     assert settings.redis_url == "redis://127.0.0.1:1/0"
     assert str(settings.data_dir) == "/tmp/x"
+
+
+def test_tenant_limits_replace_the_defaults_field_by_field() -> None:
+    from router.ratelimit import Limits, limits_by_tenant
+
+    auth = {
+        "requests_per_minute": 60,
+        "tokens_per_minute": 1000,
+        "tenant_limits": [{"tenant": "big", "requests_per_minute": 600}],
+    }
+    default, own = limits_by_tenant(settings_from_mapping({**BASE, "auth": auth}).auth)
+    assert own["big"] == Limits(requests_per_minute=600, tokens_per_minute=1000)  # the unset field is inherited
+    assert default == Limits(60, 1000)
+    with pytest.raises(ConfigError, match="tenant_limits"):  # no exemption: 0 is not "unlimited"
+        settings_from_mapping({**BASE, "auth": {**auth, "tenant_limits": [{"tenant": "x", "tokens_per_minute": 0}]}})
