@@ -226,15 +226,24 @@ class ResponseCache:
         self.counts: Counter[str] = Counter()  # statuses and failure kinds, for metrics and tests
 
     async def begin(
-        self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], headers: Mapping[str, str]
+        self,
+        tenant: str,
+        chat: ChatRequest,
+        route: str,
+        models: Sequence[str],
+        headers: Mapping[str, str],
+        wait_s: float | None = None,
     ) -> CacheSession:
         controls = request_controls(chat, headers)
-        session = await self._begin(tenant, chat, route, models, controls)
+        wait = self._settings.single_flight_wait_s
+        if wait_s is not None:
+            wait = max(0.0, min(wait, wait_s))
+        session = await self._begin(tenant, chat, route, models, controls, wait)
         self.counts[session.status] += 1
         return session
 
     async def _begin(
-        self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], controls: CacheControl
+        self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], controls: CacheControl, wait_s: float
     ) -> CacheSession:
         if self._settings.deterministic_only and not is_deterministic(chat):
             return BypassSession("not-deterministic")
@@ -248,16 +257,16 @@ class ResponseCache:
         if controls.no_cache:
             return _Miss(self, key, ttl_ms, "", "no-cache", storable=True)
         try:
-            return await self._lookup_or_wait(key, ttl_ms, lead=not controls.no_store)
+            return await self._lookup_or_wait(key, ttl_ms, not controls.no_store, wait_s)
         except _REDIS_FAILURES as exc:
             return BypassSession(self._failed(exc, "lookup"))
 
-    async def _lookup_or_wait(self, key: str, ttl_ms: int, lead: bool) -> CacheSession:
+    async def _lookup_or_wait(self, key: str, ttl_ms: int, lead: bool, wait_s: float) -> CacheSession:
         token = secrets.token_hex(8)
         outcome = await self._try(key, token, lead)
         if not lead and isinstance(outcome, int):
             return _Miss(self, key, ttl_ms, "", "no-store", storable=False)
-        deadline = time.monotonic() + self._settings.single_flight_wait_s
+        deadline = time.monotonic() + wait_s
         pause = _FIRST_POLL_S
         while outcome == _HELD_ELSEWHERE:
             remaining = deadline - time.monotonic()

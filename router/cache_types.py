@@ -46,6 +46,8 @@ class CacheSession(Protocol):
 
 
 class CacheFront(Protocol):
+    # `wait_s`: the longest this request may wait on another computing the same answer (what is left of
+    # its own deadline); None: the configured single-flight wait alone.
     async def begin(
         self,
         tenant: str,
@@ -53,6 +55,7 @@ class CacheFront(Protocol):
         route: str,
         models: Sequence[str],
         headers: Mapping[str, str],
+        wait_s: float | None = None,
     ) -> CacheSession: ...
 
 
@@ -74,6 +77,12 @@ class NoCache:
     """The cache when it is disabled: every request bypasses it."""
 
     async def begin(
-        self, tenant: str, chat: ChatRequest, route: str, models: Sequence[str], headers: Mapping[str, str]
+        self,
+        tenant: str,
+        chat: ChatRequest,
+        route: str,
+        models: Sequence[str],
+        headers: Mapping[str, str],
+        wait_s: float | None = None,
     ) -> CacheSession:
         return BypassSession("disabled")

@@ -92,6 +92,15 @@ async def stream_route(
             yield part
 
 
+def answered_as_configured(route: str, providers: ProviderSet, out: RouteResult) -> bool:
+    """Whether the route's own models gave the answer, every call succeeding: not a fallback entry
+    standing in for one, nor a mixture short of a proposer or of its aggregator. Only such an answer is
+    cached, under a key that names those models, for later requests that would get the full answer."""
+    if out.fallback is not None or any(call.status != "ok" for call in out.calls):
+        return False
+    return {call.model for call in out.calls} == set(models_for(route, providers))
+
+
 def _still_answering(route: str, out: RouteResult) -> tuple[str, ModelEntry | None] | None:
     """The role of the call a cut-off route left unfinished (the single model's, or the aggregator's)
     and the entry the meter says was answering; None when that call finished or a proposer's answer

@@ -16,7 +16,7 @@ import redis
 
 from router.redis_server import EmbeddedRedis
 from router.simulator.runner import SimulatorServer
-from tests.conftest import sim_stats
+from tests.conftest import entry, sim_stats
 
 Service = Callable[..., str]
 ASK = [{"role": "user", "content": "Explain how a hash map handles collisions."}]
@@ -226,6 +226,56 @@ def test_mixture_fallback_answer_is_not_kept(
     patch_model(sim, "agg-1", error_rate=0.0)
     assert chat(base, route="mixture").headers["x-moa-cache"] == "miss"
     assert chat(base, route="mixture").headers["x-moa-cache"] == "hit"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_an_answer_of_a_stand_in_model_or_a_short_mixture_is_not_kept(
+    make_service: Service,
+    sim: SimulatorServer,
+    sim_url: str,
+    redis_url: str,
+    store: redis.Redis,
+    prefix: str,
+    stream: bool,
+) -> None:
+    backup = entry(sim_url, "judge-1")
+    base = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        resilience={"max_attempts": 1},
+        cheap=entry(sim_url, "cheap-1", fallback=backup),
+    )
+    patch_model(sim, "cheap-1", error_rate=1.0)  # its fallback entry answers in its place
+    stood_in = chat(base, stream=stream)
+    assert stood_in.status_code == 200 and "judge-1" in stood_in.text
+    patch_model(sim, "prop-a", error_rate=1.0)  # the mixture answers with two proposers of three
+    assert chat(base, route="mixture", stream=stream).status_code == 200
+    assert entries(store, prefix) == []
+    patch_model(sim, "cheap-1", error_rate=0.0)
+    patch_model(sim, "prop-a", error_rate=0.0)
+    for route in ("cheap", "mixture"):  # once the configured models answer, their answer is kept
+        assert chat(base, route=route, stream=stream).headers["x-moa-cache"] == "miss"
+        assert chat(base, route=route, stream=stream).headers["x-moa-cache"] == "hit"
+
+
+async def test_waiting_on_another_request_spends_the_requests_own_timeout(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    patch_model(sim, "cheap-1", ttft_s=10.0)  # every request of the queue times out in turn
+    base = make_service(redis_url=redis_url, limits={"request_timeout_s": 1.5})
+    payload = {"model": "moa-router", "messages": ASK, "temperature": 0}
+
+    async def timed(client: httpx.AsyncClient) -> tuple[int, float]:
+        started = time.perf_counter()
+        response = await client.post("/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"})
+        return response.status_code, time.perf_counter() - started
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        results = await asyncio.gather(*(timed(client) for _ in range(4)))
+    assert [status for status, _ in results] == [504] * 4
+    # Each waited on the one before it, then led with what was left: none takes two timeouts (it took
+    # 1.5, 3, 4.5 and 6 s when each waiter got a full timeout of its own after waiting).
+    assert max(elapsed for _, elapsed in results) < 2 * 1.5
 
 
 def test_streamed_miss_is_stored_and_hits_replay_as_sse(

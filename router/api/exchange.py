@@ -1,0 +1,107 @@
+"""One chat request's state on its way through the path (its event, headers and deadline), and the
+client's error for a route that failed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from fastapi import Request
+
+from router.api.errors import APIError
+from router.cache_types import CacheSession
+from router.events import RequestEvent
+from router.mixture import CallRecord, QuorumError
+from router.policy import RouteDecision
+from router.providers.base import ProviderError
+from router.routes import RouteResult, call_latency, timed_out_call
+from router.state import AppState
+
+STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
+
+
+def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
+    """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed.
+    `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over)."""
+    if isinstance(exc, QuorumError):
+        event.calls.extend(call for call in exc.calls if call not in event.calls)
+        return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
+    if isinstance(exc, ProviderError):
+        event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s))
+        if exc.kind == "timeout":
+            return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
+        return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
+    return APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+
+
+class Exchange:
+    """One request's state as it moves through the path; records its event exactly once."""
+
+    def __init__(self, state: AppState, request: Request) -> None:
+        self.state = state
+        self.request = request
+        self.started = time.perf_counter()
+        self.event = RequestEvent(request_id=f"chatcmpl-{uuid.uuid4().hex}", tenant="")
+        self.headers: dict[str, str] = {"x-request-id": self.event.request_id}
+        self._recorded = False
+
+    def remaining_s(self) -> float:
+        """What is left of the request's timeout: a wait for another request's answer spends it too."""
+        return self.state.settings.limits.request_timeout_s - (time.perf_counter() - self.started)
+
+    def finish(self) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self.event.latency_s = time.perf_counter() - self.started
+            self.state.record(self.event)
+
+    def note_decision(self, decision: RouteDecision, difficulty: float, stakes: float, version: str) -> None:
+        self.event.route, self.event.reason = decision.route, decision.reason
+        self.event.difficulty, self.event.stakes, self.event.classifier_version = difficulty, stakes, version
+        self.headers.update(
+            {
+                "x-moa-route": decision.route,
+                "x-moa-route-reason": decision.reason,
+                "x-moa-difficulty": f"{difficulty:.4f}",
+                "x-moa-stakes": f"{stakes:.4f}",
+                "x-moa-classifier-version": version,
+            }
+        )
+
+    def note_result(self, result: RouteResult) -> None:
+        self.event.calls.extend(result.calls)
+        self.event.fallback = result.fallback
+        self.event.answer_text = result.text  # in-process only (the shadow judge reads it); never logged
+        if result.fallback:
+            self.headers["x-moa-fallback"] = result.fallback
+        if self.event.messages is not None:
+            self.event.answer = result.text
+
+    def failed(self, exc: Exception, result: RouteResult) -> APIError:
+        """The client's error for a failed route. The calls that finished were paid for, and the one the
+        request's timeout cut off is logged too (it never reported back)."""
+        now = time.perf_counter()
+        self.event.calls.extend(result.calls)
+        if isinstance(exc, TimeoutError):
+            cut_off = timed_out_call(self.event.route, self.state.providers, result, now)
+            if cut_off is not None:
+                self.event.calls.append(cut_off)
+        return upstream_error(exc, self.event, call_latency(result, now))
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "request_id": self.event.request_id,
+            "route": self.event.route,
+            "cache": self.event.cache,
+            "cost_usd": round(self.event.cost_usd, 10),
+            "saved_usd": round(self.event.saved_usd, 10),
+            "fallback": self.event.fallback,
+        }
+
+
+async def release(session: CacheSession) -> None:
+    """Frees the single-flight lease (a no-op after a store), even when the request is being cancelled:
+    otherwise waiters for the same answer wait until the lease lapses."""
+    await asyncio.shield(session.abandon())
