@@ -253,13 +253,20 @@ class ResponseCache:
             return BypassSession(self._down_reason)
         route_settings = self._mixture_settings if route == "mixture" else None
         key = cache_key(self._prefix, tenant, controls.namespace or "", chat, route, models, route_settings)
-        ttl_ms = (controls.ttl_s or self._settings.ttl_s) * 1000
+        ttl_ms = self._ttl_s(controls.ttl_s) * 1000
         if controls.no_cache:
             return _Miss(self, key, ttl_ms, "", "no-cache", storable=True)
         try:
             return await self._lookup_or_wait(key, ttl_ms, not controls.no_store, wait_s)
         except _REDIS_FAILURES as exc:
             return BypassSession(self._failed(exc, "lookup"))
+
+    def _ttl_s(self, asked_s: int | None) -> int:
+        """The request's TTL, within the operator's cap; the configured one when it asks none."""
+        if asked_s is None:
+            return self._settings.ttl_s
+        cap = self._settings.ttl_s if self._settings.max_ttl_s is None else self._settings.max_ttl_s
+        return min(asked_s, cap)
 
     async def _lookup_or_wait(self, key: str, ttl_ms: int, lead: bool, wait_s: float) -> CacheSession:
         token = secrets.token_hex(8)

@@ -87,6 +87,9 @@ class LimitSettings(_Section):
 class CacheSettings(_Section):
     enabled: bool = True
     ttl_s: int = Field(default=3600, ge=1)
+    # The longest a client may ask an answer to be kept (`ttl_s` in a request); unset: `ttl_s`. Redis
+    # memory is sized by these, not by what clients ask.
+    max_ttl_s: int | None = Field(default=None, ge=1)
     deterministic_only: bool = True
     timeout_ms: float = Field(default=50.0, gt=0)
     single_flight_wait_s: float = Field(default=60.0, gt=0)

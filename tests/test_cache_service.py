@@ -144,6 +144,19 @@ def test_controls_by_header_and_body(
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cache_control"
 
 
+def test_a_client_cannot_keep_an_answer_longer_than_the_operator_allows(
+    make_service: Service, sim: SimulatorServer, redis_url: str, store: redis.Redis, prefix: str
+) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, cache={"ttl_s": 600})
+    assert chat(base, cache={"ttl_s": 30 * 86400}).status_code == 200
+    [kept] = entries(store, prefix)
+    assert 0 < store.pttl(kept) <= 600_000  # capped at cache.ttl_s
+    allowed = make_service(redis_url=redis_url, redis_prefix=f"{prefix}b", cache={"ttl_s": 600, "max_ttl_s": 7200})
+    assert chat(allowed, cache={"ttl_s": 5000}).status_code == 200
+    [longer] = entries(store, f"{prefix}b")
+    assert 600_000 < store.pttl(longer) <= 5_000_000
+
+
 async def test_fifty_concurrent_mixture_requests_run_the_mixture_once(
     make_service: Service, sim: SimulatorServer, redis_url: str
 ) -> None:
