@@ -3,11 +3,17 @@ tenant. Once any configured cap is reached, escalations go to the configured fal
 or one strong model) until the period whose cap was reached ends (the day at 00:00 UTC, the month on
 the 1st at 00:00 UTC).
 
-The guard sits on the request path, so `state()` reads memory only. Each replica counts its own
-mixture spend as events arrive and, every `sync_interval_s`, adds it to the day's and the month's
-totals in Redis (INCRBYFLOAT returns the new total, which includes every other replica's spend) and
-reads back the totals of the tenants it serves. A cap is therefore soft by up to one sync interval of
-traffic plus the requests already in flight when it is reached.
+The guard sits on the request path, so `state()` reads memory only. Each replica keeps its own running
+totals of mixture spend for the period (overall and per tenant) and, every `sync_interval_s`, writes
+them as absolute values to its own field (a random replica id) of one Redis hash per total, then reads
+the hashes back and adds up the other replicas' fields. Writing totals rather than increments makes a
+sync idempotent: one that failed, timed out after Redis applied it, or ran twice leaves the right sums.
+A cap is therefore soft by up to one sync interval of traffic plus the requests already in flight when
+it is reached.
+
+The hashes are named `<prefix>:budget:spend:...`; before, the totals were strings named
+`<prefix>:budget:mixture:...` and added to with INCRBYFLOAT. An upgrade therefore starts the day's and
+the month's shared totals afresh (old and new replicas do not see each other's spend meanwhile).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import calendar
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +46,7 @@ logger = logging.getLogger(__name__)
 PeriodName = Literal["day", "month"]
 
 _DAY_S = 86400
-# Keys outlive their period a little, so a replica that syncs late still adds to the right total.
+# Keys outlive their period a little, so a replica that syncs late still writes to the right total.
 _KEY_TTL_S: dict[PeriodName, int] = {"day": 3 * _DAY_S, "month": 35 * _DAY_S}
 # Tenants a replica starts watching before they spend here (to read back other replicas' spend for
 # them); past this many, one is watched from its first spend here. Tenants are the operator's (one per
@@ -68,8 +75,8 @@ def _bounds(name: PeriodName, now: float) -> tuple[str, float, float]:
 
 @dataclass
 class _Period:
-    """One budget period (the UTC day or month): its caps, its bounds, the totals read from Redis at
-    the last sync and this replica's spend since then."""
+    """One budget period (the UTC day or month): its caps, its bounds, this replica's own totals and
+    the other replicas' totals as read at the last sync."""
 
     name: PeriodName
     cap: float | None
@@ -77,41 +84,40 @@ class _Period:
     label: str = ""  # YYYYMMDD or YYYYMM
     starts: float = 0.0
     ends: float = 0.0
-    synced_all: float = 0.0
-    pending_all: float = 0.0
-    synced: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    pending: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    own_all: float = 0.0
+    others_all: float = 0.0
+    own: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Its keys are also the tenants watched: read back at each sync, with other replicas' spend.
+    others: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def roll(self, now: float) -> None:
         self.label, self.starts, self.ends = _bounds(self.name, now)
-        self.synced_all = self.pending_all = 0.0
-        self.synced, self.pending = defaultdict(float), defaultdict(float)
+        self.own_all = self.others_all = 0.0
+        self.own, self.others = defaultdict(float), defaultdict(float)
 
     def key(self, prefix: str, tenant: str | None = None) -> str:
-        # The day's keys keep their original names, so a rolling upgrade keeps today's totals.
-        stem = self.label if self.name == "day" else f"month:{self.label}"
-        base = f"{prefix}:budget:mixture:{stem}"
+        base = f"{prefix}:budget:spend:{self.name}:{self.label}"
         return base if tenant is None else f"{base}:tenant:{tenant}"
 
     def spent(self, tenant: str | None = None) -> float:
         if tenant is None:
-            return self.synced_all + self.pending_all
-        return self.synced.get(tenant, 0.0) + self.pending.get(tenant, 0.0)
+            return self.others_all + self.own_all
+        return self.others.get(tenant, 0.0) + self.own.get(tenant, 0.0)
 
     @property
     def capped(self) -> bool:
         return self.cap is not None or self.tenant_cap is not None
 
     def allows(self, tenant: str) -> bool:
-        if self.tenant_cap is not None and tenant not in self.synced and len(self.synced) < _MAX_TENANTS:
-            self.synced[tenant] = 0.0  # read back at the next sync, with other replicas' spend
+        if self.tenant_cap is not None and tenant not in self.others and len(self.others) < _MAX_TENANTS:
+            self.others[tenant] = 0.0  # read back at the next sync, with other replicas' spend
         if self.cap is not None and self.spent() >= self.cap:
             return False
         return self.tenant_cap is None or self.spent(tenant) < self.tenant_cap
 
     def figures(self, top: int) -> dict[str, Any]:
         spent = self.spent()
-        tenants = {tenant: self.spent(tenant) for tenant in set(self.synced) | set(self.pending)}
+        tenants = {tenant: self.spent(tenant) for tenant in set(self.others) | set(self.own)}
         busiest = sorted(tenants.items(), key=lambda item: item[1], reverse=True)[:top]
         return {
             self.name: self.label,
@@ -146,6 +152,7 @@ class BudgetGuard:
         self._redis = redis
         self._prefix = prefix
         self._clock = clock
+        self._replica = uuid.uuid4().hex  # this guard's field in the shared hashes
         self._day = _Period("day", settings.mixture_daily_usd, settings.mixture_daily_usd_per_tenant)
         self._month = _Period("month", settings.mixture_monthly_usd, settings.mixture_monthly_usd_per_tenant)
         # The day is always counted (its figures are the snapshot's top level); the month only when it
@@ -185,47 +192,41 @@ class BudgetGuard:
         for period in self._periods:
             if event.started_at < period.starts:
                 continue  # started in the previous period: that period's budget
-            period.pending_all += cost
-            period.pending[event.tenant] += cost
+            period.own_all += cost
+            period.own[event.tenant] += cost
 
     async def sync(self) -> None:
-        """Add this replica's spend to the shared totals of the day and the month and read back everyone's,
-        in one round trip."""
+        """Write this replica's totals of the day and the month and read back everyone's, in one round
+        trip. Idempotent: a failed or repeated sync leaves nothing to put back or to undo."""
         self._current()
         if self._redis is None:
             return
         pipe = self._redis.pipeline(transaction=False)
-        taken: list[tuple[_Period, str, float, defaultdict[str, float], list[str]]] = []
+        sent: list[tuple[_Period, str, list[str], list[int]]] = []
         for period in self._periods:
-            pending_all, period.pending_all = period.pending_all, 0.0
-            pending, period.pending = period.pending, defaultdict(float)
-            tenants = sorted(set(period.synced) | set(pending))
-            taken.append((period, period.label, pending_all, pending, tenants))
-            ttl = _KEY_TTL_S[period.name]
-            pipe.incrbyfloat(period.key(self._prefix), pending_all)
-            pipe.expire(period.key(self._prefix), ttl)
-            for tenant in tenants:
-                pipe.incrbyfloat(period.key(self._prefix, tenant), pending.get(tenant, 0.0))
-                pipe.expire(period.key(self._prefix, tenant), ttl)
-        from redis.exceptions import RedisError
-
-        try:
-            replies = await pipe.execute()
-        except (RedisError, OSError):
-            for period, label, pending_all, pending, _ in taken:
-                if label == period.label:  # keep the spend for the next attempt
-                    period.pending_all += pending_all
-                    for tenant, amount in pending.items():
-                        period.pending[tenant] += amount
-            raise
-        at = 0
-        for period, label, _, _, tenants in taken:
-            totals = [float(reply) for reply in replies[at : at + 2 + 2 * len(tenants) : 2]]
-            at += 2 + 2 * len(tenants)
+            tenants = sorted(set(period.others) | set(period.own))
+            totals = [period.own_all, *(period.own.get(tenant, 0.0) for tenant in tenants)]
+            keys = [period.key(self._prefix), *(period.key(self._prefix, tenant) for tenant in tenants)]
+            reads = []  # where each key's HGETALL reply will be
+            for key, total in zip(keys, totals, strict=True):
+                if total > 0:  # a watched tenant this replica has not served gets no field
+                    pipe.hset(key, self._replica, repr(total))
+                    pipe.expire(key, _KEY_TTL_S[period.name])
+                reads.append(len(pipe))
+                pipe.hgetall(key)
+            sent.append((period, period.label, tenants, reads))
+        replies = await pipe.execute()
+        for period, label, tenants, reads in sent:
             if label != period.label:
                 continue  # the period ended while syncing: the totals read are the previous one's
-            period.synced_all = totals[0]
-            period.synced = defaultdict(float, zip(tenants, totals[1:], strict=True))
+            others = [self._others_in(replies[at]) for at in reads]
+            period.others_all = others[0]
+            period.others = defaultdict(float, zip(tenants, others[1:], strict=True))
+
+    def _others_in(self, fields: dict[bytes | str, bytes | str]) -> float:
+        """The other replicas' spend in one HGETALL reply."""
+        mine = (self._replica, self._replica.encode())
+        return sum(float(value) for replica, value in fields.items() if replica not in mine)
 
     async def run(self) -> None:
         """Sync every `sync_interval_s` until cancelled."""

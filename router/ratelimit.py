@@ -4,10 +4,15 @@ them. Over a limit, a request gets a 429 in OpenAI's error shape with `retry-aft
 Each limit is a sliding-window counter: the current minute's count plus the previous minute's, weighted
 by how much of it still lies within the last 60 s. Admitting a request is one script call to Redis;
 tokens are charged after the request from its event (the upstream usage of all its calls, so a mixture
-uses more of the quota than a cheap answer), in batches off the request path. A request is admitted
-while the tokens used in the window are under the limit. When Redis is down or slow, requests are let
-through (fail open): rate limits protect the budget, they must not take the service down with Redis.
-Windows are minutes of the replicas' clocks, which should be kept in sync (NTP).
+uses more of the quota than a cheap answer) to the minute the request finished in, in batches off the
+request path. A request is admitted while the tokens used in the window are under the limit. When Redis
+is down or slow, requests are let through (fail open): rate limits protect the budget, they must not
+take the service down with Redis. Windows are minutes of the replicas' clocks, which should be kept in
+sync (NTP).
+
+A batch of charges that failed is sent again, but a charge whose reply was lost may have been applied:
+each carries this replica's id and a sequence number, and Redis applies a charge only when its number
+is above the last one it applied for that replica, tenant and window (charges are sent in order).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -60,6 +66,20 @@ end
 req_now = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {0, req_now, req_prev, tok_now, tok_prev}
+"""
+
+
+# KEYS: the window's token count, the last charge applied to it per replica (a hash).
+# ARGV: replica id, charge number, tokens, key TTL. A charge sent again after a lost reply is skipped.
+_CHARGE_LUA = """
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > last then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('INCRBY', KEYS[1], ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 0
 """
 
 
@@ -118,7 +138,10 @@ class RateLimiter:
         self._clock = clock
         self._script: Any = None
         self._script_client: Any = None
-        self._pending: deque[tuple[str, int, int]] = deque(maxlen=_MAX_PENDING_CHARGES)
+        # (tenant, window, tokens, charge number: 0 until first sent)
+        self._pending: deque[tuple[str, int, int, int]] = deque(maxlen=_MAX_PENDING_CHARGES)
+        self._replica = uuid.uuid4().hex[:16]
+        self._charges = 0  # the last charge number given out
         self._failing = False
         self._failures_unlogged = 0
         self._next_log_at = 0.0
@@ -192,35 +215,41 @@ class RateLimiter:
         )
 
     def record(self, event: RequestEvent) -> None:
-        """EventSink: queue the request's tokens against its tenant's window (never blocks)."""
+        """EventSink: queue the request's tokens against its tenant's window (never blocks). The window is
+        the current minute, in which the request finished: a long mixture run's tokens charged to the
+        minute it started in could land in a window that no longer counts."""
         tokens = event.usage.total_tokens
         if tokens <= 0 or not event.tenant or self.limits_for(event.tenant).tokens_per_minute is None:
             return
-        self._pending.append((event.tenant, int(event.started_at // WINDOW_S), tokens))
+        self._pending.append((event.tenant, int(self._clock() // WINDOW_S), tokens, 0))
 
     async def flush(self) -> None:
         """Write the queued token charges, summed per tenant and window, in one pipeline."""
         client = self._redis()
         if not self._pending or client is None:
             return
-        batch: dict[tuple[str, int], int] = defaultdict(int)
-        taken = 0
+        self._charges += 1
+        oldest = int(self._clock() // WINDOW_S) - 1  # older windows no longer count
+        batch: dict[tuple[str, int, int], int] = defaultdict(int)
         while self._pending:
-            tenant, window, tokens = self._pending.popleft()
-            batch[(tenant, window)] += tokens
-            taken += 1
+            tenant, window, tokens, charge = self._pending.popleft()
+            if window >= oldest:
+                batch[(tenant, window, charge or self._charges)] += tokens
+        if not batch:
+            return
         pipe = client.pipeline(transaction=False)
-        for (tenant, window), tokens in batch.items():
-            key = _key(self._prefix, tenant, "tok", window)
-            pipe.incrby(key, tokens)
-            pipe.expire(key, _KEY_TTL_S)
+        for (tenant, window, charge), tokens in batch.items():
+            keys = (_key(self._prefix, tenant, "tok", window), _key(self._prefix, tenant, "tokseq", window))
+            pipe.eval(_CHARGE_LUA, 2, *keys, self._replica, charge, tokens, _KEY_TTL_S)
         try:
             await asyncio.wait_for(pipe.execute(), max(self._timeout_s, 1.0))
         except _REDIS_FAILURES as exc:
             self._note_redis_failure(exc)
-            # Put the charges back (bounded by the deque) so a short outage loses none of them.
-            for (tenant, window), tokens in batch.items():
-                self._pending.appendleft((tenant, window, tokens))
+            # Put the charges back, numbered and in order, so a short outage loses none of them and one
+            # that Redis applied although its reply was lost is not applied again.
+            self._pending.extendleft(
+                (tenant, window, tokens, charge) for (tenant, window, charge), tokens in reversed(batch.items())
+            )
             return
         self._note_redis_ok()
 

@@ -33,12 +33,15 @@ def socket_timeout_s(settings: Settings) -> float:
 
 
 def make_redis_client(url: str, timeout_s: float) -> Redis:
-    """A client with one bounded connection pool. One immediate retry only: it replaces a pooled
-    connection that a Redis restart closed; redis-py's default (10 retries with backoff, up to 1 s
-    apart) would hold requests up for seconds while Redis is down."""
+    """A client with one bounded connection pool. One immediate retry, on a connection error only: it
+    replaces a pooled connection that a Redis restart closed; redis-py's default (10 retries with
+    backoff, up to 1 s apart) would hold requests up for seconds while Redis is down. Never on a
+    timeout: Redis may already have applied the command (or the whole pipeline), so sending it again
+    would apply a write twice."""
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     pool = BlockingConnectionPool.from_url(
         url,
@@ -46,7 +49,7 @@ def make_redis_client(url: str, timeout_s: float) -> Redis:
         timeout=timeout_s,  # the wait for a free pooled connection
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return Redis.from_pool(pool)
 

@@ -17,6 +17,8 @@ from router.config import BudgetSettings, ConfigError, settings_from_mapping
 from router.events import RequestEvent
 from router.mixture import CallRecord
 from router.providers.base import Usage
+from router.redis_client import make_redis_client
+from tests.support.slow_proxy import SlowProxy
 
 DAY = 86400.0
 
@@ -37,6 +39,11 @@ def mixture_event(tenant: str, cost: float, at: float, route: str = "mixture") -
     event = RequestEvent(request_id=uuid.uuid4().hex, tenant=tenant, started_at=at, route=route)
     event.calls.append(CallRecord("openai/agg", "aggregator", "ok", 0.1, Usage(10, 10), cost))
     return event
+
+
+async def shared_total(client: Any, key: str) -> float:
+    """A total in Redis: the sum of every replica's field."""
+    return sum(float(value) for value in (await client.hgetall(key)).values())
 
 
 @pytest.fixture
@@ -114,9 +121,48 @@ async def test_spend_is_kept_while_redis_is_down(own_redis: Any) -> None:
         assert guard.spent() == pytest.approx(0.25)  # still counted locally
         own_redis.start()
         await guard.sync()
-        assert float(await client.get(f"tdown:budget:mixture:{guard.snapshot()['day']}")) == pytest.approx(0.25)
+        day = guard.snapshot()["day"]
+        assert await shared_total(client, f"tdown:budget:spend:day:{day}") == pytest.approx(0.25)
     finally:
         await client.aclose()
+
+
+async def test_a_sync_whose_reply_comes_too_late_counts_the_spend_once(redis_url: str, redis_client: Any) -> None:
+    from redis.exceptions import RedisError
+
+    prefix = f"tbudget{uuid.uuid4().hex[:8]}"
+    clock = Clock(time.time())
+    settings = BudgetSettings(mixture_daily_usd=10.0, mixture_daily_usd_per_tenant=5.0)
+    async with SlowProxy(redis_url).running() as proxy:
+        slow = make_redis_client(proxy.url, 0.3)
+        try:
+            guard = BudgetGuard(settings, slow, prefix, clock)
+            await slow.ping()
+            guard.record(mixture_event("acme", 1.0, clock.now))
+            proxy.hold_next_reply(0.6)  # Redis applies the sync; its reply comes after the client gave up
+            with pytest.raises(RedisError):
+                await guard.sync()
+            await guard.sync()  # the same totals again
+            await guard.sync()
+        finally:
+            await slow.aclose()
+    assert guard.spent() == pytest.approx(1.0) and guard.spent("acme") == pytest.approx(1.0)
+    other = BudgetGuard(settings, redis_client, prefix, clock)
+    other.state("acme")
+    await other.sync()
+    assert other.spent() == pytest.approx(1.0) and other.spent("acme") == pytest.approx(1.0)
+
+
+async def test_totals_lost_in_redis_are_written_again_at_the_next_sync(redis_client: Any) -> None:
+    prefix = f"tbudget{uuid.uuid4().hex[:8]}"
+    clock = Clock(time.time())
+    guard = BudgetGuard(BudgetSettings(mixture_daily_usd=1.0), redis_client, prefix, clock)
+    guard.record(mixture_event("a", 0.5, clock.now))
+    await guard.sync()
+    key = f"{prefix}:budget:spend:day:{guard.snapshot()['day']}"
+    await redis_client.delete(key)  # e.g. a Redis restarted without persistence
+    await guard.sync()
+    assert await shared_total(redis_client, key) == pytest.approx(0.5)
 
 
 def _chat(base: str, key: str, content: str) -> httpx.Response:
@@ -206,7 +252,7 @@ def test_per_tenant_monthly_cap_holds_back_only_that_tenant() -> None:
     assert not month_tenants["light"]["over_cap"]
 
 
-async def test_month_rolls_over_on_the_first_and_the_day_keys_keep_working(redis_client: Any) -> None:
+async def test_month_rolls_over_on_the_first(redis_client: Any) -> None:
     prefix = f"tbudget{uuid.uuid4().hex[:8]}"
     clock = Clock(utc(2024, 12, 31, 23))  # the last day of a year, so the month after is January
     guard = BudgetGuard(BudgetSettings(mixture_daily_usd=5.0, mixture_monthly_usd=1.0), redis_client, prefix, clock)
@@ -214,19 +260,20 @@ async def test_month_rolls_over_on_the_first_and_the_day_keys_keep_working(redis
     await guard.sync()
     assert not guard.state("a").mixture_allowed
     assert guard.snapshot()["month"]["resets_at"] == utc(2025, 1, 1)
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:20241231")) == pytest.approx(1.0)
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412")) == pytest.approx(1.0)
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412:tenant:a")) == pytest.approx(1.0)
-    assert await redis_client.ttl(f"{prefix}:budget:mixture:month:202412") > 31 * DAY
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:day:20241231") == pytest.approx(1.0)
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:month:202412") == pytest.approx(1.0)
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:month:202412:tenant:a") == pytest.approx(1.0)
+    assert await redis_client.ttl(f"{prefix}:budget:spend:month:202412") > 31 * DAY
+    assert 2 * DAY < await redis_client.ttl(f"{prefix}:budget:spend:day:20241231") <= 3 * DAY
 
     clock.now = utc(2025, 1, 1)  # 00:00 UTC on the 1st: a new month and a new day
     assert guard.state("a").mixture_allowed
     assert guard.spent(period="month") == 0.0 and guard.snapshot()["month"]["month"] == "202501"
     guard.record(mixture_event("a", 0.25, clock.now))
     await guard.sync()
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:20250101")) == pytest.approx(0.25)
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202501")) == pytest.approx(0.25)
-    assert float(await redis_client.get(f"{prefix}:budget:mixture:month:202412")) == pytest.approx(1.0)
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:day:20250101") == pytest.approx(0.25)
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:month:202501") == pytest.approx(0.25)
+    assert await shared_total(redis_client, f"{prefix}:budget:spend:month:202412") == pytest.approx(1.0)
     assert guard.spent() == pytest.approx(0.25) and guard.spent(period="month") == pytest.approx(0.25)
 
 

@@ -21,6 +21,7 @@ from router.redis_client import make_redis_client
 from router.redis_server import EmbeddedRedis, free_port
 from router.simulator.runner import SimulatorServer
 from tests.conftest import sim_stats
+from tests.support.slow_proxy import SlowProxy
 
 CHAT = {"model": "moa-router", "messages": [{"role": "user", "content": "Name a prime number."}]}
 
@@ -107,6 +108,61 @@ async def test_tokens_used_are_charged_and_then_refused(redis: Redis) -> None:
     await rl.admit("other")
     clock.now += int(error.headers["retry-after"])
     await rl.admit("acme")
+
+
+async def test_tokens_count_in_the_minute_the_request_finished(redis: Redis) -> None:
+    started = 8_000 * WINDOW_S + 55.0
+    clock = Clock(started + 65.0)  # a long mixture run: it ends two windows after the one it started in
+    rl = limiter(redis, clock, tokens_per_minute=10_000)
+    rl.record(event("acme", started, Usage(20_000, 30_000)))
+    await rl.flush()
+    error = await refusal(rl, "acme")
+    assert int(error.headers["retry-after"]) > WINDOW_S  # all of it in this window: it fades out over the next
+    clock.now += 30.0
+    await refusal(rl, "acme")
+
+
+async def test_a_charge_whose_reply_comes_too_late_is_counted_once(
+    redis_url: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    clock = Clock(9_000 * WINDOW_S + 5.0)
+    async with SlowProxy(redis_url).running() as proxy:
+        slow = make_redis_client(proxy.url, 0.3)
+        try:
+            rl = RateLimiter(lambda: slow, prefix, AuthSettings(tokens_per_minute=100_000), clock)
+            await slow.ping()
+            rl.record(event("acme", clock.now, Usage(600, 400)))
+            proxy.hold_next_reply(0.6)  # Redis applies the charge; its reply comes after the client gave up
+            await rl.flush()
+            assert "rate limits unavailable (TimeoutError" in caplog.text
+            await rl.flush()  # the charge again, as the client cannot know whether Redis applied it
+            await rl.flush()
+        finally:
+            await slow.aclose()
+    assert int(await redis.get(f"{prefix}:rl:{{acme}}:tok:9000")) == 1_000
+
+
+async def test_charges_made_while_redis_is_down_are_written_when_it_is_back(own_redis: EmbeddedRedis) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    clock = Clock(10_000 * WINDOW_S + 1.0)
+    client = make_redis_client(own_redis.url, 0.2)
+    try:
+        rl = RateLimiter(lambda: client, prefix, AuthSettings(tokens_per_minute=100_000), clock)
+        own_redis.stop()
+        rl.record(event("acme", clock.now, Usage(60, 40)))
+        await rl.flush()  # fails: kept for the next flush
+        rl.record(event("acme", clock.now, Usage(30, 20)))  # sent after it, in the same pipeline
+        own_redis.start()
+        await rl.flush()
+        await rl.flush()
+        assert int(await client.get(f"{prefix}:rl:{{acme}}:tok:10000")) == 150
+        rl.record(event("acme", clock.now, Usage(1, 1)))
+        clock.now += 2 * WINDOW_S  # by the flush, its window no longer counts: not written
+        await rl.flush()
+        assert int(await client.get(f"{prefix}:rl:{{acme}}:tok:10000")) == 150
+    finally:
+        await client.aclose()
 
 
 def event(tenant: str, at: float, usage: Usage) -> RequestEvent:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 from router.app import create_app
 from router.background_server import BackgroundServer
 from router.config import Settings, settings_from_mapping
-from router.redis_client import connect_redis, socket_timeout_s
+from router.redis_client import connect_redis, make_redis_client, socket_timeout_s
 from router.state import AppState
 from tests.conftest import settings_dict
+from tests.support.slow_proxy import SlowProxy
 
 
 @dataclass
@@ -42,6 +44,23 @@ def refuses(url: str) -> bool:
     except OSError:
         return True
     return False
+
+
+async def test_a_command_whose_reply_times_out_is_not_sent_again(redis_url: str) -> None:
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    key = f"tslow{uuid.uuid4().hex[:10]}:count"
+    async with SlowProxy(redis_url).running() as proxy:
+        client = make_redis_client(proxy.url, 0.3)
+        try:
+            await client.ping()  # connected, so that the held reply is the command's
+            proxy.hold_next_reply(0.6)
+            with pytest.raises(RedisTimeout):
+                await client.incr(key)
+            assert int(await client.get(key)) == 1  # Redis applied it once; the client did not send it again
+            await client.delete(key)
+        finally:
+            await client.aclose()
 
 
 def test_socket_timeout_follows_the_cache_timeout(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def test_a_failed_cheap_call_is_logged_with_how_long_it_took(
     assert event is not None
     [call] = event["calls"]
     assert (call["model"], call["status"], call["error"]) == ("openai/cheap-1", "error", "timeout")
-    assert call["latency_s"] >= 0.5  # its own timeout ended it (was logged as 0)
+    assert call["latency_s"] >= 0.45  # its own 0.5 s timeout ended it (was logged as 0); timers fire a hair early
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
