@@ -50,13 +50,18 @@ RECORD_VERSION = 2  # 2: prompt_hash (HMAC-SHA256) replaced prompt_sha256
 # stream entry. One call instead of one per event: redis-py's work for each pipelined script call
 # (tens of microseconds) held the event loop for 6-9 ms per 200-event batch (bench_outcome_log).
 # KEYS: the events stream, then each event's index key; ARGV: maxlen, ttl, then record and summary
-# of each event in KEYS' order.
+# of each event in KEYS' order. An event whose index key exists is already in the stream: a batch sent
+# again because its reply was lost (Redis applied it) must not log its requests twice.
 _APPEND_EVENTS = """
+local written = 0
 for i = 2, #KEYS do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2 * i - 1])
-  redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[2])
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2 * i - 1])
+    redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[2])
+    written = written + 1
+  end
 end
-return #KEYS - 1
+return written
 """
 
 

@@ -262,6 +262,26 @@ async def test_events_are_written_in_batches(redis_url: str, tmp_path: Path, pre
     await client.aclose()
 
 
+async def test_a_batch_sent_again_after_its_reply_was_lost_logs_each_request_once(
+    redis_url: str, tmp_path: Path, prefix: str
+) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    client: Any = AsyncRedis.from_url(redis_url)
+    settings = settings_from_mapping(settings_dict("http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix))
+    log = OutcomeLog(client, settings)
+    try:
+        for i in range(3):
+            log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+        batch = list(log._pending)
+        await log._send(batch)
+        # A batch whose reply was lost goes back to the buffer and is sent again, although Redis applied it.
+        await log._send(batch)
+        assert await client.xlen(LedgerKeys(prefix).events) == 3
+    finally:
+        await client.aclose()
+
+
 async def test_a_large_batch_indexes_every_event_and_lets_the_loop_run(
     redis_url: str, tmp_path: Path, prefix: str
 ) -> None:
