@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -21,12 +20,7 @@ from router.mixture import QuorumError
 from router.policy import ROUTE_OVERRIDES, RouteOverride, decide
 from router.providers.base import CompletionRequest, ProviderError
 from router.ratelimit import check_rate_limit
-from router.routes import (
-    RouteResult,
-    answered_as_configured,
-    models_for,
-    run_route,
-)
+from router.routes import RouteResult, answered_as_configured, models_for, run_route
 from router.state import get_state
 
 router = APIRouter()
@@ -74,7 +68,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-logger = logging.getLogger(__name__)
 CHAT_PATH = "/v1/chat/completions"
 
 
