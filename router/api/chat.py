@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from router.api import sse
 from router.api.chat_stream import start_stream
 from router.api.errors import APIError, error_response
-from router.api.exchange import STORABLE_FINISH, Exchange, release
+from router.api.exchange import STORABLE_FINISH, Exchange, release, request_timeout_error
 from router.api.schemas import ChatRequest, parse_chat_request
 from router.cache_types import CachedAnswer, CacheSession
 from router.mixture import QuorumError
@@ -138,7 +138,7 @@ async def chat_completions(request: Request) -> Response:
             return _cache_hit(ex, chat, session.answer)
         time_left = ex.remaining_s()
         if time_left <= 0:  # spent waiting for a request that was computing the same answer, in vain
-            raise APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+            raise request_timeout_error()
         upstream = CompletionRequest(
             messages, chat.requested_max_tokens(), chat.temperature, chat.sampling_params(), time_left
         )

@@ -22,6 +22,10 @@ from router.state import AppState
 STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
 
 
+def request_timeout_error() -> APIError:
+    return APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+
+
 def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
     """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed.
     `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over)."""
@@ -33,7 +37,7 @@ def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> API
         if exc.kind == "timeout":
             return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
         return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
-    return APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+    return request_timeout_error()
 
 
 class Exchange:
