@@ -116,9 +116,11 @@ def seconds_until_room(now_count: float, prev_count: float, elapsed_s: float, ro
     return max(0.0, WINDOW_S * (1 - (room - now_count) / prev_count) - elapsed_s)
 
 
-def _key(prefix: str, tenant: str, kind: str, window: int) -> str:
-    # The braces make every key of one tenant land in one Redis Cluster slot, as a script requires.
-    return f"{prefix}:rl:{{{tenant}}}:{kind}:{window}"
+def window_key(prefix: str, tenant: str, kind: str, window: int) -> str:
+    # The braces make every key of one tenant land in one Redis Cluster slot, as a script requires. The
+    # "t:" keeps the hash tag non-empty whatever the name: a tag ends at the first "}", so a tenant named
+    # "}x" would otherwise have an empty tag, which Redis ignores (each key hashed whole, slots apart).
+    return f"{prefix}:rl:{{t:{tenant}}}:{kind}:{window}"
 
 
 class RateLimiter:
@@ -185,7 +187,7 @@ class RateLimiter:
         elapsed = now - window * WINDOW_S
         # Rounded down, so that a client waiting exactly its retry-after is not refused by a rounding error.
         weight = math.floor((1 - elapsed / WINDOW_S) * 1e6) / 1e6
-        keys = [_key(self._prefix, tenant, kind, w) for kind in ("req", "tok") for w in (window, window - 1)]
+        keys = [window_key(self._prefix, tenant, kind, w) for kind in ("req", "tok") for w in (window, window - 1)]
         args = [limits.requests_per_minute or 0, limits.tokens_per_minute or 0, f"{weight:.6f}", _KEY_TTL_S]
         try:
             reply = await asyncio.wait_for(self._admit_script(client)(keys=keys, args=args), self._timeout_s)
@@ -239,7 +241,7 @@ class RateLimiter:
             return
         pipe = client.pipeline(transaction=False)
         for (tenant, window, charge), tokens in batch.items():
-            keys = (_key(self._prefix, tenant, "tok", window), _key(self._prefix, tenant, "tokseq", window))
+            keys = (window_key(self._prefix, tenant, "tok", window), window_key(self._prefix, tenant, "tokseq", window))
             pipe.eval(_CHARGE_LUA, 2, *keys, self._replica, charge, tokens, _KEY_TTL_S)
         try:
             await asyncio.wait_for(pipe.execute(), max(self._timeout_s, 1.0))

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from router.api.errors import APIError
 from router.auth import hash_key
@@ -16,7 +17,7 @@ from router.config import AuthSettings
 from router.events import RequestEvent
 from router.mixture import CallRecord
 from router.providers.base import Usage
-from router.ratelimit import WINDOW_S, RateLimiter, seconds_until_room
+from router.ratelimit import WINDOW_S, RateLimiter, seconds_until_room, window_key
 from router.redis_client import make_redis_client
 from router.redis_server import EmbeddedRedis, free_port
 from router.simulator.runner import SimulatorServer
@@ -140,7 +141,7 @@ async def test_a_charge_whose_reply_comes_too_late_is_counted_once(
             await rl.flush()
         finally:
             await slow.aclose()
-    assert int(await redis.get(f"{prefix}:rl:{{acme}}:tok:9000")) == 1_000
+    assert int(await redis.get(f"{prefix}:rl:{{t:acme}}:tok:9000")) == 1_000
 
 
 async def test_charges_made_while_redis_is_down_are_written_when_it_is_back(own_redis: EmbeddedRedis) -> None:
@@ -156,11 +157,11 @@ async def test_charges_made_while_redis_is_down_are_written_when_it_is_back(own_
         own_redis.start()
         await rl.flush()
         await rl.flush()
-        assert int(await client.get(f"{prefix}:rl:{{acme}}:tok:10000")) == 150
+        assert int(await client.get(f"{prefix}:rl:{{t:acme}}:tok:10000")) == 150
         rl.record(event("acme", clock.now, Usage(1, 1)))
         clock.now += 2 * WINDOW_S  # by the flush, its window no longer counts: not written
         await rl.flush()
-        assert int(await client.get(f"{prefix}:rl:{{acme}}:tok:10000")) == 150
+        assert int(await client.get(f"{prefix}:rl:{{t:acme}}:tok:10000")) == 150
     finally:
         await client.aclose()
 
@@ -216,3 +217,13 @@ def test_replicas_share_a_tenants_limit(make_service: Any, redis_url: str) -> No
         for i in range(5)
     ]
     assert statuses == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.parametrize("tenant", ["acme", "}acme", "{acme}", "a}b", ""])
+def test_all_keys_of_a_tenant_share_one_cluster_slot(tenant: str) -> None:
+    # The admit and charge scripts touch both kinds and two windows in one call: a Redis Cluster refuses
+    # a script whose keys lie in different slots.
+    keys = [
+        window_key("moa", tenant, kind, window).encode() for kind in ("req", "tok", "tokseq") for window in (100, 101)
+    ]
+    assert len({key_slot(key) for key in keys}) == 1
