@@ -11,6 +11,11 @@ sync idempotent: one that failed, timed out after Redis applied it, or ran twice
 A cap is therefore soft by up to one sync interval of traffic plus the requests already in flight when
 it is reached.
 
+Each sync also adds the tenants this replica has served to a set per period (`<prefix>:budget:tenants:
+{day|month}:<label>`) and reads the set back, so that every replica reads the totals of every tenant,
+not only of those it has served: /v1/stats lists them all, and a tenant's cap holds on a replica from
+the tenant's first request there.
+
 The hashes are named `<prefix>:budget:spend:...`; before, the totals were strings named
 `<prefix>:budget:mixture:...` and added to with INCRBYFLOAT. An upgrade therefore starts the day's and
 the month's shared totals afresh (old and new replicas do not see each other's spend meanwhile).
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from contextlib import AsyncExitStack
 
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
     from router.state import AppState
 
@@ -48,9 +54,9 @@ PeriodName = Literal["day", "month"]
 _DAY_S = 86400
 # Keys outlive their period a little, so a replica that syncs late still writes to the right total.
 _KEY_TTL_S: dict[PeriodName, int] = {"day": 3 * _DAY_S, "month": 35 * _DAY_S}
-# Tenants a replica starts watching before they spend here (to read back other replicas' spend for
-# them); past this many, one is watched from its first spend here. Tenants are the operator's (one per
-# issued key), so this bounds a misconfiguration, not a client.
+# Tenants whose totals a replica reads back without having served them (named by the tenant set, or
+# watched from their first request here); past this many, one is read from its first spend here.
+# Tenants are the operator's (one per issued key), so this bounds a misconfiguration, not a client.
 _MAX_TENANTS = 10_000
 
 
@@ -99,6 +105,11 @@ class _Period:
         base = f"{prefix}:budget:spend:{self.name}:{self.label}"
         return base if tenant is None else f"{base}:tenant:{tenant}"
 
+    def tenants_key(self, prefix: str) -> str:
+        """A set of the tenants with spend in this period on any replica: each sync adds its own and reads
+        the others', so every replica reports and caps every tenant, not only those it has served."""
+        return f"{prefix}:budget:tenants:{self.name}:{self.label}"
+
     def spent(self, tenant: str | None = None) -> float:
         if tenant is None:
             return self.others_all + self.own_all
@@ -110,7 +121,8 @@ class _Period:
 
     def allows(self, tenant: str) -> bool:
         if self.tenant_cap is not None and tenant not in self.others and len(self.others) < _MAX_TENANTS:
-            self.others[tenant] = 0.0  # read back at the next sync, with other replicas' spend
+            # Read back at the next sync, even if no replica records it in the tenant set (an older version).
+            self.others[tenant] = 0.0
         if self.cap is not None and self.spent() >= self.cap:
             return False
         return self.tenant_cap is None or self.spent(tenant) < self.tenant_cap
@@ -118,7 +130,9 @@ class _Period:
     def figures(self, top: int) -> dict[str, Any]:
         spent = self.spent()
         tenants = {tenant: self.spent(tenant) for tenant in set(self.others) | set(self.own)}
-        busiest = sorted(tenants.items(), key=lambda item: item[1], reverse=True)[:top]
+        busiest = sorted(tenants.items(), key=lambda item: (-item[1], item[0]))[:top]  # ties by name: a stable list
+        cap = self.tenant_cap
+        over_cap = {tenant for tenant, amount in tenants.items() if cap is not None and amount >= cap}
         return {
             self.name: self.label,
             "resets_at": self.ends,
@@ -127,15 +141,28 @@ class _Period:
             "used_rate": spent / self.cap if self.cap else None,
             "mixture_allowed": self.cap is None or spent < self.cap,
             "per_tenant_cap_usd": self.tenant_cap,
+            "tenants_over_cap": len(over_cap),  # of every tenant, not only of the `top` listed
             "tenants": [
-                {
-                    "tenant": tenant,
-                    "mixture_spent_usd": amount,
-                    "over_cap": self.tenant_cap is not None and amount >= self.tenant_cap,
-                }
+                {"tenant": tenant, "mixture_spent_usd": amount, "over_cap": tenant in over_cap}
                 for tenant, amount in busiest
             ],
         }
+
+
+@dataclass
+class _Readback:
+    """One period's part of a sync: where the replies are, and the other replicas' totals read from them."""
+
+    period: _Period
+    label: str  # the period's when the sync was sent
+    tenants: list[str]  # the tenants whose totals are read, in the order of `reads[1:]`
+    members_at: int = 0  # the tenant set's SMEMBERS reply
+    reads: list[int] = field(default_factory=list)  # the overall total's HGETALL reply, then each tenant's
+    others: list[float] = field(default_factory=list)  # the other replicas' totals, in the order of `reads`
+
+    @property
+    def current(self) -> bool:
+        return self.label == self.period.label  # else the period ended while syncing: the totals read are stale
 
 
 class BudgetGuard:
@@ -197,31 +224,56 @@ class BudgetGuard:
 
     async def sync(self) -> None:
         """Write this replica's totals of the day and the month and read back everyone's, in one round
-        trip. Idempotent: a failed or repeated sync leaves nothing to put back or to undo."""
+        trip; in two when another replica has recorded a tenant this one has not read yet, so that one sync
+        (the one at startup too) leaves every tenant's spend known before its first request here.
+        Idempotent: a failed or repeated sync leaves nothing to put back or to undo."""
         self._current()
         if self._redis is None:
             return
         pipe = self._redis.pipeline(transaction=False)
-        sent: list[tuple[_Period, str, list[str], list[int]]] = []
-        for period in self._periods:
-            tenants = sorted(set(period.others) | set(period.own))
-            totals = [period.own_all, *(period.own.get(tenant, 0.0) for tenant in tenants)]
-            keys = [period.key(self._prefix), *(period.key(self._prefix, tenant) for tenant in tenants)]
-            reads = []  # where each key's HGETALL reply will be
-            for key, total in zip(keys, totals, strict=True):
-                if total > 0:  # a watched tenant this replica has not served gets no field
-                    pipe.hset(key, self._replica, repr(total))
-                    pipe.expire(key, _KEY_TTL_S[period.name])
-                reads.append(len(pipe))
-                pipe.hgetall(key)
-            sent.append((period, period.label, tenants, reads))
+        readbacks = [self._write_and_read(pipe, period) for period in self._periods]
         replies = await pipe.execute()
-        for period, label, tenants, reads in sent:
-            if label != period.label:
-                continue  # the period ended while syncing: the totals read are the previous one's
-            others = [self._others_in(replies[at]) for at in reads]
-            period.others_all = others[0]
-            period.others = defaultdict(float, zip(tenants, others[1:], strict=True))
+        readbacks = [readback for readback in readbacks if readback.current]
+        late = self._redis.pipeline(transaction=False)
+        for readback in readbacks:
+            readback.others = [self._others_in(replies[at]) for at in readback.reads]
+            known = set(readback.tenants)
+            members = {
+                member.decode() if isinstance(member, bytes) else member for member in replies[readback.members_at]
+            }
+            for tenant in sorted(members - known)[: max(_MAX_TENANTS - len(known), 0)]:
+                readback.tenants.append(tenant)
+                late.hgetall(readback.period.key(self._prefix, tenant))
+        if len(late):
+            late_replies = iter(await late.execute())
+            for readback in readbacks:  # in the order the late reads were queued
+                unread = len(readback.tenants) + 1 - len(readback.others)  # the overall total is others[0]
+                readback.others += [self._others_in(next(late_replies)) for _ in range(unread)]
+        for readback in readbacks:
+            if readback.current:
+                readback.period.others_all = readback.others[0]
+                readback.period.others = defaultdict(float, zip(readback.tenants, readback.others[1:], strict=True))
+
+    def _write_and_read(self, pipe: Pipeline, period: _Period) -> _Readback:
+        """Queue on `pipe` this replica's totals of `period`, its tenants, and the reads of the tenant set
+        and of every total it knows of."""
+        readback = _Readback(period, period.label, sorted(set(period.others) | set(period.own)))
+        ttl = _KEY_TTL_S[period.name]
+        tenants_key = period.tenants_key(self._prefix)
+        if period.own:  # at every sync, so that a set lost in Redis is written again
+            pipe.sadd(tenants_key, *period.own)
+            pipe.expire(tenants_key, ttl)
+        readback.members_at = len(pipe)
+        pipe.smembers(tenants_key)
+        totals = [period.own_all, *(period.own.get(tenant, 0.0) for tenant in readback.tenants)]
+        keys = [period.key(self._prefix), *(period.key(self._prefix, tenant) for tenant in readback.tenants)]
+        for key, total in zip(keys, totals, strict=True):
+            if total > 0:  # a watched tenant this replica has not served gets no field
+                pipe.hset(key, self._replica, repr(total))
+                pipe.expire(key, ttl)
+            readback.reads.append(len(pipe))
+            pipe.hgetall(key)
+        return readback
 
     def _others_in(self, fields: dict[bytes | str, bytes | str]) -> float:
         """The other replicas' spend in one HGETALL reply."""

@@ -3,9 +3,12 @@ and its headline figures equal /v1/stats; without traffic it shows its empty sta
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,4 +183,40 @@ def test_dashboard_asks_for_the_admin_key_when_the_service_is_closed(
     page.wait_for_selector("body[data-ready='1']", timeout=15_000)
     assert page.locator("#keyform").is_hidden()
     assert page.locator("[data-figure='requests']").inner_text() == "0"
+    page.close()
+
+
+def test_dashboard_counts_every_tenant_over_its_cap(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    from router.budget import BudgetGuard
+    from router.config import BudgetSettings
+    from tests.test_budget import mixture_event
+
+    prefix = f"tdash{uuid.uuid4().hex[:8]}"
+    settings = BudgetSettings(mixture_daily_usd_per_tenant=0.5, sync_interval_s=0.05)
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, budget=settings.model_dump())
+
+    async def spend_on_another_replica() -> None:  # more tenants over the cap than /v1/stats lists
+        client = Redis.from_url(redis_url)
+        other = BudgetGuard(settings, client, prefix)
+        for number in range(12):
+            other.record(mixture_event(f"tenant-{number}", 1.0, time.time()))
+        await other.sync()
+        await client.aclose()
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright runs an event loop in this thread
+        pool.submit(asyncio.run, spend_on_another_replica()).result()
+    deadline = time.monotonic() + 10
+    while True:
+        budget = httpx.get(f"{base}/v1/stats", params={"window": "day"}, timeout=10).json()["budget"]
+        if budget["tenants_over_cap"] == 12 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(budget["tenants"]) == 10 and budget["tenants_over_cap"] == 12
+    page, errors = open_dashboard(browser, base, "day")
+    assert f"{usd(0.5)} per tenant, 12 over" in page.locator("#budget-sub").inner_text()
+    assert errors == []
     page.close()

@@ -111,6 +111,12 @@ function renderFigures(stats) {
   renderBudget(stats.budget);
 }
 
+// Tenants over their cap, of all tenants (older replicas list only the top ones and no count).
+function overCap(period) {
+  const count = period.tenants_over_cap;
+  return count === undefined ? period.tenants.filter((x) => x.over_cap).length : count;
+}
+
 function renderBudget(budget) {
   const meter = document.getElementById("budget-meter");
   if (!budget) {
@@ -130,14 +136,14 @@ function renderBudget(budget) {
   const parts = [];
   if (budget.mixture_cap_usd !== null) parts.push(pct(budget.used_rate) + " of " + usd(budget.mixture_cap_usd));
   if (budget.per_tenant_cap_usd !== null) {
-    const over = budget.tenants.filter((x) => x.over_cap).length;
+    const over = overCap(budget);
     parts.push(usd(budget.per_tenant_cap_usd) + " per tenant, " + over + " over");
   }
   if (month && (month.mixture_cap_usd !== null || month.per_tenant_cap_usd !== null)) {
     let text = "this month " + usd(month.mixture_spent_usd);
     if (month.mixture_cap_usd !== null) text += ", " + pct(month.used_rate) + " of " + usd(month.mixture_cap_usd);
     if (month.per_tenant_cap_usd !== null) {
-      const over = month.tenants.filter((x) => x.over_cap).length;
+      const over = overCap(month);
       text += ", " + usd(month.per_tenant_cap_usd) + " per tenant, " + over + " over";
     }
     parts.push(text);
