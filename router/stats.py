@@ -4,7 +4,8 @@ dashboard and `moa-router report`.
 Write side only; reading and summarising is `router.stats_query`. Each event adds to one hash per
 resolution (minute, hour and day buckets), so a query reads at most a few dozen hashes whatever the
 traffic. The request path only appends the event to a list; every `flush_interval_s` a background
-task sums the events in memory and writes the sums in one MULTI/EXEC.
+task sums the events in memory and writes the sums in one MULTI/EXEC, as a numbered batch that Redis
+applies at most once (`router.stats_batch`).
 
 The "mixture on everything" counterfactual (what the traffic would have cost had every request run
 the mixture) is estimated per request by `MixtureCostEstimator`; see its docstring for the method.
@@ -17,6 +18,7 @@ import heapq
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from router.events import RequestEvent
 from router.prompts import with_candidates
 from router.providers.base import Usage
 from router.providers.pricing import Prices, estimate_tokens, prices_for
+from router.stats_batch import BucketSums, StatsBatch, TopEntries, applied_key, write_batch
 from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -226,7 +229,8 @@ def expensive_entry(event: RequestEvent) -> dict[str, Any]:
 class StatsRecorder:
     """The stats EventSink. `record` only queues the event; `flush` (every `flush_interval_s`, off the
     request path) folds the queue into per-minute sums, derives the hour and day sums from them and
-    adds all of them to Redis in one MULTI/EXEC."""
+    adds all of them to Redis in one MULTI/EXEC. A batch that failed is sent again as it was, before
+    anything newer: Redis may have applied it, and then skips it by its number."""
 
     def __init__(
         self,
@@ -242,9 +246,12 @@ class StatsRecorder:
         self._flush_interval_s = flush_interval_s
         self._clock = clock
         self._queue: list[RequestEvent] = []
-        self._minutes: dict[int, dict[str, float]] = {}  # minute bucket start -> sums not yet written
-        # top key -> (ttl, [(cost, entry)]) of the expensive requests not yet written
-        self._top: dict[str, tuple[int, list[tuple[float, bytes]]]] = {}
+        self._minutes: dict[int, dict[str, float]] = {}  # minute bucket start -> sums not yet in a batch
+        self._top: TopEntries = {}  # the expensive requests not yet in a batch
+        self._folded_events = 0  # events in `_minutes`
+        self._replica = uuid.uuid4().hex[:16]  # this recorder's field in the applied-batch markers
+        self._batches = 0  # the last batch number given out
+        self._unsent: StatsBatch | None = None  # a batch whose write failed: Redis may have applied it
         self._lock = asyncio.Lock()
         self._last_failure_log = 0.0
         self.unflushed_events = 0  # recorded since the last successful write
@@ -267,6 +274,7 @@ class StatsRecorder:
     def _fold(self) -> None:
         """Sum the queued events into their minute buckets and pick the expensive ones."""
         queue, self._queue = self._queue, []
+        self._folded_events += len(queue)
         candidates: dict[tuple[Resolution, int], list[tuple[float, RequestEvent]]] = defaultdict(list)
         for event in queue:
             minute = self._minutes.setdefault(bucket_start(event.started_at, MINUTE), {})
@@ -280,63 +288,54 @@ class StatsRecorder:
             kept = self._top.setdefault(key, (resolution.ttl_s, []))[1]
             for cost, event in heapq.nlargest(TOP_PER_BUCKET, found, key=lambda item: item[0]):
                 kept.append((cost, orjson.dumps(expensive_entry(event))))
-
-    def _sums(self, minutes: dict[int, dict[str, float]]) -> dict[str, tuple[int, dict[str, float]]]:
-        """Redis key -> (ttl, sums) for every resolution, the hour and day sums made from the minutes'."""
-        sums: dict[str, tuple[int, dict[str, float]]] = {}
-        for start, fields in minutes.items():
-            for resolution in RESOLUTIONS:
-                key = bucket_key(self._prefix, resolution, bucket_start(start, resolution))
-                target = sums.setdefault(key, (resolution.ttl_s, {}))[1]
-                for name, amount in fields.items():
-                    target[name] = target.get(name, 0.0) + amount
-        return sums
-
-    async def flush(self) -> None:
-        """Write what has been recorded so far; on a Redis failure keep the sums for the next attempt."""
-        async with self._lock:
-            self._fold()
-            minutes, self._minutes = self._minutes, {}
-            top, self._top = self._top, {}
-            events, self.unflushed_events = self.unflushed_events, 0
-            if not minutes and not top:
-                return
-            from redis.exceptions import RedisError
-
-            pipe = self._redis.pipeline(transaction=True)
-            for key, (ttl, fields) in self._sums(minutes).items():
-                for name, amount in fields.items():
-                    if amount:
-                        pipe.hincrbyfloat(key, name, amount)
-                pipe.expire(key, ttl)
-            for key, (ttl, entries) in top.items():
-                pipe.zadd(key, {member: cost for cost, member in entries})
-                pipe.zremrangebyrank(key, 0, -(TOP_PER_BUCKET + 1))
-                pipe.expire(key, ttl)
-            try:
-                await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self._restore(minutes, top)
-                self.unflushed_events += events
-                now = time.monotonic()
-                if now - self._last_failure_log > 30:
-                    self._last_failure_log = now
-                    logger.warning("stats: cannot write to Redis (%s); keeping the counts to retry", exc)
-                raise
-
-    def _restore(
-        self, minutes: dict[int, dict[str, float]], top: dict[str, tuple[int, list[tuple[float, bytes]]]]
-    ) -> None:
-        for start, fields in minutes.items():
-            target = self._minutes.setdefault(start, {})
-            for name, amount in fields.items():
-                target[name] = target.get(name, 0.0) + amount
-        for key, (ttl, entries) in top.items():
-            kept = self._top.setdefault(key, (ttl, []))[1]
-            kept.extend(entries)
-            if len(kept) > TOP_PER_BUCKET:  # only the top few can survive the write anyway
+            if len(kept) > TOP_PER_BUCKET:  # folded over several flushes while Redis is away: only the top survive
                 kept.sort(key=lambda item: item[0], reverse=True)
                 del kept[TOP_PER_BUCKET:]
+
+    def _next_batch(self) -> StatsBatch | None:
+        """The sums not yet in a batch, per bucket of every resolution (the hour and day sums made from
+        the minutes'), as the next numbered batch; None when there is nothing to write."""
+        minutes, self._minutes = self._minutes, {}
+        top, self._top = self._top, {}
+        events, self._folded_events = self._folded_events, 0
+        if not minutes and not top:
+            return None
+        buckets: dict[str, BucketSums] = {}
+        for start, fields in minutes.items():
+            for resolution in RESOLUTIONS:
+                bucket = bucket_start(start, resolution)
+                key = bucket_key(self._prefix, resolution, bucket)
+                if key not in buckets:
+                    buckets[key] = BucketSums(key, applied_key(self._prefix, resolution, bucket), resolution.ttl_s, {})
+                target = buckets[key].sums
+                for name, amount in fields.items():
+                    target[name] = target.get(name, 0.0) + amount
+        self._batches += 1
+        return StatsBatch(self._batches, list(buckets.values()), top, events)
+
+    async def flush(self) -> None:
+        """Write what has been recorded so far; on a Redis failure keep the batch to send again."""
+        async with self._lock:
+            self._fold()  # also while Redis is away: the sums stay small, the events would not
+            if self._unsent is not None:
+                await self._write(self._unsent)  # what came since waits: it goes in a batch of its own
+            self._unsent = self._next_batch()
+            if self._unsent is not None:
+                await self._write(self._unsent)
+
+    async def _write(self, batch: StatsBatch) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await write_batch(self._redis, self._replica, batch, TOP_PER_BUCKET)
+        except (RedisError, OSError) as exc:
+            now = time.monotonic()
+            if now - self._last_failure_log > 30:
+                self._last_failure_log = now
+                logger.warning("stats: cannot write to Redis (%s); keeping the counts to retry", exc)
+            raise
+        self._unsent = None
+        self.unflushed_events -= batch.events
 
     async def run(self) -> None:
         """Flush every `flush_interval_s` until cancelled."""

@@ -4,6 +4,7 @@ computed by hand from the simulator's prices and token counts."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +20,12 @@ from router.mixture import CallRecord
 from router.prompts import AGGREGATE_INSTRUCTIONS
 from router.providers.base import Usage
 from router.providers.pricing import Prices
+from router.redis_client import make_redis_client
 from router.simulator.answers import compose_answer, prompt_tokens
 from router.stats import (
+    DAY,
     HOUR,
+    MINUTE,
     MixtureCostEstimator,
     StatsRecorder,
     bucket_key,
@@ -29,10 +33,14 @@ from router.stats import (
     counterfactual_usd,
     latency_bin,
     latency_bin_bounds,
+    top_key,
 )
+from router.stats_batch import applied_key
 from router.stats_query import WINDOWS, latency_percentiles, stats_report
 from tests import conftest
 from tests.conftest import TEST_MODELS
+from tests.support.exec_proxy import ExecReplyProxy
+from tests.support.slow_proxy import SlowProxy
 
 PROPOSERS = ("prop-a", "prop-b", "prop-c")
 
@@ -157,12 +165,105 @@ async def test_recorder_keeps_counts_while_redis_is_down(own_redis: Any) -> None
         with pytest.raises((RedisError, OSError)):
             await recorder.flush()
         assert recorder.unflushed_events == 1
+        recorder.record(RequestEvent(request_id="r2", tenant="t", route="cheap", reason="easy"))
+        with pytest.raises((RedisError, OSError)):
+            await recorder.flush()  # the first batch again, while the second request waits behind it
+        assert recorder.unflushed_events == 2
         own_redis.start()
         await recorder.flush()
         report = await stats_report(client, prefix, WINDOWS["hour"], top=0)
-        assert report["totals"]["requests"] == 1
+        assert report["totals"]["requests"] == 2 and recorder.unflushed_events == 0
     finally:
         await client.aclose()
+
+
+def _mixture_event(request_id: str, at: float, cost_usd: float) -> RequestEvent:
+    event = RequestEvent(request_id=request_id, tenant="acme", started_at=at, route="mixture", reason="difficulty")
+    event.calls.append(CallRecord("m", "proposer", "ok", 0.1, Usage(10, 10), cost_usd=cost_usd))
+    event.latency_s = 0.5
+    return event
+
+
+async def _totals(client: Any, prefix: str, now: float) -> dict[str, Any]:
+    totals: dict[str, Any] = (await stats_report(client, prefix, WINDOWS["day"], now=now, top=0))["totals"]
+    return totals
+
+
+async def test_a_flush_whose_reply_comes_too_late_counts_its_batch_once(redis_url: str, redis_client: Any) -> None:
+    from redis.exceptions import RedisError
+
+    prefix = _prefix()
+    now = time.time()
+    async with SlowProxy(redis_url).running() as proxy:
+        slow = make_redis_client(proxy.url, 0.3)
+        try:
+            recorder = StatsRecorder(
+                slow, prefix, MixtureCostEstimator([Prices(0, 0)], Prices(0, 0)), clock=lambda: now
+            )
+            await slow.ping()  # connected, so that the held reply is the flush's
+            recorder.record(_mixture_event("r1", now, 0.25))
+            recorder.record_shadow(mixture_needed=True, cost_usd=0.5, at=now)
+            proxy.hold_next_reply(0.6)  # Redis applies the flush; its reply comes after the client gave up
+            with pytest.raises(RedisError):
+                await recorder.flush()
+            assert (await _totals(redis_client, prefix, now))["requests"] == 1  # applied, although the flush failed
+            assert recorder.unflushed_events == 1
+            recorder.record(_mixture_event("r2", now, 0.125))  # recorded meanwhile: counted once too
+            await recorder.flush()  # the lost batch again, then the new one
+            await recorder.flush()
+        finally:
+            await slow.aclose()
+    totals = await _totals(redis_client, prefix, now)
+    assert totals["requests"] == 2 and totals["routes"] == {"mixture": 2}
+    assert totals["spend_usd"] == pytest.approx(0.25 + 0.125 + 0.5, rel=1e-12)
+    assert totals["shadow"]["runs"] == 1 and totals["shadow"]["cost_usd"] == pytest.approx(0.5)
+    assert totals["latency_ms"]["all"]["count"] == 2
+    assert recorder.unflushed_events == 0
+    hour = await stats_report(redis_client, prefix, WINDOWS["hour"], now=now, top=5)
+    assert hour["totals"]["requests"] == 2  # the minute buckets too
+    assert [entry["request_id"] for entry in hour["expensive"]] == ["r1", "r2"]
+
+
+async def test_a_flush_whose_connection_drops_after_exec_counts_its_batch_once(
+    redis_url: str, redis_client: Any
+) -> None:
+    prefix = _prefix()
+    now = time.time()
+    proxy = ExecReplyProxy(redis_url)
+    async with proxy.running():
+        client = make_redis_client(proxy.url, 1.0)
+        try:
+            recorder = StatsRecorder(
+                client, prefix, MixtureCostEstimator([Prices(0, 0)], Prices(0, 0)), clock=lambda: now
+            )
+            recorder.record(_mixture_event("r1", now, 0.25))
+            # Redis applies the transaction and the connection closes before its reply: the client retries
+            # on a new connection (it does so on a connection error only), sending the same commands again.
+            proxy.drop_reply_to_next_exec()
+            await recorder.flush()
+        finally:
+            await client.aclose()
+    totals = await _totals(redis_client, prefix, now)
+    assert totals["requests"] == 1 and totals["spend_usd"] == pytest.approx(0.25)
+
+
+async def test_replicas_add_to_the_same_buckets_and_markers_expire_with_them(redis_client: Any) -> None:
+    prefix = _prefix()
+    now = 1_700_000_000.0
+    replicas = [
+        StatsRecorder(redis_client, prefix, MixtureCostEstimator([Prices(0, 0)], Prices(0, 0)), clock=lambda: now)
+        for _ in range(2)
+    ]
+    for number, recorder in enumerate(replicas):
+        recorder.record(_mixture_event(f"r{number}", now, 0.25))
+        await recorder.flush()  # both replicas' first batch: each is applied
+    assert (await _totals(redis_client, prefix, now + 60))["requests"] == 2
+    layout = {key.decode(): await redis_client.ttl(key) async for key in redis_client.scan_iter(match=f"{prefix}:*")}
+    for resolution in (MINUTE, HOUR, DAY):
+        start = bucket_start(now, resolution)
+        assert 0 < layout.pop(bucket_key(prefix, resolution, start)) <= resolution.ttl_s
+        assert 0 < layout.pop(applied_key(prefix, resolution, start)) <= resolution.ttl_s
+    assert set(layout) == {top_key(prefix, HOUR, bucket_start(now, HOUR)), top_key(prefix, DAY, bucket_start(now, DAY))}
 
 
 # ---- the whole service: a known mix of cheap, mixture and cached requests ----
