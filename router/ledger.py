@@ -2,9 +2,11 @@
 
 `OutcomeLog` is an EventSink. `record` only appends to an in-memory buffer; a writer task sends the
 buffer to Redis in batches (one MULTI/EXEC per batch, in which one script call appends all the
-batch's events, XADD with an approximate MAXLEN of `ledger.retention`). When Redis is unreachable
-the batch stays in the buffer and is retried with backoff; the buffer is bounded by
-`ledger.max_buffer` and what falls off it is counted as dropped.
+batch's events and outcomes, XADD with an approximate MAXLEN of `ledger.retention`). When Redis is
+unreachable the batch stays in the buffer and is retried with backoff; the buffer is bounded by
+`ledger.max_buffer` and what falls off it is counted as dropped. A batch retried after a lost reply
+(Redis had applied it) logs nothing twice: the script skips an event whose request index exists and
+an outcome whose marker exists (each outcome gets an `outcome_id` when it is queued).
 `close` (at shutdown) writes everything still buffered, within `ledger.shutdown_timeout_s`.
 
 Keys (all under `settings.redis_prefix`):
@@ -12,6 +14,8 @@ Keys (all under `settings.redis_prefix`):
 - `<prefix>:ledger:outcomes`         stream of outcomes: feedback and shadow verdicts (field `o`)
 - `<prefix>:ledger:request:<id>`     "<stream id> <summary JSON>" per request, for feedback lookups;
                                      expires after `ledger.feedback_window_s`
+- `<prefix>:ledger:outcome:<id>`     the stream id of an outcome written by this log, by its
+                                     `outcome_id`; expires after `ledger.feedback_window_s`
 - `<prefix>:ledger:prompt_hash_key`  the key of the prompt hashes (router/prompt_hash.py)
 
 Prompt and answer texts are written only when `ledger.store_prompts` is set (the demo sets it), after
@@ -26,6 +30,7 @@ import importlib
 import logging
 import re
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -46,18 +51,26 @@ logger = logging.getLogger(__name__)
 Redactor = Callable[[str], str]
 RECORD_VERSION = 2  # 2: prompt_hash (HMAC-SHA256) replaced prompt_sha256
 
-# A whole batch of events in one script call: each XADD and the request index that points at its
-# stream entry. One call instead of one per event: redis-py's work for each pipelined script call
-# (tens of microseconds) held the event loop for 6-9 ms per 200-event batch (bench_outcome_log).
-# KEYS: the events stream, then each event's index key; ARGV: maxlen, ttl, then record and summary
-# of each event in KEYS' order. An event whose index key exists is already in the stream: a batch sent
-# again because its reply was lost (Redis applied it) must not log its requests twice.
-_APPEND_EVENTS = """
+# A whole batch in one script call: each event's and outcome's XADD, and the key that points at its stream
+# entry (request index, outcome marker). One call, not one per event: redis-py's work per pipelined script
+# call (tens of microseconds) held the event loop for 6-9 ms per 200-event batch (bench_outcome_log).
+# KEYS: events stream, outcomes stream, each event's index key, then each outcome's marker; ARGV: maxlen,
+# ttl, number of events, each event's record and summary, then each outcome's record. An entry whose key
+# exists is already logged: a batch sent again because its reply was lost (Redis applied it) adds nothing.
+_APPEND_BATCH = """
+local maxlen, ttl, events = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local written = 0
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2 * i - 1])
-    redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[2])
+for i = 1, #KEYS - 2 do
+  local key = KEYS[2 + i]
+  if redis.call('EXISTS', key) == 0 then
+    local id
+    if i <= events then
+      id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[2 + 2 * i])
+      redis.call('SET', key, id .. ' ' .. ARGV[3 + 2 * i], 'EX', ttl)
+    else
+      id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'o', ARGV[3 + events + i])
+      redis.call('SET', key, id, 'EX', ttl)
+    end
     written = written + 1
   end
 end
@@ -79,6 +92,9 @@ class LedgerKeys:
 
     def request(self, request_id: str) -> str:
         return f"{self.prefix}:ledger:request:{request_id}"
+
+    def outcome(self, outcome_id: str) -> str:
+        return f"{self.prefix}:ledger:outcome:{outcome_id}"
 
     def feedback(self, request_id: str) -> str:
         return f"{self.prefix}:feedback:{request_id}"
@@ -236,7 +252,7 @@ class OutcomeLog:
         self.keys = LedgerKeys(settings.redis_prefix)
         self._store_prompts = settings.ledger.store_prompts or settings.demo
         self._redact = redact or load_redactor(settings.ledger.redact)
-        self._script = redis.register_script(_APPEND_EVENTS)
+        self._script = redis.register_script(_APPEND_BATCH)
         self._pending: deque[_Pending] = deque()
         self._in_flight: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -261,7 +277,10 @@ class OutcomeLog:
         self._enqueue(_Pending(event=event))
 
     def record_outcome(self, outcome: dict[str, Any]) -> None:
-        """Queue an outcome (a shadow verdict) for the outcomes stream."""
+        """Queue an outcome (a shadow verdict) for the outcomes stream. It gets an `outcome_id` (unless it
+        has one), by which a batch sent again after a lost reply does not log it twice."""
+        if "outcome_id" not in outcome:
+            outcome = {**outcome, "outcome_id": uuid.uuid4().hex}
         self._enqueue(_Pending(outcome=outcome))
 
     def is_pending(self, request_id: str) -> bool:
@@ -324,27 +343,26 @@ class OutcomeLog:
             return True
 
     async def _send(self, batch: list[_Pending]) -> None:
-        keys = [self.keys.events]
-        args: list[str | bytes] = [str(self._settings.retention), str(self._settings.feedback_window_s)]
-        outcomes = []
+        event_keys, event_args, outcome_keys, outcome_args = [], [], [], []
         for index, item in enumerate(batch):
             if index and index % _RECORDS_PER_TURN == 0:
                 await asyncio.sleep(0)  # let requests in flight run between slices of the batch
             if item.event is not None:
                 event = item.event
-                keys.append(self.keys.request(event.request_id))
-                args.append(_dumps(event_record(event, self._store_prompts, self._redact)))
-                args.append(orjson.dumps(index_summary(event)))
+                event_keys.append(self.keys.request(event.request_id))
+                event_args.append(_dumps(event_record(event, self._store_prompts, self._redact)))
+                event_args.append(orjson.dumps(index_summary(event)))
             elif item.outcome is not None:
-                outcomes.append(_dumps(item.outcome))
+                outcome_keys.append(self.keys.outcome(item.outcome["outcome_id"]))
+                outcome_args.append(_dumps(item.outcome))
         if len(batch) > _RECORDS_PER_TURN:
             await asyncio.sleep(0)  # packing the command is a slice of its own
+        settings = self._settings
+        keys = [self.keys.events, self.keys.outcomes, *event_keys, *outcome_keys]
+        args = [str(settings.retention), str(settings.feedback_window_s), str(len(event_keys))]
         # One transaction: the batch is written whole or not at all (and then retried whole).
         async with self._redis.pipeline(transaction=True) as pipe:
-            if len(keys) > 1:
-                await self._script(keys=keys, args=args, client=pipe)
-            for outcome in outcomes:
-                pipe.xadd(self.keys.outcomes, {"o": outcome}, maxlen=self._settings.retention, approximate=True)
+            await self._script(keys=keys, args=[*args, *event_args, *outcome_args], client=pipe)
             await pipe.execute()
 
     async def flush(self, timeout_s: float | None = None) -> bool:

@@ -29,8 +29,10 @@ from router.ledger import (
 )
 from router.mixture import CallRecord
 from router.providers.base import CompletionRequest, Usage
+from router.redis_client import make_redis_client
 from router.redis_server import EmbeddedRedis, free_port
 from tests.conftest import settings_dict
+from tests.support.exec_proxy import ExecReplyProxy
 
 Service = Callable[..., str]
 
@@ -273,11 +275,50 @@ async def test_a_batch_sent_again_after_its_reply_was_lost_logs_each_request_onc
     try:
         for i in range(3):
             log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+        log.record_outcome({"kind": "shadow", "request_id": "r0"})
         batch = list(log._pending)
         await log._send(batch)
         # A batch whose reply was lost goes back to the buffer and is sent again, although Redis applied it.
         await log._send(batch)
         assert await client.xlen(LedgerKeys(prefix).events) == 3
+        assert await client.xlen(LedgerKeys(prefix).outcomes) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_shadow_outcomes_of_a_batch_sent_again_after_its_reply_was_lost_are_logged_once(
+    redis_url: str, tmp_path: Path, prefix: str
+) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    client: Any = AsyncRedis.from_url(redis_url)
+    keys = LedgerKeys(prefix)
+    settings = settings_from_mapping(settings_dict("http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix))
+    proxy = ExecReplyProxy(redis_url)
+    async with proxy.running():
+        slow = make_redis_client(proxy.url, 0.3)
+        log = OutcomeLog(slow, settings)
+        try:
+            log.record(RequestEvent(request_id="r0", tenant="t"))
+            for request_id, verdict in (("r0", "cheap"), ("r1", "mixture")):
+                log.record_outcome({"kind": "shadow", "request_id": request_id, "verdict": verdict})
+            proxy.hold_reply_to_next_exec(0.6)  # Redis applies the batch; its reply comes after the client gave up
+            assert not await log._write_batch()
+            assert await client.xlen(keys.outcomes) == 2 and log.pending == 3  # applied, and kept to send again
+            assert await log.flush(timeout_s=5)
+        finally:
+            await slow.aclose()
+    try:
+        assert await client.xlen(keys.events) == 1
+        outcomes = [orjson.loads(fields[b"o"]) for _, fields in await client.xrange(keys.outcomes)]
+        assert [(outcome["request_id"], outcome["verdict"]) for outcome in outcomes] == [
+            ("r0", "cheap"),
+            ("r1", "mixture"),
+        ]
+        assert len({outcome["outcome_id"] for outcome in outcomes}) == 2  # each its own id
+        marker = await client.get(keys.outcome(outcomes[0]["outcome_id"]))
+        assert 0 < await client.ttl(keys.outcome(outcomes[0]["outcome_id"])) <= settings.ledger.feedback_window_s
+        assert marker is not None and marker.count(b"-") == 1  # the outcome's stream id
     finally:
         await client.aclose()
 
