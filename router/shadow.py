@@ -7,7 +7,8 @@ mixture-routed one (`shadow.mixture_sample_rate`) also runs the cheap model. The
 verdict; "the mixture's answer is better" means the mixture was needed. The client is never delayed:
 `record` is a sampling decision and a non-blocking queue put; a bounded pool of workers does the rest
 and a full queue drops the sample. Spend (other route + judge) is held to `shadow.daily_budget_usd` per
-UTC day across replicas by a Redis counter; an over-budget sample is skipped.
+UTC day across replicas (router.shadow_budget); an over-budget sample is skipped. At shutdown, runs in
+progress get a few seconds to finish and queued samples are dropped, never started.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import RedisError
@@ -33,7 +33,8 @@ from router.mixture import MixtureEngine, QuorumError
 from router.outcomes import shadow_label
 from router.providers.base import CompletionRequest, Message, ProviderError
 from router.providers.registry import ProviderSet
-from router.routes import run_route
+from router.routes import RouteResult, run_route
+from router.shadow_budget import ShadowBudget
 from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 Verdict = Literal["mixture", "cheap", "tie", "unclear"]
 _STOP_GRACE_S = 5.0
-_BUDGET_KEY_TTL_S = 3 * 86400
 _MAX_JUDGED_CHARS = 6000  # per request and per answer: bounds the judge's cost on long inputs
 
 JUDGE_INSTRUCTIONS = """\
@@ -54,7 +54,10 @@ Give one or two sentences of reasoning, then end with a last line that is exactl
 VERDICT: A
 VERDICT: B
 VERDICT: TIE"""
-_VERDICT = re.compile(r"VERDICT:\s*\**\s*(A|B|TIE)\b", re.IGNORECASE)
+# A line of its own, give or take markdown and punctuation: prose such as "my verdict: a tie" or a refusal
+# quoting the format ("VERDICT: A or VERDICT: B") is no verdict.
+_DECOR = r"[\s*_`'\"\[\]().!]*"
+_VERDICT = re.compile(rf"^{_DECOR}VERDICT{_DECOR}:{_DECOR}(A|B|TIE){_DECOR}$", re.IGNORECASE | re.MULTILINE)
 
 
 def _clip(text: str) -> str:
@@ -73,7 +76,7 @@ def judge_messages(request: Sequence[Message], answer_a: str, answer_b: str) -> 
 
 
 def parse_verdict(text: str) -> Literal["A", "B", "TIE"] | None:
-    """The judge's last VERDICT line, or None when it gave none."""
+    """The judge's last VERDICT line, or None when it gave none (then the outcome has no label)."""
     found = _VERDICT.findall(text)
     if not found:
         return None
@@ -89,41 +92,6 @@ def mixture_verdict(choice: Literal["A", "B", "TIE"] | None, mixture_is_a: bool)
     return "mixture" if (choice == "A") == mixture_is_a else "cheap"
 
 
-class ShadowBudget:
-    """The day's shadow spend in Redis, shared by every replica. A run reserves its expected cost
-    first (so concurrent runs cannot all pass a nearly spent budget) and settles the actual cost after."""
-
-    def __init__(self, redis: Any, prefix: str, daily_usd: float) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self.daily_usd = daily_usd
-
-    def key(self, now: float | None = None) -> str:
-        day = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y-%m-%d")
-        return f"{self._prefix}:shadow:spend:{day}"
-
-    async def spent(self) -> float:
-        value = await self._redis.get(self.key())
-        return float(value) if value is not None else 0.0
-
-    async def reserve(self, amount: float) -> str | None:
-        """The day's key when `amount` fits in what is left of the budget, else None."""
-        key = self.key()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrbyfloat(key, amount)
-            pipe.expire(key, _BUDGET_KEY_TTL_S)
-            total, _ = await pipe.execute()
-        before = float(total) - amount
-        if before >= self.daily_usd or float(total) > self.daily_usd:
-            await self._redis.incrbyfloat(key, -amount)
-            return None
-        return key
-
-    async def settle(self, key: str, reserved: float, actual: float) -> None:
-        if actual != reserved:
-            await self._redis.incrbyfloat(key, actual - reserved)
-
-
 class _NotJudged(Exception):
     """The other route gave no answer worth judging (the outcome is logged without a label)."""
 
@@ -137,13 +105,28 @@ class _Job:
 
 
 @dataclass(slots=True)
+class _Run:
+    """One comparison as it goes: the other route's calls (added as they finish) and the judge's."""
+
+    route: RouteResult = field(default_factory=RouteResult)
+    judge_cost: float = 0.0
+    judge_text: str = ""
+    verdict: Verdict = "unclear"
+    error: str | None = None
+
+    @property
+    def cost_usd(self) -> float:
+        return self.route.cost_usd + self.judge_cost
+
+
+@dataclass(slots=True)
 class ShadowCounters:
     sampled: int = 0
     completed: int = 0  # a verdict (or an unclear one) was logged
-    over_budget: int = 0
+    over_budget: int = 0  # or the rest of the budget was held by a run whose cost was not known yet
     dropped: int = 0  # the queue was full, or the service stopped first
     no_input: int = 0  # the request or answer text was not available in process
-    failed: int = 0  # the other route or the judge failed, or Redis did
+    failed: int = 0  # the other route or the judge failed, or Redis did, or a bug (logged)
     spent_usd: float = 0.0
 
 
@@ -170,7 +153,7 @@ class ShadowEvaluator:
         self._rng = rng or random.Random()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=settings.shadow.queue_size)
         self._workers: list[asyncio.Task[None]] = []
-        self._expected_cost = 0.0  # running mean of one run's cost: what a run reserves
+        self._closing = False
         self.counters = ShadowCounters()
 
     @property
@@ -199,6 +182,9 @@ class ShadowEvaluator:
             self.counters.no_input += 1
             return
         other = "mixture" if event.route == "cheap" else "cheap"
+        if self._closing:
+            self.counters.dropped += 1
+            return
         try:
             self._queue.put_nowait(_Job(event, request, answer, other))
         except asyncio.QueueFull:
@@ -217,20 +203,38 @@ class ShadowEvaluator:
             except (RedisError, OSError) as exc:
                 self.counters.failed += 1
                 logger.warning("shadow evaluation of %s failed on Redis: %s", job.event.request_id, exc)
+            except Exception:  # a bug in one run must not end this worker, and with it shadow evaluation
+                self.counters.failed += 1
+                logger.exception("shadow evaluation of %s failed", job.event.request_id)
             finally:
                 self._queue.task_done()
 
     async def _evaluate(self, job: _Job) -> None:
-        reserved = self._expected_cost
-        key = await self._budget.reserve(reserved)
-        if key is None:
+        reservation = await self._budget.reserve(job.other_route)
+        if reservation is None:
             self.counters.over_budget += 1
             return
-        cost, error, judge_text = 0.0, None, ""
-        verdict: Verdict = "unclear"
+        run, finished = _Run(), False
         try:
-            result = await run_route(job.other_route, job.request, self._providers, self._engine)
-            cost += result.cost_usd
+            await self._compare(job, run)
+            finished = True
+        finally:
+            cost = run.cost_usd
+            if not finished and reservation.cost_known:
+                cost = max(cost, reservation.amount)  # cut off (shutdown): its unfinished calls are billed too
+            await self._budget.settle(reservation, cost, finished)
+            self.counters.spent_usd += cost
+        if run.error is not None:
+            self.counters.failed += 1
+        self.counters.completed += 1
+        self._ledger.record_outcome(self._outcome(job, run))
+        if self._on_verdict is not None:
+            self._on_verdict(None if run.verdict == "unclear" else run.verdict == "mixture", cost)
+
+    async def _compare(self, job: _Job, run: _Run) -> None:
+        """Runs the other route and the judge, filling `run`; a failure is noted in `run.error`."""
+        try:
+            result = await run_route(job.other_route, job.request, self._providers, self._engine, run.route)
             if result.fallback is not None:  # the aggregator did not answer: not the mixture's answer to judge
                 raise _NotJudged(f"mixture: the aggregator did not answer ({result.fallback} fallback)")
             mixture_is_a = self._rng.random() < 0.5
@@ -243,29 +247,18 @@ class ShadowEvaluator:
                     judge_messages(job.request.messages, a, b), self._settings.judge_max_tokens, 0.0, {}, None
                 )
             )
-            cost += judged.cost_usd
-            judge_text = judged.text
-            verdict = mixture_verdict(parse_verdict(judged.text), mixture_is_a)
+            run.judge_cost, run.judge_text = judged.cost_usd, judged.text
+            run.verdict = mixture_verdict(parse_verdict(judged.text), mixture_is_a)
         except ProviderError as exc:
-            error = f"{exc.model}: {exc.kind}"
+            run.error = f"{exc.model}: {exc.kind}"
         except _NotJudged as exc:
-            error = str(exc)
-        except QuorumError as exc:
-            error = f"mixture: {exc}"
-            cost += sum(call.cost_usd for call in exc.calls)
-        finally:
-            await self._budget.settle(key, reserved, cost)
-            self.counters.spent_usd += cost
-            self._expected_cost += (cost - self._expected_cost) / max(1, self.counters.completed + 1)
-        if error is not None:
-            self.counters.failed += 1
-        self.counters.completed += 1
-        self._ledger.record_outcome(self._outcome(job, verdict, cost, error, judge_text))
-        if self._on_verdict is not None:
-            self._on_verdict(None if verdict == "unclear" else verdict == "mixture", cost)
+            run.error = str(exc)
+        except QuorumError as exc:  # its calls, paid for, are in run.route.calls
+            run.error = f"mixture: {exc}"
 
-    def _outcome(self, job: _Job, verdict: Verdict, cost: float, error: str | None, judge_text: str) -> dict[str, Any]:
+    def _outcome(self, job: _Job, run: _Run) -> dict[str, Any]:
         event = job.event
+        verdict = run.verdict
         needed = None if verdict == "unclear" else verdict == "mixture"
         outcome: dict[str, Any] = {
             "v": RECORD_VERSION,
@@ -279,8 +272,8 @@ class ShadowEvaluator:
             "mixture_needed": needed,
             "label": shadow_label(needed).to_json(),
             "judge_model": self._providers.judge.name,
-            "shadow_cost_usd": cost,
-            "error": error,
+            "shadow_cost_usd": run.cost_usd,
+            "error": run.error,
             "classifier_version": event.classifier_version,
             "difficulty": event.difficulty,
             "stakes": event.stakes,
@@ -289,15 +282,24 @@ class ShadowEvaluator:
         }
         if self._ledger.stores_prompts:
             outcome["messages"] = redact_messages(job.request.messages, self._ledger.redactor)
-            outcome["judge_reasoning"] = self._ledger.redactor(judge_text)
+            outcome["judge_reasoning"] = self._ledger.redactor(run.judge_text)
         return outcome
 
+    async def wait_idle(self) -> None:
+        """Until every queued sample has been run (or skipped)."""
+        await self._queue.join()
+
     async def close(self) -> None:
-        """Let runs in progress finish for a few seconds, then stop; queued samples are dropped."""
+        """Let runs in progress finish for a few seconds, then stop. Queued samples are dropped, not
+        started: a run begun now would be paid for and then most likely cut off."""
+        self._closing = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self.counters.dropped += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), _STOP_GRACE_S)
         await cancel_and_wait(*self._workers)
-        self.counters.dropped += self._queue.qsize()
 
 
 async def start_shadow(state: AppState, stack: AsyncExitStack) -> None:
@@ -312,8 +314,9 @@ async def start_shadow(state: AppState, stack: AsyncExitStack) -> None:
         return
     stats = state.components.get("stats")
     on_verdict = getattr(stats, "record_shadow", None)
-    evaluator = ShadowEvaluator(state.settings, state.providers, state.engine, state.redis, ledger,
-                                on_verdict=on_verdict)
+    evaluator = ShadowEvaluator(
+        state.settings, state.providers, state.engine, state.redis, ledger, on_verdict=on_verdict
+    )
     evaluator.start()
     stack.push_async_callback(evaluator.close)
     state.sinks.append(evaluator)

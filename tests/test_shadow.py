@@ -94,8 +94,20 @@ def make_settings(tmp_path: Path, prefix: str, **shadow: Any) -> Settings:
     )
 
 
+# What a shadow run of each route costs with the scripted providers (0.001 a call, the judge's included).
+RUN_COST = {"mixture": 0.005, "cheap": 0.002}
+
+
 class Harness:
-    def __init__(self, settings: Settings, redis: Any, judge: TextFor, gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        judge: TextFor,
+        gate: asyncio.Event | None = None,
+        run_cost: dict[str, float] | None = None,
+    ) -> None:
+        self.run_cost = run_cost
         self.cheap = Scripted("cheap", constant("cheap answer"))
         self.proposers = [Scripted(f"p{i}", constant(f"proposal {i}"), gate=gate) for i in range(3)]
         self.aggregator = Scripted("agg", constant("MIXTURE answer"))
@@ -108,6 +120,8 @@ class Harness:
         self.keys = LedgerKeys(settings.redis_prefix)
 
     async def __aenter__(self) -> Harness:
+        if self.run_cost is not None:  # as if runs had been seen: a burst is not held back by the first one
+            await self.redis.hset(self.shadow.budget.costs_key, mapping=self.run_cost)
         self.ledger.start()
         self.shadow.start()
         return self
@@ -117,6 +131,7 @@ class Harness:
         await self.ledger.close()
 
     async def settle(self) -> list[dict[str, Any]]:
+        await asyncio.wait_for(self.shadow.wait_idle(), 10)
         await self.shadow.close()
         await self.ledger.flush()
         return [orjson.loads(fields[b"o"]) for _, fields in await self.redis.xrange(self.keys.outcomes)]
@@ -157,7 +172,8 @@ async def test_the_judges_verdict_becomes_a_difficulty_label(tmp_path: Path, red
     # (parametrize does not mix with the anyio marker that conftest adds, hence the loop)
     for preferred, verdict, label in [("MIXTURE", "mixture", 1), ("cheap", "cheap", 0), (None, "tie", 0)]:
         prefix = f"t{uuid.uuid4().hex[:10]}"
-        async with Harness(make_settings(tmp_path, prefix), redis, judge_preferring(preferred)) as harness:
+        settings = make_settings(tmp_path, prefix)
+        async with Harness(settings, redis, judge_preferring(preferred), run_cost=RUN_COST) as harness:
             for i in range(4):  # both answer orders come up under this seed
                 harness.shadow.record(cheap_event(i))
             outcomes = await harness.settle()
@@ -249,7 +265,7 @@ async def test_zero_budget_means_no_shadow_runs(tmp_path: Path, prefix: str, red
 async def test_concurrency_and_queue_are_bounded(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
     gate = asyncio.Event()
     settings = make_settings(tmp_path, prefix, concurrency=2, queue_size=3)
-    async with Harness(settings, redis, judge_preferring(None), gate=gate) as harness:
+    async with Harness(settings, redis, judge_preferring(None), gate=gate, run_cost=RUN_COST) as harness:
         for i in range(10):
             harness.shadow.record(cheap_event(i))
         # The burst fills the queue (3) and the rest is dropped; two workers then run two samples
@@ -297,3 +313,105 @@ def test_the_service_shadows_cheap_requests_without_delaying_them(
     assert outcome["verdict"] in ("mixture", "cheap", "tie")
     calls = {name: m["calls"] for name, m in httpx.get(f"{root}/_sim/stats", timeout=5).json()["models"].items()}
     assert calls["judge-1"] == 1 and calls["agg-1"] == 1 and calls["cheap-1"] == 1
+
+
+def test_only_a_verdict_line_counts() -> None:
+    # Prose that merely mentions a verdict is not one: "verdict: a tie" read as answer A labelled the
+    # mixture needed, and a refusal quoting the format gave whichever letter it named last.
+    assert parse_verdict("Both are correct. Final verdict: a tie.") is None
+    assert parse_verdict("Verdict: a tie, really.") is None
+    assert parse_verdict("I cannot choose between VERDICT: A and VERDICT: B.") is None
+    assert parse_verdict("Reasoning.\n**VERDICT: B**") == "B"
+    assert parse_verdict("Reasoning.\n  Verdict: Tie.  ") == "TIE"
+    assert parse_verdict("Reasoning.\nVERDICT: A\n") == "A"
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_concurrent_runs_stay_within_the_budget(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
+    # A run costs 0.005 and the budget holds two. Four samples at once on a fresh deployment: no run's cost
+    # is known yet, so they must not all pass (each reserved nothing, and 0.02 was spent).
+    gate = asyncio.Event()
+    settings = make_settings(tmp_path, prefix, daily_budget_usd=0.012, concurrency=4)
+    async with Harness(settings, redis, judge_preferring(None), gate=gate) as h:
+        for i in range(4):
+            h.shadow.record(cheap_event(i))
+        await asyncio.sleep(0.2)  # every worker has reserved (or been refused) before any run ends
+        gate.set()
+        await wait_until(lambda: h.shadow.counters.completed + h.shadow.counters.over_budget == 4, "samples left")
+        # The cost of a run is known now: of four more, as many run as fit in what is left.
+        gate.clear()
+        for i in range(4, 8):
+            h.shadow.record(cheap_event(i))
+        await asyncio.sleep(0.2)
+        gate.set()
+        await h.settle()
+        spent = await h.shadow.budget.spent()
+    assert h.judge.calls == 2 and spent == pytest.approx(0.010)
+
+
+async def test_a_new_replica_reserves_what_runs_cost_on_the_others(
+    tmp_path: Path, prefix: str, redis: AsyncRedis
+) -> None:
+    # Replica A has run one sample (0.005 of 0.012 spent). Replica B starts and gets four samples at once:
+    # the cost it reserves per run is shared, not learned again in each process from zero.
+    settings = make_settings(tmp_path, prefix, daily_budget_usd=0.012, concurrency=4)
+    async with Harness(settings, redis, judge_preferring(None)) as a:
+        a.shadow.record(cheap_event(0))
+        await a.settle()
+    gate = asyncio.Event()
+    async with Harness(settings, redis, judge_preferring(None), gate=gate) as b:
+        for i in range(1, 5):
+            b.shadow.record(cheap_event(i))
+        await asyncio.sleep(0.2)
+        gate.set()
+        await b.settle()
+        spent = await b.shadow.budget.spent()
+    assert b.judge.calls == 1 and b.shadow.counters.over_budget == 3 and spent == pytest.approx(0.010)
+
+
+async def test_shutdown_lets_runs_in_progress_finish_and_starts_no_other(
+    tmp_path: Path, prefix: str, redis: AsyncRedis
+) -> None:
+    # Starting a queued sample while stopping paid for a mixture run that the grace period then cut off.
+    gate = asyncio.Event()
+    settings = make_settings(tmp_path, prefix, concurrency=1)
+    async with Harness(settings, redis, judge_preferring(None), gate=gate) as h:
+        for i in range(3):
+            h.shadow.record(cheap_event(i))
+        await wait_until(lambda: [p.calls for p in h.proposers] == [1, 1, 1], "the first run did not start")
+        closing = asyncio.create_task(h.shadow.close())
+        await asyncio.sleep(0.05)
+        gate.set()
+        await closing
+        h.shadow.record(cheap_event(9))  # after close: dropped, not queued
+        outcomes = await h.settle()
+    assert [outcome["request_id"] for outcome in outcomes] == ["r0"]
+    assert [p.calls for p in h.proposers] == [1, 1, 1] and h.judge.calls == 1
+    assert h.shadow.counters.dropped == 3
+
+
+async def test_an_unexpected_error_in_one_run_does_not_stop_shadow_evaluation(
+    tmp_path: Path, prefix: str, redis: AsyncRedis
+) -> None:
+    calls = 0
+
+    def judge(request: CompletionRequest) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")  # e.g. in a provider or a redaction hook
+        return "VERDICT: TIE"
+
+    async with Harness(make_settings(tmp_path, prefix, concurrency=1), redis, judge) as h:
+        h.shadow.record(cheap_event(0))
+        await wait_until(lambda: h.shadow.counters.failed == 1, "the failing run was not counted")
+        h.shadow.record(cheap_event(1))
+        await wait_until(lambda: h.shadow.counters.completed == 1, "the worker stopped after the bug")
+        outcomes = await h.settle()
+    assert [outcome["request_id"] for outcome in outcomes] == ["r1"]
