@@ -164,3 +164,18 @@ def test_ratings_right_after_the_answer_always_find_the_request(
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = [status for worker in pool.map(client, range(8)) for status in worker]
     assert statuses == [200] * 320
+
+
+def test_a_rating_on_another_replica_finds_a_request_not_yet_logged(
+    make_service: Service, redis_url: str, prefix: str
+) -> None:
+    # Two replicas behind one load balancer: the answer came from A, whose outcome log writes its events
+    # in batches (every 0.5 s here); the rating lands on B a moment later, before A has written the event.
+    a = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"flush_interval_s": 0.5})
+    b = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"flush_interval_s": 0.5})
+    statuses = []
+    for i in range(3):
+        request_id = ask(a, text=f"question {i}").headers["x-request-id"]
+        statuses.append(rate(b, {"request_id": request_id, "rating": "good"}).status_code)
+    assert statuses == [200, 200, 200]
+    assert len(outcomes(redis_url, prefix)) == 3

@@ -5,10 +5,16 @@ requests (another tenant's id is "not found", so ids leak nothing), within `ledg
 Idempotent per request id: the first rating stands; posting it again answers 200 with
 `"status": "already_recorded"`, posting the other rating answers 409. See router.outcomes for the
 difficulty label a rating gives.
+
+The outcome log writes events in batches, so a rating can come before its request's event is in Redis:
+a request still buffered in this replica is written at once, and one answered by another replica is
+waited for (up to two of its flush intervals) before the id is called unknown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from typing import Any, cast
 
@@ -18,6 +24,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from router.api.errors import APIError
+from router.config import LedgerSettings
 from router.ledger import RECORD_VERSION, LedgerKeys, OutcomeLog
 from router.outcomes import Rating, feedback_label
 from router.state import AppState, get_state
@@ -27,6 +34,10 @@ router = APIRouter()
 MAX_BODY_BYTES = 16_384
 MAX_COMMENT_CHARS = 2_000
 _RATINGS: tuple[Rating, ...] = ("good", "bad")
+# The ids the chat endpoint gives (router/api/exchange.py): only such an id is worth waiting for.
+_SERVED_ID = re.compile(r"chatcmpl-[0-9a-f]{32}")
+_POLL_S = 0.05
+_MAX_WAIT_S = 5.0
 
 # Record the rating once (SET NX) and, only then, append the outcome: one atomic step.
 _RECORD_ONCE = """
@@ -67,9 +78,18 @@ def _outcome_log(state: AppState) -> tuple[OutcomeLog, Any]:
     return ledger, state.redis
 
 
-async def _find_request(redis: Any, ledger: OutcomeLog, request_id: str) -> tuple[str, dict[str, Any]] | None:
-    """(stream id, index summary) of a logged request; flushes this replica's log first when the
-    request is still buffered here (a rating can arrive before the event's batch is written)."""
+def _write_lag_s(settings: LedgerSettings) -> float:
+    """How long another replica may still hold an answered request's event before writing it (every
+    replica runs the same config)."""
+    return min(_MAX_WAIT_S, 2 * settings.flush_interval_s + 0.5)
+
+
+async def _find_request(
+    redis: Any, ledger: OutcomeLog, request_id: str, wait_s: float
+) -> tuple[str, dict[str, Any]] | None:
+    """(stream id, index summary) of a logged request. A request still buffered in this replica's log is
+    written first; one this replica does not hold may be buffered in another's, so it is waited for up
+    to `wait_s` (a rating can arrive before the event's batch is written)."""
     key = ledger.keys.request(request_id)
     # Checked before the read: the writer may finish the batch while the GET is on its way, and then
     # neither the buffer nor that GET's answer shows the request.
@@ -78,6 +98,11 @@ async def _find_request(redis: Any, ledger: OutcomeLog, request_id: str) -> tupl
     if raw is None and buffered:
         await ledger.flush(timeout_s=2.0)
         raw = await redis.get(key)
+    if raw is None and not buffered and _SERVED_ID.fullmatch(request_id):
+        deadline = time.monotonic() + wait_s
+        while raw is None and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_S)
+            raw = await redis.get(key)
     if raw is None:
         return None
     stream_id, _, summary = bytes(raw).decode().partition(" ")
@@ -120,7 +145,7 @@ async def post_feedback(request: Request) -> Response:
     request_id, rating, comment = _parse(await request.body())
     ledger, redis = _outcome_log(state)
     try:
-        found = await _find_request(redis, ledger, request_id)
+        found = await _find_request(redis, ledger, request_id, _write_lag_s(state.settings.ledger))
         if found is None or found[1].get("tenant") != tenant:
             raise APIError(
                 404,
