@@ -2,10 +2,10 @@
 
 A request's session is one of: a hit (the stored answer); a miss that holds the key's single-flight
 lease (it computes, then stores or abandons, and the lease goes); a miss without the lease (no-cache,
-or a wait that ran out); or a bypass (not cacheable, or Redis unreachable or slow). Identical requests
-that arrive while a lease is held wait for its answer, bounded by `cache.single_flight_wait_s`; when
-the holder fails, they try again and one of them takes the lease. A lease lasts a few seconds and is
-renewed while its holder works, so it never outlives a holder that died.
+a wait that ran out, or a holder that gave up); or a bypass (not cacheable, or Redis unreachable or
+slow). Identical requests that arrive while a lease is held wait for its answer, bounded by
+`cache.single_flight_wait_s` and by their own deadline; when the holder gives up (it failed, or its answer
+cannot be kept), they all compute their own at once (router/single_flight.py says why).
 
 Every Redis call is bounded by `cache.timeout_ms`; a failure is a bypass, never a failed request.
 Once Redis is judged down (a refused connection, or several timeouts in a row) the cache is skipped
@@ -15,7 +15,6 @@ for a moment, then tried again: it recovers by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -36,6 +35,18 @@ from router.cache_key import cache_key
 from router.cache_types import BypassSession, CachedAnswer, CacheSession, CacheStatus
 from router.prompts import AGGREGATE_INSTRUCTIONS
 from router.providers.base import Usage
+from router.single_flight import (
+    FIRST_POLL_S,
+    FOUND,
+    HELD_ELSEWHERE,
+    LEADER_GAVE_UP,
+    LEASE_MS,
+    LEASED,
+    MAX_POLL_S,
+    LeaseScripts,
+    LocalFlights,
+    keep_lease,
+)
 from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -48,40 +59,15 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LEASE_MS = 5000  # renewed every third of it while the holder computes
 DOWN_RETRY_S = 0.5  # once Redis is judged down, requests bypass without trying for this long
 # A refused connection means Redis is gone; one timeout may be this process's own busy event loop, so
 # only a run of failures with no success between them pauses the cache.
 FAILURES_BEFORE_PAUSE = 3
-_FIRST_POLL_S, _MAX_POLL_S = 0.005, 0.05
 _LOG_EVERY_S = 10.0
 _ENTRY_VERSION = 1
 _STORABLE_FINISH = frozenset({"stop", "length"})
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
-# The answer when there is one; otherwise, when asked (ARGV[3] = "1"), the lease if it is free.
-_LOOKUP_LUA = """
-local value = redis.call('GET', KEYS[1])
-if value then return {1, value} end
-if ARGV[3] == '1' and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
-return {0, ''}
-"""
-# The entry is written before the lease goes, so a waiter never sees neither.
-_STORE_LUA = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-_FOUND, _LEASED, _HELD_ELSEWHERE = 1, 2, 0
 _HEADER_HELP = "use no-cache, no-store and ttl=<seconds>, separated by commas"
 
 
@@ -192,7 +178,8 @@ class _Miss:
         await self.cache._end(self, encode_answer(answer))
 
     async def abandon(self) -> None:
-        """Frees the lease without storing, so waiters try for themselves. A no-op after `store`."""
+        """Frees the lease without storing: the requests waiting on it compute their own answers at once.
+        A no-op after `store`."""
         if not self._ended:
             self._ended = True
             await self.cache._end(self, None)
@@ -213,11 +200,8 @@ class ResponseCache:
             **settings.mixture.model_dump(exclude={"proposer_deadline_s", "quorum"}),
             "aggregate_prompt": prompt,
         }
-        self._lookup = redis.register_script(_LOOKUP_LUA)
-        self._store = redis.register_script(_STORE_LUA)
-        self._release = redis.register_script(_RELEASE_LUA)
-        self._renew = redis.register_script(_RENEW_LUA)
-        self._flights: dict[str, asyncio.Event] = {}  # leases held in this process, for local waiters
+        self._scripts = LeaseScripts(redis)
+        self._flights = LocalFlights()
         self._keepers: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._down_reason = ""
@@ -270,82 +254,61 @@ class ResponseCache:
 
     async def _lookup_or_wait(self, key: str, ttl_ms: int, lead: bool, wait_s: float) -> CacheSession:
         token = secrets.token_hex(8)
-        outcome = await self._try(key, token, lead)
-        if not lead and isinstance(outcome, int):
-            return _Miss(self, key, ttl_ms, "", "no-store", storable=False)
+        found = await self._call(self._scripts.lookup(key, token, lead, ""))
         deadline = time.monotonic() + wait_s
-        pause = _FIRST_POLL_S
-        while outcome == _HELD_ELSEWHERE:
+        pause = FIRST_POLL_S
+        while lead and found.outcome == HELD_ELSEWHERE:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 # The holder is slow: compute too rather than wait without end; either answer is stored.
                 return _Miss(self, key, ttl_ms, "", "wait-expired", storable=True)
-            await self._pause(key, min(pause, remaining))
-            pause = min(pause * 1.5, _MAX_POLL_S)
-            outcome = await self._try(key, token, lead)
-        if isinstance(outcome, CachedAnswer):
-            return _Hit(outcome)
-        if outcome == _LEASED:
-            return self._lead(key, ttl_ms, token)
-        return _Miss(self, key, ttl_ms, "", "unreadable-entry", storable=True)
-
-    async def _try(self, key: str, token: str, lead: bool) -> CachedAnswer | int:
-        """The answer, or whether this request now holds the lease (`_LEASED`) or another does."""
-        found, raw = await self._call(
-            self._lookup(keys=[key, _lease_key(key)], args=[token, LEASE_MS, "1" if lead else "0"])
-        )
-        if found != _FOUND:
-            return int(found)
-        answer = decode_answer(raw)
-        if answer is None:
+            await self._flights.pause(key, min(pause, remaining))
+            pause = min(pause * 1.5, MAX_POLL_S)
+            # Waits on whoever holds the lease now: a lease that lapsed may have passed to another.
+            found = await self._call(self._scripts.lookup(key, token, lead, found.value.decode()))
+        if found.outcome == FOUND:
+            answer = decode_answer(found.value)
+            if answer is not None:
+                return _Hit(answer)
             self._log.warning("cache: unreadable entry under %s; it will be recomputed", key)
-            return -1
-        return answer
-
-    async def _pause(self, key: str, seconds: float) -> None:
-        """Sleeps between polls; wakes at once when a lease holder in this process finishes."""
-        flight = self._flights.get(key)
-        if flight is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(flight.wait(), seconds)
+        if not lead:
+            return _Miss(self, key, ttl_ms, "", "no-store", storable=False)
+        if found.outcome == LEASED:
+            return self._lead(key, ttl_ms, token)
+        if found.outcome == LEADER_GAVE_UP:
+            # Its upstream failed or its answer cannot be kept: computing at once, beside the others that
+            # waited, beats taking the lease in turn and each waiting out the same failure behind the last.
+            return _Miss(self, key, ttl_ms, "", "leader-gave-up", storable=True)
+        return _Miss(self, key, ttl_ms, "", "unreadable-entry", storable=True)
 
     def _lead(self, key: str, ttl_ms: int, token: str) -> _Miss:
         session = _Miss(self, key, ttl_ms, token, "", storable=True)
-        session.flight = self._flights[key] = asyncio.Event()
-        session.keeper = asyncio.create_task(self._keep_lease(key, token), name="moa-cache-lease")
+        session.flight = self._flights.begin(key)
+        keeper = keep_lease(lambda: self._renew(key, token), self._max_hold_s)
+        session.keeper = asyncio.create_task(keeper, name="moa-cache-lease")
         self._keepers.add(session.keeper)
         session.keeper.add_done_callback(self._keepers.discard)
         return session
 
-    async def _keep_lease(self, key: str, token: str) -> None:
-        give_up = time.monotonic() + self._max_hold_s
-        while time.monotonic() < give_up:
-            await asyncio.sleep(LEASE_MS / 3000)
-            try:
-                renewed = await self._call(self._renew(keys=[_lease_key(key)], args=[token, LEASE_MS]))
-            except _REDIS_FAILURES:
-                continue  # the lease may lapse: then a waiter computes too, which is safe, only wasteful
-            if not renewed:
-                return
+    async def _renew(self, key: str, token: str) -> bool:
+        try:
+            return bool(await self._call(self._scripts.renew(key, token)))
+        except _REDIS_FAILURES:
+            return True  # the lease may lapse: then a waiter computes too, which is safe, only wasteful
 
     async def _end(self, session: _Miss, entry: bytes | None) -> None:
         if session.keeper is not None:
             session.keeper.cancel()
-        lease = _lease_key(session.key)
         try:
             if entry is not None:
-                await self._call(self._store(keys=[session.key, lease], args=[entry, session.ttl_ms, session.token]))
+                await self._call(self._scripts.store(session.key, entry, session.ttl_ms, session.token))
             elif session.token:
-                await self._call(self._release(keys=[lease], args=[session.token]))
+                await self._call(self._scripts.give_up(session.key, session.token))
         except _REDIS_FAILURES as exc:
-            self._failed(exc, "store" if entry is not None else "release")
+            self._failed(exc, "store" if entry is not None else "give-up")
         finally:
             if session.flight is not None:
-                session.flight.set()
-                if self._flights.get(session.key) is session.flight:
-                    del self._flights[session.key]
+                self._flights.end(session.key, session.flight)
 
     async def _call(self, operation: Awaitable[T]) -> T:
         async with asyncio.timeout(self._timeout_s):
@@ -370,10 +333,6 @@ class ResponseCache:
     async def close(self) -> None:
         """Stops renewing leases (they then lapse by themselves)."""
         await cancel_and_wait(*self._keepers)
-
-
-def _lease_key(key: str) -> str:
-    return f"{key}:lease"
 
 
 async def start_cache(state: AppState, stack: AsyncExitStack) -> None:

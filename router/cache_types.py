@@ -26,8 +26,9 @@ class CachedAnswer:
 
 class CacheSession(Protocol):
     """One request's use of the cache: a hit carries the answer; a miss may hold the single-flight
-    lease for its key, and must end with `store` (finished answers only) or `abandon`. Both are safe to
-    call more than once and never raise; `abandon` after `store` does nothing."""
+    lease for its key, and must end with `store` (finished answers only) or `abandon` (no answer to
+    keep: the requests waiting on this one then compute their own at once). Both are safe to call more
+    than once and never raise; `abandon` after `store` does nothing."""
 
     @property
     def status(self) -> CacheStatus: ...

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from router import cache as cache_module
+from router import single_flight
 from router.api.errors import APIError
 from router.api.schemas import ChatRequest
 from router.cache import ResponseCache, decode_answer, encode_answer, request_controls
@@ -47,9 +48,14 @@ async def response_cache(url: str, settings: Settings, timeout_s: float = 2.0) -
         await client.aclose()
 
 
+def is_flight_key(key: bytes) -> bool:
+    """A single-flight lease or gave-up marker, not an entry."""
+    return key.endswith(b":lease") or b":gave-up:" in key
+
+
 async def entry_keys(cache: ResponseCache) -> list[bytes]:
     pattern = f"{cache._prefix}:cache:*"
-    return [key async for key in cache._redis.scan_iter(match=pattern) if not key.endswith(b":lease")]
+    return [key async for key in cache._redis.scan_iter(match=pattern) if not is_flight_key(key)]
 
 
 async def begin(cache: ResponseCache, chat: ChatRequest, tenant: str = "t1", **headers: str) -> CacheSession:
@@ -102,12 +108,13 @@ async def test_miss_then_store_then_hit_with_ttl(redis_url: str, tmp_path: Path)
         second = await begin(cache, ask())
         assert (second.status, second.answer) == ("hit", ANSWER)
         keys = [key async for key in cache._redis.scan_iter(match=f"{settings.redis_prefix}:cache:*")]
-        assert len(keys) == 1 and keys == await entry_keys(cache)  # the entry; the lease is gone
+        assert len(keys) == 1 and keys == await entry_keys(cache)  # the entry; the lease is gone, no marker
         assert 95_000 < await cache._redis.pttl(keys[0]) <= 100_000
         other_tenant = await begin(cache, ask(), tenant="t2")
         assert other_tenant.status == "miss"
         await other_tenant.abandon()
         assert cache.counts["hit"] == 1 and cache.counts["miss"] == 2
+        assert await entry_keys(cache) == keys  # the other tenant's lease left a marker, not an entry
 
 
 async def test_ttl_override_and_namespace(redis_url: str, tmp_path: Path) -> None:
@@ -179,25 +186,66 @@ async def test_single_flight_waiters_get_the_holders_answer(redis_url: str, tmp_
         assert [(s.status, s.answer) for s in sessions] == [("hit", ANSWER)] * 5
 
 
-async def test_failed_holder_releases_waiters_and_one_takes_over(redis_url: str, tmp_path: Path) -> None:
-    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+async def waiting(cache: ResponseCache, count: int, tenant: str = "t1") -> list[asyncio.Task[CacheSession]]:
+    """`count` requests for the same answer, left waiting on its lease."""
+    waiters = [asyncio.create_task(begin(cache, ask(), tenant)) for _ in range(count)]
+    await asyncio.sleep(0.1)
+    assert not any(waiter.done() for waiter in waiters)
+    return waiters
+
+
+@pytest.mark.parametrize("give_up", ["failed", "cut-off"])
+async def test_when_the_holder_gives_up_its_waiters_all_compute_at_once(
+    redis_url: str, tmp_path: Path, give_up: str
+) -> None:
+    settings = make_settings(tmp_path)
+    # Waiters in the holder's process wake on its end; those in another poll Redis for the marker.
+    async with response_cache(redis_url, settings) as cache, response_cache(redis_url, settings) as replica:
         holder = await begin(cache, ask())
-        waiters = [asyncio.create_task(begin(cache, ask())) for _ in range(4)]
-        await asyncio.sleep(0.05)
+        waiters = await waiting(cache, 3) + await waiting(replica, 3)
+        if give_up == "failed":
+            await holder.abandon()
+        else:
+            await holder.store(CachedAnswer("half an ans", "error", Usage(1, 1), 0.1, "m", "cheap"))
+        sessions = await asyncio.wait_for(asyncio.gather(*waiters), 1.0)  # together, none behind another
+        assert [(s.status, s.detail, s.answer) for s in sessions] == [("miss", "leader-gave-up", None)] * 6
+        assert await entry_keys(cache) == []
+        # None of them holds the lease, and each may store its own answer.
+        newcomer = await begin(cache, ask())
+        assert (newcomer.status, newcomer.detail) == ("miss", "")
+        await sessions[0].store(ANSWER)
+        assert (await begin(replica, ask())).answer == ANSWER
+        await newcomer.abandon()
+
+
+async def test_a_gave_up_marker_releases_only_its_own_waiters_and_never_answers(redis_url: str, tmp_path: Path) -> None:
+    async with response_cache(redis_url, make_settings(tmp_path)) as cache:
+        holder, other_tenants = await begin(cache, ask()), await begin(cache, ask(), tenant="t2")
+        released, other_tenants_waiters = await waiting(cache, 2), await waiting(cache, 2, tenant="t2")
         await holder.abandon()
-        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.sleep(0.1)
-        assert len(done) == 1 and all(not task.done() for task in pending)
-        successor = done.pop().result()
+        assert [s.detail for s in await asyncio.gather(*released)] == ["leader-gave-up"] * 2
+        markers = [key async for key in cache._redis.scan_iter(match=f"{cache._prefix}:cache:*:gave-up:*")]
+        assert len(markers) == 1 and await cache._redis.get(markers[0]) == b"1"  # a marker holds no answer
+        assert 0 < await cache._redis.pttl(markers[0]) <= single_flight.GAVE_UP_MS
+
+        # A request arriving after the marker was left leads afresh, and its own waiters wait for it.
+        successor = await begin(cache, ask())
         assert (successor.status, successor.detail) == ("miss", "")
+        its_waiters = await waiting(cache, 2)
         await successor.store(ANSWER)
-        assert [s.status for s in await asyncio.gather(*pending)] == ["hit"] * 3
+        assert [(s.status, s.answer) for s in await asyncio.gather(*its_waiters)] == [("hit", ANSWER)] * 2
+
+        # Another tenant's requests for the same prompt were never released: they wait for their own holder.
+        assert not any(waiter.done() for waiter in other_tenants_waiters)
+        theirs = CachedAnswer("Tenant two's answer.", "stop", Usage(1, 1), 0.1, "m", "cheap")
+        await other_tenants.store(theirs)
+        assert [s.answer for s in await asyncio.gather(*other_tenants_waiters)] == [theirs] * 2
 
 
 async def test_a_lease_lapses_when_its_holder_stops_renewing(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache_module, "LEASE_MS", 300)
+    monkeypatch.setattr(single_flight, "LEASE_MS", 300)
     settings = make_settings(tmp_path)
     async with response_cache(redis_url, settings) as alive, response_cache(redis_url, settings) as dying:
         holder = await begin(alive, ask("kept"))

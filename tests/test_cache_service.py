@@ -73,7 +73,9 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def entries(client: redis.Redis, prefix: str) -> list[bytes]:
-    return [key for key in client.scan_iter(match=f"{prefix}:cache:*") if not key.endswith(b":lease")]
+    """The stored answers: not the single-flight leases and gave-up markers beside them."""
+    keys = client.scan_iter(match=f"{prefix}:cache:*")
+    return [key for key in keys if not key.endswith(b":lease") and b":gave-up:" not in key]
 
 
 def test_second_identical_request_is_a_free_hit(make_service: Service, sim: SimulatorServer, redis_url: str) -> None:
@@ -309,3 +311,55 @@ def test_streamed_miss_is_stored_and_hits_replay_as_sse(
     assert events[-1]["usage"] == plain.json()["usage"]
     assert events[-1]["moa"]["cost_usd"] == 0 and events[-1]["moa"]["saved_usd"] > 0
     assert calls(sim) == {"cheap-1": 1}
+
+
+async def identical_requests(base: str, count: int, stream: bool = False) -> list[tuple[int, float]]:
+    """`count` identical requests sent together: each one's status and how long it took."""
+    payload: dict[str, Any] = {"model": "moa-router", "messages": ASK, "temperature": 0, "stream": stream}
+
+    async def timed(client: httpx.AsyncClient) -> tuple[int, float]:
+        started = time.perf_counter()
+        response = await client.post("/v1/chat/completions", json=payload, headers={"x-moa-route": "cheap"})
+        return response.status_code, time.perf_counter() - started
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        return await asyncio.gather(*(timed(client) for _ in range(count)))
+
+
+def peak_in_flight(sim: SimulatorServer, model: str) -> int:
+    peak: int = sim_stats(sim)["models"][model]["max_in_flight"]
+    return peak
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_when_the_leader_fails_its_waiters_try_at_once_not_one_after_another(
+    make_service: Service, sim: SimulatorServer, redis_url: str, stream: bool
+) -> None:
+    attempt_s = 0.8
+    patch_model(sim, "cheap-1", ttft_s=attempt_s, error_rate=1.0)  # every attempt fails after attempt_s
+    base = make_service(redis_url=redis_url, resilience={"max_attempts": 1}, cache={"timeout_ms": 2000})
+    results = await identical_requests(base, 4, stream)
+    assert [status for status, _ in results] == [502] * 4
+    assert calls(sim) == {"cheap-1": 4}
+    # The leader's attempt, then the three waiters' together (they queued one after another: 4 attempts).
+    assert peak_in_flight(sim, "cheap-1") == 3
+    assert max(elapsed for _, elapsed in results) < 3 * attempt_s
+
+
+async def test_when_the_leaders_answer_cannot_be_kept_its_waiters_compute_at_once(
+    make_service: Service, sim: SimulatorServer, sim_url: str, redis_url: str
+) -> None:
+    attempt_s = 0.8
+    patch_model(sim, "cheap-1", error_rate=1.0)  # a stand-in answers, and a stand-in's answer is not kept
+    patch_model(sim, "judge-1", ttft_s=attempt_s)
+    base = make_service(
+        redis_url=redis_url,
+        resilience={"max_attempts": 1},
+        cache={"timeout_ms": 2000},
+        cheap=entry(sim_url, "cheap-1", fallback=entry(sim_url, "judge-1")),
+    )
+    results = await identical_requests(base, 4)
+    assert [status for status, _ in results] == [200] * 4
+    assert calls(sim) == {"cheap-1": 4, "judge-1": 4}
+    assert peak_in_flight(sim, "judge-1") == 3
+    assert max(elapsed for _, elapsed in results) < 3 * attempt_s
