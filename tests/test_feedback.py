@@ -3,6 +3,7 @@ tenant scoping, and a rating that arrives before the request's event was written
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -179,3 +180,21 @@ def test_a_rating_on_another_replica_finds_a_request_not_yet_logged(
         statuses.append(rate(b, {"request_id": request_id, "rating": "good"}).status_code)
     assert statuses == [200, 200, 200]
     assert len(outcomes(redis_url, prefix)) == 3
+
+
+def test_an_oversized_body_is_refused_without_reading_it_all(service: str) -> None:
+    # A body without a declared length (chunked) that has passed the limit and is still coming: the answer
+    # comes now, not after the service buffered all of it (a client could stream gigabytes).
+    url = httpx.URL(service)
+    chunk = b" " * 4096
+    with socket.create_connection((url.host, url.port or 80), timeout=5) as sock:
+        sock.sendall(
+            f"POST /v1/feedback HTTP/1.1\r\nhost: {url.host}\r\ncontent-type: application/json\r\n"
+            "transfer-encoding: chunked\r\n\r\n".encode()
+        )
+        for _ in range(5):  # 20 KiB so far, and the body has not ended
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        head = sock.recv(4096)  # a timeout here: the service waits for the rest of the body
+    assert head.startswith(b"HTTP/1.1 413") and b"body_too_large" in head
+    declared = httpx.post(f"{service}/v1/feedback", content=b" " * 20_000, timeout=10)
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "body_too_large"

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from router.api.chat import _read_body as read_limited_body  # the one size-limited body reader
 from router.api.errors import APIError
 from router.config import LedgerSettings
 from router.ledger import RECORD_VERSION, LedgerKeys, OutcomeLog
@@ -50,8 +51,6 @@ return redis.call('GET', KEYS[1])
 
 
 def _parse(body: bytes) -> tuple[str, Rating, str | None]:
-    if len(body) > MAX_BODY_BYTES:
-        raise APIError(413, f"feedback body exceeds {MAX_BODY_BYTES} bytes", "body_too_large")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -142,7 +141,8 @@ _OPENAPI: dict[str, Any] = {
 async def post_feedback(request: Request) -> Response:
     state = get_state(request)
     tenant = state.auth.tenant(request.headers)
-    request_id, rating, comment = _parse(await request.body())
+    # Read up to the limit only: a client streaming gigabytes was buffered whole before being refused.
+    request_id, rating, comment = _parse(await read_limited_body(request, MAX_BODY_BYTES))
     ledger, redis = _outcome_log(state)
     try:
         found = await _find_request(redis, ledger, request_id, _write_lag_s(state.settings.ledger))
