@@ -415,3 +415,18 @@ async def test_an_unexpected_error_in_one_run_does_not_stop_shadow_evaluation(
         await wait_until(lambda: h.shadow.counters.completed == 1, "the worker stopped after the bug")
         outcomes = await h.settle()
     assert [outcome["request_id"] for outcome in outcomes] == ["r1"]
+
+
+async def test_a_run_cut_off_at_shutdown_is_still_charged(
+    tmp_path: Path, prefix: str, redis: AsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its calls were under way and are billed: it keeps what it reserved (the cost of a run), where it
+    # used to settle at nothing.
+    monkeypatch.setattr("router.shadow._STOP_GRACE_S", 0.1)
+    gate = asyncio.Event()  # never set: the proposers are still answering at shutdown
+    async with Harness(make_settings(tmp_path, prefix), redis, judge_preferring(None), gate, RUN_COST) as h:
+        h.shadow.record(cheap_event(0))
+        await wait_until(lambda: [p.calls for p in h.proposers] == [1, 1, 1], "the run did not start")
+        await h.shadow.close()
+    assert await h.shadow.budget.spent() == pytest.approx(RUN_COST["mixture"])
+    assert h.shadow.counters.completed == 0
