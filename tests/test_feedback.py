@@ -198,3 +198,17 @@ def test_an_oversized_body_is_refused_without_reading_it_all(service: str) -> No
     assert head.startswith(b"HTTP/1.1 413") and b"body_too_large" in head
     declared = httpx.post(f"{service}/v1/feedback", content=b" " * 20_000, timeout=10)
     assert declared.status_code == 413 and declared.json()["error"]["code"] == "body_too_large"
+
+
+def test_concurrent_duplicate_ratings_on_two_replicas_are_recorded_once(
+    make_service: Service, redis_url: str, prefix: str
+) -> None:
+    a = make_service(redis_url=redis_url, redis_prefix=prefix)
+    b = make_service(redis_url=redis_url, redis_prefix=prefix)
+    request_id = ask(a).headers["x-request-id"]
+    rate(a, {"request_id": "warm-up", "rating": "good"})  # both replicas have a connection to Redis ready
+    rate(b, {"request_id": "warm-up", "rating": "good"})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda i: rate((a, b)[i % 2], {"request_id": request_id, "rating": "bad"}), range(8)))
+    assert sorted(reply.json()["status"] for reply in replies) == ["already_recorded"] * 7 + ["recorded"]
+    assert [outcome["request_id"] for outcome in outcomes(redis_url, prefix)] == [request_id]
