@@ -153,6 +153,9 @@ class _Hit:
     async def abandon(self) -> None:
         return None
 
+    async def hand_off(self) -> None:
+        return None
+
 
 class _Miss:
     """A miss: the caller computes the answer. With a lease token it is the key's single flight."""
@@ -183,6 +186,13 @@ class _Miss:
         if not self._ended:
             self._ended = True
             await self.cache._end(self, None)
+
+    async def hand_off(self) -> None:
+        """Frees the lease without storing, for one waiting request to take over (the others wait for it).
+        A no-op after `store` or `abandon`."""
+        if not self._ended:
+            self._ended = True
+            await self.cache._end(self, None, tell_waiters=False)
 
 
 class ResponseCache:
@@ -296,14 +306,14 @@ class ResponseCache:
         except _REDIS_FAILURES:
             return True  # the lease may lapse: then a waiter computes too, which is safe, only wasteful
 
-    async def _end(self, session: _Miss, entry: bytes | None) -> None:
+    async def _end(self, session: _Miss, entry: bytes | None, tell_waiters: bool = True) -> None:
         if session.keeper is not None:
             session.keeper.cancel()
         try:
             if entry is not None:
                 await self._call(self._scripts.store(session.key, entry, session.ttl_ms, session.token))
             elif session.token:
-                await self._call(self._scripts.give_up(session.key, session.token))
+                await self._call(self._scripts.give_up(session.key, session.token, tell_waiters))
         except _REDIS_FAILURES as exc:
             self._failed(exc, "store" if entry is not None else "give-up")
         finally:

@@ -26,9 +26,10 @@ class CachedAnswer:
 
 class CacheSession(Protocol):
     """One request's use of the cache: a hit carries the answer; a miss may hold the single-flight
-    lease for its key, and must end with `store` (finished answers only) or `abandon` (no answer to
-    keep: the requests waiting on this one then compute their own at once). Both are safe to call more
-    than once and never raise; `abandon` after `store` does nothing."""
+    lease for its key, and must end with `store` (finished answers only), `abandon` (no answer to
+    keep: the requests waiting on this one then compute their own at once) or `hand_off` (its client
+    left, nothing failed: one waiting request takes over, the others wait for it). All are safe to call
+    more than once and never raise; only the first of them counts."""
 
     @property
     def status(self) -> CacheStatus: ...
@@ -44,6 +45,8 @@ class CacheSession(Protocol):
     async def store(self, answer: CachedAnswer) -> None: ...
 
     async def abandon(self) -> None: ...
+
+    async def hand_off(self) -> None: ...
 
 
 class CacheFront(Protocol):
@@ -71,6 +74,9 @@ class BypassSession:
         return None
 
     async def abandon(self) -> None:
+        return None
+
+    async def hand_off(self) -> None:
         return None
 
 

@@ -3,7 +3,7 @@
 The one computing holds the key's lease: a Redis key holding a random token, a few seconds long and renewed
 while its holder works, so it never outlives a holder that died. The holder ends by storing the answer (the
 entry is written before the lease goes, so a waiter never sees neither) or by giving up: its upstream failed
-or timed out, its answer cannot be kept (a stand-in model's, a cut-off one), or its client left.
+or timed out, or its answer cannot be kept (a stand-in model's, a cut-off one).
 
 Giving up leaves a marker for a few seconds that names the lease it ends. The requests that were waiting on
 that lease then compute their own answers at once, side by side, as they would without a cache: taking the
@@ -11,6 +11,10 @@ lease in turn made each run the failing call again behind the one before it (N r
 last). The marker carries no answer (a request released by it computes its own, or fails on its own), and it
 releases only the waiters of that one lease: a request arriving later leads afresh. Both keys sit beside the
 entry's, so they are as tenant- and namespace-scoped as the entry.
+
+A holder whose own client left (nothing failed) hands the lease off instead, without a marker: one waiter
+takes it and computes, the others wait for that one. Releasing all of them would run a mixture once per
+waiter for an answer one run gives.
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL'
 return 1
 """
 # The marker is written before the lease goes, so a waiter never finds the lease free without it. Written
-# even when the lease lapsed meanwhile: it concerns only the requests still waiting on this token.
+# even when the lease lapsed meanwhile: it concerns only the requests still waiting on this token. ARGV[3]
+# "0" (a hand-off) frees the lease without it.
 _GIVE_UP_LUA = """
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -94,9 +99,11 @@ class LeaseScripts:
         """Writes the entry, then frees the lease if `token` still holds it."""
         return self._store(keys=[key, lease_key(key)], args=[entry, ttl_ms, token])
 
-    def give_up(self, key: str, token: str) -> Awaitable[Any]:
-        """Frees the lease without an answer, telling the requests waiting on it to compute their own."""
-        return self._give_up(keys=[lease_key(key), gave_up_key(key, token)], args=[token, GAVE_UP_MS])
+    def give_up(self, key: str, token: str, tell_waiters: bool = True) -> Awaitable[Any]:
+        """Frees the lease without an answer, telling the requests waiting on it to compute their own; or,
+        without `tell_waiters`, leaving it for one of them to take (a hand-off: the others wait for that one)."""
+        keys = [lease_key(key), gave_up_key(key, token)]
+        return self._give_up(keys=keys, args=[token, GAVE_UP_MS, "1" if tell_waiters else "0"])
 
     def renew(self, key: str, token: str) -> Awaitable[Any]:
         return self._renew(keys=[lease_key(key)], args=[token, LEASE_MS])

@@ -218,6 +218,24 @@ async def test_when_the_holder_gives_up_its_waiters_all_compute_at_once(
         await newcomer.abandon()
 
 
+async def test_a_holder_whose_client_left_hands_the_lease_to_one_waiter(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with response_cache(redis_url, settings) as cache, response_cache(redis_url, settings) as replica:
+        holder = await begin(cache, ask())
+        waiters = await waiting(cache, 2) + await waiting(replica, 2)
+        await holder.hand_off()  # nothing failed: one run gives the answer all four want
+        await asyncio.sleep(0.3)
+        successors = [waiter for waiter in waiters if waiter.done()]
+        assert len(successors) == 1  # the others wait for it, not each computing its own
+        successor = successors[0].result()
+        assert (successor.status, successor.detail) == ("miss", "")
+        await successor.store(ANSWER)
+        rest = await asyncio.wait_for(asyncio.gather(*(w for w in waiters if w is not successors[0])), 1.0)
+        assert [(s.status, s.answer) for s in rest] == [("hit", ANSWER)] * 3
+        markers = [key async for key in cache._redis.scan_iter(match=f"{cache._prefix}:cache:*:gave-up:*")]
+        assert markers == []
+
+
 async def test_a_gave_up_marker_releases_only_its_own_waiters_and_never_answers(redis_url: str, tmp_path: Path) -> None:
     async with response_cache(redis_url, make_settings(tmp_path)) as cache:
         holder, other_tenants = await begin(cache, ask()), await begin(cache, ask(), tenant="t2")

@@ -363,3 +363,29 @@ async def test_when_the_leaders_answer_cannot_be_kept_its_waiters_compute_at_onc
     assert calls(sim) == {"cheap-1": 4, "judge-1": 4}
     assert peak_in_flight(sim, "judge-1") == 3
     assert max(elapsed for _, elapsed in results) < 3 * attempt_s
+
+
+async def test_when_the_leaders_client_leaves_one_waiter_computes_for_the_others(
+    make_service: Service, sim: SimulatorServer, redis_url: str
+) -> None:
+    patch_model(sim, "cheap-1", per_token_s=0.02)  # a stream of a few seconds
+    base = make_service(redis_url=redis_url, cache={"timeout_ms": 2000})
+    payload: dict[str, Any] = {"model": "moa-router", "messages": ASK, "temperature": 0}
+    headers = {"x-moa-route": "cheap"}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json={**payload, "stream": True}, headers=headers
+        ) as leader:
+            assert leader.headers["x-moa-cache"] == "miss"
+            await anext(leader.aiter_bytes())  # the leader is streaming: it holds the lease
+            waiters = [
+                asyncio.create_task(client.post("/v1/chat/completions", json=payload, headers=headers))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.3)
+            assert not any(waiter.done() for waiter in waiters)
+        # The leader's client left mid-stream. Nothing failed: one waiter computes, the others get its answer.
+        answers = await asyncio.gather(*waiters)
+    assert [a.status_code for a in answers] == [200] * 3
+    assert sorted(a.headers["x-moa-cache"] for a in answers) == ["hit", "hit", "miss"]
+    assert calls(sim) == {"cheap-1": 2}

@@ -96,7 +96,7 @@ class _Stream:
         # Recorded before any await: when the client is gone the response is cancelled through a cancel
         # scope, which cancels every later await in this block again.
         ex.finish()
-        await release(self.session)
+        await release(self.session, upstream_failed=ex.event.error == "upstream_stream_error")
         await self.deltas.aclose()  # an unfinished upstream stream lets go of its connection now
 
 

@@ -105,7 +105,8 @@ class Exchange:
         }
 
 
-async def release(session: CacheSession) -> None:
+async def release(session: CacheSession, upstream_failed: bool = False) -> None:
     """Frees the single-flight lease (a no-op after a store), even when the request is being cancelled:
-    otherwise waiters for the same answer wait until the lease lapses."""
-    await asyncio.shield(session.abandon())
+    otherwise waiters for the same answer wait until the lease lapses. When the upstream failed they
+    compute their own at once; otherwise (the client left) one takes over and the others wait for it."""
+    await asyncio.shield(session.abandon() if upstream_failed else session.hand_off())
