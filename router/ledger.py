@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,13 +39,13 @@ from redis.exceptions import RedisError
 
 from router.config import LedgerSettings, Settings
 from router.events import RequestEvent
+from router.redaction import Redactor, load_redactor, redact_messages
 
 if TYPE_CHECKING:
     from router.state import AppState
 
 logger = logging.getLogger(__name__)
 
-Redactor = Callable[[str], str]
 RECORD_VERSION = 2  # 2: prompt_hash (HMAC-SHA256) replaced prompt_sha256
 
 # A whole batch in one script call: each event's and outcome's XADD, and the key that points at its stream
@@ -98,64 +95,6 @@ class LedgerKeys:
 
     def feedback(self, request_id: str) -> str:
         return f"{self.prefix}:feedback:{request_id}"
-
-
-# --- redaction ---------------------------------------------------------------------------------------
-
-_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "[email]"),
-    (re.compile(r"\b(?:sk|pk|rk|ghp|gho|xox[abp]|AKIA)[-_A-Za-z0-9]{12,}\b"), "[secret]"),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}"), "Bearer [secret]"),
-    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[number]"),  # card and account numbers
-    (re.compile(r"(?<![\w.])\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b"), "[phone]"),
-)
-
-
-def redact_common_secrets(text: str) -> str:
-    """The built-in redaction hook: masks e-mail addresses, API-key-like tokens, long card or account
-    numbers and phone numbers. Not a guarantee; name your own hook in `ledger.redact` when it matters."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _unchanged(text: str) -> str:
-    return text
-
-
-def load_redactor(spec: str) -> Redactor:
-    """`builtin`, `none`, or `package.module:function` (a str -> str function)."""
-    if spec == "builtin":
-        return redact_common_secrets
-    if spec == "none":
-        return _unchanged
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"ledger.redact must be 'builtin', 'none' or 'module:function', got {spec!r}")
-    function = getattr(importlib.import_module(module_name), attribute)
-    if not callable(function):
-        raise ValueError(f"ledger.redact: {spec} is not callable")
-    redactor: Redactor = function
-    return redactor
-
-
-def redact_messages(messages: Sequence[Mapping[str, Any]], redact: Redactor) -> list[dict[str, Any]]:
-    """Messages with every text content passed through `redact` (string contents and text parts)."""
-    result: list[dict[str, Any]] = []
-    for message in messages:
-        copy = dict(message)
-        content = copy.get("content")
-        if isinstance(content, str):
-            copy["content"] = redact(content)
-        elif isinstance(content, list):
-            copy["content"] = [
-                {**part, "text": redact(part["text"])}
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-                else part
-                for part in content
-            ]
-        result.append(copy)
-    return result
 
 
 # --- records -----------------------------------------------------------------------------------------
@@ -330,12 +269,13 @@ class OutcomeLog:
                 await self._send(batch)
             except (RedisError, OSError) as exc:
                 self.counters.write_failures += 1
-                if self.counters.write_failures == 1 or self.counters.write_failures % 100 == 0:
-                    logger.warning("outcome log: Redis write failed (%s); %d events buffered", exc, self.pending)
                 self._pending.extendleft(reversed(batch))
                 while len(self._pending) > self._settings.max_buffer:
                     self._pending.popleft()
                     self.counters.dropped += 1
+                if self.counters.write_failures == 1 or self.counters.write_failures % 100 == 0:
+                    # After the batch is back in the buffer: the count includes it.
+                    logger.warning("outcome log: Redis write failed (%s); %d events buffered", exc, self.pending)
                 return False
             finally:
                 self._in_flight = []

@@ -28,11 +28,12 @@ from redis.exceptions import RedisError
 
 from router.config import Settings
 from router.events import RequestEvent
-from router.ledger import RECORD_VERSION, OutcomeLog, redact_messages
+from router.ledger import RECORD_VERSION, OutcomeLog
 from router.mixture import MixtureEngine, QuorumError
 from router.outcomes import shadow_label
 from router.providers.base import CompletionRequest, Message, ProviderError
 from router.providers.registry import ProviderSet
+from router.redaction import redact_messages
 from router.routes import RouteResult, run_route
 from router.shadow_budget import ShadowBudget
 from router.tasks import cancel_and_wait

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,16 +20,10 @@ from redis import Redis
 
 from router.config import settings_from_mapping
 from router.events import RequestEvent
-from router.ledger import (
-    LedgerKeys,
-    OutcomeLog,
-    event_record,
-    load_redactor,
-    redact_common_secrets,
-    redact_messages,
-)
+from router.ledger import LedgerKeys, OutcomeLog, event_record
 from router.mixture import CallRecord
 from router.providers.base import CompletionRequest, Usage
+from router.redaction import redact_common_secrets
 from router.redis_client import make_redis_client
 from router.redis_server import EmbeddedRedis, free_port
 from tests.conftest import settings_dict
@@ -113,26 +108,6 @@ def test_prompts_are_stored_redacted_only_when_configured(make_service: Service,
     assert "4111" not in stored and "[number]" in stored
     assert "the invoice" in stored
     assert event["answer"] == response.json()["choices"][0]["message"]["content"]
-
-
-def test_redaction_hook() -> None:
-    text = "mail bob@corp.io, key sk-abcdefghijklmnop1234, call +44 20 7946 0958, pay 5500-0000-0000-0004"
-    redacted = redact_common_secrets(text)
-    for secret in ("bob@corp.io", "sk-abcdefghijklmnop1234", "7946", "5500"):
-        assert secret not in redacted
-    assert (
-        redact_common_secrets("Explain the 1990s recession in 3 points.") == "Explain the 1990s recession in 3 points."
-    )
-    assert load_redactor("none")(text) == text
-    assert load_redactor("builtin") is redact_common_secrets
-    assert load_redactor("router.ledger:redact_common_secrets") is redact_common_secrets
-    with pytest.raises(ValueError):
-        load_redactor("not-a-spec")
-    parts = redact_messages(
-        [{"role": "user", "content": [{"type": "text", "text": "to x@y.org"}, {"type": "image_url", "image_url": {}}]}],
-        redact_common_secrets,
-    )
-    assert parts[0]["content"][0]["text"] == "to [email]" and parts[0]["content"][1]["type"] == "image_url"
 
 
 def test_event_record_keeps_transient_fields_out() -> None:
@@ -232,6 +207,23 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_it(tmp_path: Path) -> N
     await asyncio.sleep(0.3)
     await log.close()
     assert log.counters.written == 0 and log.counters.dropped == 8 and log.counters.write_failures >= 1
+    await unreachable.aclose()
+
+
+async def test_a_failed_write_logs_how_many_events_are_buffered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    unreachable = AsyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    settings = settings_from_mapping(settings_dict("http://127.0.0.1:9/v1", tmp_path, ledger={"batch_size": 10}))
+    log = OutcomeLog(unreachable, settings)
+    for i in range(3):
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t"))
+    with caplog.at_level(logging.WARNING, logger="router.ledger"):
+        assert not await log.flush(timeout_s=0.5)
+    # The failed batch is counted: it is back in the buffer (it said "0 events buffered").
+    assert "3 events buffered" in caplog.text and log.pending == 3
     await unreachable.aclose()
 
 
