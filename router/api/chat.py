@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.api import sse
+from router.api.body import read_limited_body
 from router.api.chat_stream import start_stream
 from router.api.errors import APIError, error_response
 from router.api.exchange import STORABLE_FINISH, Exchange, release, request_timeout_error
@@ -56,18 +57,6 @@ def parse_override(value: str | None) -> RouteOverride:
     raise APIError(400, f"x-moa-route must be one of {', '.join(ROUTE_OVERRIDES)}", "invalid_route", "x-moa-route")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body is {declared} bytes; the limit is {limit}", "body_too_large")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise APIError(413, f"request body exceeds the limit of {limit} bytes", "body_too_large")
-    return bytes(body)
-
-
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -108,7 +97,7 @@ async def chat_completions(request: Request) -> Response:
         ex.event.tenant = state.auth.tenant(request.headers)
         await check_rate_limit(state, ex.event.tenant)
         chat = parse_chat_request(
-            await _read_body(request, state.settings.limits.max_body_bytes), state.settings.limits
+            await read_limited_body(request, state.settings.limits.max_body_bytes), state.settings.limits
         )
         override = parse_override(request.headers.get("x-moa-route"))
         ex.event.stream = chat.stream

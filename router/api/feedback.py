@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from router.api.chat import _read_body as read_limited_body  # the one size-limited body reader
+from router.api.body import read_limited_body
 from router.api.errors import APIError
 from router.config import LedgerSettings
 from router.ledger import RECORD_VERSION, LedgerKeys, OutcomeLog
