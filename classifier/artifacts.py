@@ -7,6 +7,7 @@ and the metadata is JSON. A version directory can be read with `numpy` and a tex
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -91,6 +92,9 @@ def load(directory: Path) -> Artifact:
     try:
         feature_config = FeatureConfig.from_json(meta["feature_config"])
         calibration = {head: Platt.from_json(meta["calibration"][head]) for head in HEADS}
+        for head, platt in calibration.items():
+            if not (math.isfinite(platt.a) and math.isfinite(platt.b)):
+                raise ValueError(f"calibration of {head} must be finite numbers, got {platt}")
         params = {
             key: meta.get("params", {})[key]
             for key in ("C", "calibration_folds", "random_state")
@@ -123,10 +127,13 @@ def validate_meta(meta: dict[str, Any], where: str = "meta") -> None:
     if meta["format_version"] != FORMAT_VERSION:
         raise ArtifactError(f"{where}: format_version {meta['format_version']!r}, expected {FORMAT_VERSION}")
     thresholds = meta["thresholds"]
+    # json reads NaN and Infinity: a NaN threshold compares false with every score and would silently
+    # stop all escalation.
     if not isinstance(thresholds, dict) or any(
-        not isinstance(thresholds.get(key), int | float) for key in THRESHOLD_KEYS
+        not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+        for value in (thresholds.get(key) for key in THRESHOLD_KEYS)
     ):
-        raise ArtifactError(f"{where}: thresholds must give numbers for {list(THRESHOLD_KEYS)}")
+        raise ArtifactError(f"{where}: thresholds must give finite numbers for {list(THRESHOLD_KEYS)}")
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray[Any, Any]]:

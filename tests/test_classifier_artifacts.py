@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,31 @@ def test_the_shipped_seed_loads_and_scores() -> None:
     assert len(seed.meta["training_data_sha256"]) == 64
     probabilities = seed.scorer.predict_proba(TEXTS)
     assert probabilities.shape == (len(TEXTS), 2)
+
+
+def test_refuses_non_finite_thresholds_and_calibration(tmp_path: Path, scorer: QueryScorer) -> None:
+    # json reads NaN and Infinity; a NaN difficulty threshold loaded silently and compared false with
+    # every score, so that version never escalated on difficulty.
+    for name, path_in_meta, value in (
+        ("threshold", ("thresholds", "difficulty"), float("nan")),
+        ("threshold-inf", ("thresholds", "stakes"), float("inf")),
+        ("calibration", ("calibration", "difficulty", "a"), float("inf")),
+        ("calibration-nan", ("calibration", "stakes", "b"), float("nan")),
+    ):
+        directory = tmp_path / name
+        artifacts.save(directory, scorer, meta())
+        data = json.loads((directory / "meta.json").read_text())
+        *parents, key = path_in_meta
+        target = data
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+        (directory / "meta.json").write_text(json.dumps(data))
+        with pytest.raises(ArtifactError, match=parents[0]):
+            artifacts.load(directory)
+    with pytest.raises(ArtifactError, match="finite"):
+        artifacts.save(
+            tmp_path / "new",
+            scorer,
+            meta(thresholds={"difficulty": math.nan, "stakes": 0.5, "stakes_min_difficulty": 0.2}),
+        )
