@@ -249,3 +249,48 @@ def test_the_gate_tolerates_noise_on_few_outcomes_but_not_a_real_drop() -> None:
     useless = _FixedScores(dict(zip(prompts, rng.random(n).tolist(), strict=True)))
     worse = logged_gate(active, useless, rows, 0.2)
     assert not worse.passed and "dropped by more than" in worse.reason
+
+
+def test_exported_rows_carry_the_weights_train_gives_them(
+    make_service: Service, redis_url: str, prefix: str, sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `export --kind rows` is "the rows train --from-log would add": it weighed them by the defaults,
+    # whatever the config's ledger.feedback_weight said, while train used the config's.
+    ledger = {"store_prompts": True, "flush_interval_s": 0.05, "feedback_weight": 3.0}
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, ledger=ledger)
+    request_id = chat(base, prompt(HARD, 1)).headers["x-request-id"]
+    httpx.post(f"{base}/v1/feedback", json={"request_id": request_id, "rating": "bad"}, timeout=10).raise_for_status()
+    time.sleep(0.3)
+    config = tmp_path / "router.yaml"
+    settings = settings_dict(sim_url, tmp_path / "data", redis_url=redis_url, redis_prefix=prefix, ledger=ledger)
+    config.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "rows.jsonl"
+    assert cli(["export", "--kind", "rows", "--config", str(config), "--output", str(out)]) == 0
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    monkeypatch.setenv("MOA_ROUTER_CONFIG", str(config))
+    from router.outcomes import load_logged_rows
+
+    [trained] = load_logged_rows()[0]
+    assert row["weight"] == trained["weight"] == 3.0
+
+
+def test_export_holds_no_prompt_text_when_prompts_are_not_stored(
+    make_service: Service, redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = make_service(
+        redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": False, "flush_interval_s": 0.05}
+    )
+    request_id = chat(base, "quimbletonsecretword about my own medical history").headers["x-request-id"]
+    httpx.post(f"{base}/v1/feedback", json={"request_id": request_id, "rating": "bad"}, timeout=10).raise_for_status()
+    time.sleep(0.3)
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    exported = {}
+    for kind in ("events", "outcomes", "rows"):
+        out = tmp_path / f"{kind}.jsonl"
+        assert cli(["export", "--kind", kind, "--prefix", prefix, "--output", str(out)]) == 0
+        exported[kind] = out.read_bytes()
+    assert exported["events"].count(b"\n") == exported["outcomes"].count(b"\n") == 1
+    assert exported["rows"] == b""  # nothing to train on without the prompt
+    for kind, text in exported.items():
+        assert b"quimbleton" not in text.lower(), kind

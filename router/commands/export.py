@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             elif args.kind == "outcomes":
                 records = iter_outcomes(client, location.keys)
             else:
-                rows, stats = labelled_rows(iter_outcomes(client, location.keys))
+                # Weighted as `train --from-log` weighs them: by the config's ledger.*_weight.
+                rows, stats = labelled_rows(iter_outcomes(client, location.keys), location.weights)
                 print(stats.describe(), file=sys.stderr)
                 records = iter(rows)
             for line in export_lines(records):
