@@ -3,14 +3,20 @@
 Layout under `models_dir` (`$MOA_ROUTER_DATA_DIR/models`): one directory per version, a file ACTIVE
 naming the promoted version, and HISTORY listing the versions promoted before it (for rollback).
 Version "seed" is the artifact shipped inside the package, so a fresh install scores untrained.
+Promotions and rollbacks read and rewrite ACTIVE and HISTORY under a lock on the directory (LOCK_FILE),
+so two at once, from any processes, neither lose a promotion nor leave ACTIVE and HISTORY disagreeing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +30,7 @@ SEED_VERSION = "seed"
 SEED_DIR = Path(__file__).parent / "artifacts" / SEED_VERSION
 ACTIVE_FILE = "ACTIVE"
 HISTORY_FILE = "HISTORY"
+LOCK_FILE = ".lock"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -52,11 +59,41 @@ class VersionNotFoundError(LookupError):
     """No classifier version by that name."""
 
 
+class ActiveVersionChangedError(RuntimeError):
+    """Another promotion or rollback changed the active version since the caller looked at it."""
+
+
 class ModelRegistry:
     """The classifier versions under one models directory."""
 
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = Path(models_dir)
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_handle: int | None = None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory's lock (re-entrant): promotions and rollbacks, and what their caller does
+        with the result (announcing it), happen one at a time across processes, in the same order."""
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                self.models_dir.mkdir(parents=True, exist_ok=True)
+                handle = os.open(self.models_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(handle)
+                    raise
+                self._lock_handle = handle
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_handle is not None:
+                    handle, self._lock_handle = self._lock_handle, None
+                    os.close(handle)  # closing the descriptor releases the lock
 
     def path_of(self, version: str) -> Path:
         if version == SEED_VERSION and not (self.models_dir / SEED_VERSION).is_dir():
@@ -128,28 +165,48 @@ class ModelRegistry:
         kept = {key: value for key, value in meta.items() if key not in ("version", "created_at")}
         return self.save(scorer, {**kept, "derived_from": version})
 
-    def promote(self, version: str) -> None:
-        """Make `version` the active one; the previous active version goes on the rollback history."""
+    def promote(self, version: str, *, expected_active: str | None = None) -> None:
+        """Make `version` the active one; the previous active version goes on the rollback history.
+
+        With `expected_active`, only if that is still the active version (else ActiveVersionChangedError):
+        `train` compared its candidate with that one, not with whatever was promoted meanwhile."""
         self.load(version)  # only a loadable version may become active
-        previous = self.active_version()
-        if previous == version:
-            return
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        history = self._history()
-        history.append(previous)
-        self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
-        self._write(ACTIVE_FILE, version + "\n")
+        with self.lock():
+            previous = self.active_version()
+            if expected_active is not None and previous != expected_active:
+                raise ActiveVersionChangedError(
+                    f"the active version changed from {expected_active} to {previous} meanwhile"
+                )
+            if previous == version:
+                return
+            history = self._history()
+            if not history or history[-1] != previous:
+                history.append(previous)
+            # HISTORY first: a crash between the two writes leaves an entry equal to ACTIVE, which
+            # rollback skips, rather than an ACTIVE whose predecessor is forgotten.
+            self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
+            self._write(ACTIVE_FILE, version + "\n")
 
     def rollback(self) -> str:
         """Re-activate the version that was active before the last promotion; returns its name."""
-        history = self._history()
-        if not history:
-            raise VersionNotFoundError("nothing to roll back to: no earlier promotion recorded")
-        previous = history.pop()
-        self.load(previous)  # as for promote: never activate a version that cannot be loaded
-        self._write(ACTIVE_FILE, previous + "\n")
-        self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
-        return previous
+        with self.lock():
+            active = self.active_version()
+            history = self._history()
+            while history and history[-1] == active:
+                history.pop()  # left by a promotion cut short between its two writes
+            if not history:
+                raise VersionNotFoundError("nothing to roll back to: no earlier promotion recorded")
+            previous = history.pop()
+            try:
+                self.load(previous)  # as for promote: never activate a version that cannot be loaded
+            except (VersionNotFoundError, ArtifactError) as exc:
+                raise VersionNotFoundError(
+                    f"cannot roll back to {previous}, the version active before the last promotion ({exc}); "
+                    "promote one explicitly (moa-router models list, moa-router models promote VERSION)"
+                ) from exc
+            self._write(ACTIVE_FILE, previous + "\n")
+            self._write(HISTORY_FILE, "".join(f"{name}\n" for name in history))
+            return previous
 
     def _history(self) -> list[str]:
         try:

@@ -4,7 +4,8 @@ The promoted version is announced in Redis under `<prefix>:classifier:active` (b
 and `moa-router models promote|rollback`); the registry's ACTIVE file in the shared data directory
 says the same on disk. Each replica polls both every `POLL_INTERVAL_S` and, when either changes,
 loads that version from the registry (in a thread) and swaps it in with one assignment, so requests in
-flight finish with the version they started with and none is dropped.
+flight finish with the version they started with and none is dropped. While Redis does not answer, the
+ACTIVE file is still followed (a promotion that could not be announced says so).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -47,6 +49,7 @@ class HotReloader:
         self._seen_key: str | None = None
         self._seen_file: str | None = classifier.registry.active_version()
         self._failed: str | None = None
+        self._redis_down = False
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
 
@@ -57,7 +60,15 @@ class HotReloader:
         if on_file != self._seen_file:
             self._seen_file = wanted = on_file
         if self._redis is not None:
-            raw = await self._redis.get(self._key)
+            try:
+                raw = await self._redis.get(self._key)
+            except (RedisError, OSError) as exc:
+                # The file's change must not be lost with the poll: it was marked seen above.
+                if not self._redis_down:
+                    logger.warning("hot reload: Redis did not answer (%s); following the ACTIVE file meanwhile", exc)
+                self._redis_down = True
+                return wanted
+            self._redis_down = False
             in_redis = None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
             if in_redis is not None and in_redis != self._seen_key:
                 self._seen_key = wanted = in_redis  # the cluster-wide announcement wins over the file
@@ -117,29 +128,46 @@ def announce_active_version(client: Any, prefix: str, version: str) -> None:
     client.set(active_version_key(prefix), version)
 
 
-def announce_from_command_line(version: str) -> str:
-    """After `models promote|rollback` or `train`: set the Redis key when a Redis is configured
-    (REDIS_URL or the config file); otherwise replicas sharing the data directory follow the ACTIVE
-    file. Returns a line for the command to print."""
-    from redis import Redis
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What a command line's announcement did: `ok` is False when Redis was not told, and replicas
+    started later would load the previously announced version."""
 
+    ok: bool
+    message: str
+
+
+def announce_from_command_line(version: str) -> str:
+    """After `models promote|rollback`, `train` or `calibrate`: announce_promotion's line to print."""
+    return announce_promotion(version).message
+
+
+def announce_promotion(version: str) -> Announcement:
+    """Set the Redis key when a Redis is configured (REDIS_URL or the config file) or the embedded one
+    holds data under the data directory; otherwise replicas sharing the data directory follow the ACTIVE
+    file."""
     from router.config import ConfigError
-    from router.outcomes import LogLocation
+    from router.outcomes import LogLocation, connect
 
     try:
         location = LogLocation.from_environment()
     except ConfigError as exc:
-        return f"could not announce {version}: {exc}"
-    from router.redis_server import running_embedded_url
-
-    url = location.redis_url or running_embedded_url(location.data_dir / "redis")
-    if url is None:
-        return "no Redis: running replicas that share this data directory pick it up from its ACTIVE file"
-    client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return Announcement(False, f"could not announce {version}: {exc}")
+    if location.redis_url is None and not (location.data_dir / "redis").is_dir():
+        return Announcement(
+            True, "no Redis: running replicas that share this data directory pick it up from its ACTIVE file"
+        )
+    # A stopped embedded Redis still holds the last announcement, which a restarted service would load:
+    # connect() starts it to update the key (or uses the one a running service has).
     try:
-        announce_active_version(client, location.prefix, version)
-    except (RedisError, OSError) as exc:
-        return f"could not announce {version} in Redis ({exc}); replicas follow the ACTIVE file instead"
-    finally:
-        client.close()
-    return f"announced {version} to running replicas ({active_version_key(location.prefix)})"
+        with connect(location) as client:
+            announce_active_version(client, location.prefix, version)
+    except (RedisError, OSError, RuntimeError) as exc:  # RuntimeError: the embedded Redis did not start
+        return Announcement(
+            False,
+            f"could not announce {version} in Redis ({exc}): running replicas that share this data directory "
+            f"follow its ACTIVE file, but {active_version_key(location.prefix)} still names the version "
+            f"before, which replicas started later load; run `moa-router models promote {version}` again "
+            "once Redis answers",
+        )
+    return Announcement(True, f"announced {version} to running replicas ({active_version_key(location.prefix)})")

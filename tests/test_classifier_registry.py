@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from classifier.dataset import load_rows, row_text
-from classifier.registry import SEED_VERSION, ModelRegistry, VersionNotFoundError, default_models_dir, load_model
+from classifier.registry import (
+    SEED_VERSION,
+    ActiveVersionChangedError,
+    ModelRegistry,
+    VersionNotFoundError,
+    default_models_dir,
+    load_model,
+)
 from classifier.scorer import QueryScorer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
@@ -101,7 +110,7 @@ def test_rollback_never_activates_a_version_that_cannot_be_loaded(tmp_path: Path
     for path in (tmp_path / "models" / first).iterdir():
         path.unlink()
     (tmp_path / "models" / first).rmdir()
-    with pytest.raises(VersionNotFoundError, match=first):
+    with pytest.raises(VersionNotFoundError, match=f"cannot roll back to {first}.*models promote VERSION"):
         registry.rollback()
     assert registry.active_version() == second
 
@@ -115,3 +124,61 @@ def test_load_model_accepts_a_directory_or_a_version(
     assert load_model(str(tmp_path / "models" / version)).version == version
     assert load_model(version).version == version
     assert load_model(None).version == SEED_VERSION
+
+
+def _promote_back_and_forth(models_dir: Path, version: str, start: Any) -> None:
+    start.wait()
+    for _ in range(PROMOTIONS_EACH):
+        ModelRegistry(models_dir).promote(version)
+        ModelRegistry(models_dir).promote(SEED_VERSION)
+
+
+PROMOTIONS_EACH = 10
+
+
+def test_promotions_at_the_same_time_each_stay_on_the_rollback_history(tmp_path: Path, scorer: QueryScorer) -> None:
+    # Each promotion reads HISTORY and ACTIVE and writes them back: unlocked, two commands at once lost
+    # one's record, so a rollback skipped versions that had been active.
+    models_dir = tmp_path / "models"
+    registry = ModelRegistry(models_dir)
+    versions = [registry.save(scorer, meta()) for _ in range(4)]
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(len(versions))
+    processes = [
+        context.Process(target=_promote_back_and_forth, args=(models_dir, version, start)) for version in versions
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0] * len(versions)
+    chain = [*(models_dir / "HISTORY").read_text().split(), registry.active_version()]
+    # Each version was promoted PROMOTIONS_EACH times (never while active): each time it is recorded when
+    # the next promotion replaces it, or it is still active.
+    assert {version: chain.count(version) for version in versions} == dict.fromkeys(versions, PROMOTIONS_EACH)
+    assert all(previous != following for previous, following in itertools.pairwise(chain))
+
+
+def test_a_promotion_that_expects_another_active_version_is_refused(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first, second = registry.save(scorer, meta()), registry.save(scorer, meta())
+    registry.promote(first)  # promoted by someone else after the caller compared with the seed
+    with pytest.raises(ActiveVersionChangedError, match=first):
+        registry.promote(second, expected_active=SEED_VERSION)
+    assert registry.active_version() == first
+    registry.promote(second, expected_active=first)
+    assert registry.active_version() == second
+
+
+def test_rollback_after_a_promotion_cut_short_goes_to_the_version_before(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first, second = registry.save(scorer, meta()), registry.save(scorer, meta())
+    registry.promote(first)
+    # A promotion of `second` that wrote HISTORY and then died before writing ACTIVE.
+    (tmp_path / "models" / "HISTORY").write_text(f"{SEED_VERSION}\n{first}\n")
+    assert registry.active_version() == first
+    assert registry.rollback() == SEED_VERSION  # not a "rollback" from first to first
+    registry.promote(first)
+    (tmp_path / "models" / "HISTORY").write_text(f"{SEED_VERSION}\n{first}\n")
+    registry.promote(second)  # the dangling entry is not recorded twice
+    assert (tmp_path / "models" / "HISTORY").read_text().split() == [SEED_VERSION, first]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from classifier.dataset import is_held_back
 from classifier.registry import SEED_VERSION, ModelRegistry
 from router.cli import main
+from router.commands import train as train_command
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
 HELD_BACK = 0.3
@@ -127,3 +129,26 @@ def test_train_reports_bad_data_with_its_line(
     bad.write_text('{"id": "x", "prompt": "hi", "difficulty": 0, "stakes": 0}\n{"id": "y", "prompt": 5}\n')
     assert train("--data", str(bad)) == 2
     assert "bad.jsonl:2:" in capsys.readouterr().err
+
+
+def test_train_does_not_promote_over_a_version_promoted_while_it_ran(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two `train` runs at once: each compared its candidate with the version active when it started, and
+    # the later one replaced whatever the other had promoted meanwhile, however much better it was.
+    registry = ModelRegistry(data_dir / "models")
+    assert train("--data", str(write_rows(tmp_path / "flipped.jsonl", flip_labels=True)), "--no-promote") == 0
+    (backwards,) = [info.version for info in registry.list_versions() if info.version != SEED_VERSION]
+    registry.promote(backwards)  # an active version that any right one beats
+    other = registry.derive(SEED_VERSION, registry.load(SEED_VERSION).meta)
+    compare = train_command.labelled_metrics
+
+    def compare_while_another_run_promotes(*args: Any) -> dict[str, Any]:
+        registry.promote(other)
+        return compare(*args)
+
+    monkeypatch.setattr(train_command, "labelled_metrics", compare_while_another_run_promotes)
+    capsys.readouterr()
+    assert train("--data", str(write_rows(tmp_path / "right.jsonl"))) == 1
+    assert f"not promoted: the active version changed from {backwards} to {other}" in capsys.readouterr().out
+    assert registry.active_version() == other

@@ -3,6 +3,7 @@ running service within seconds, with no request failing meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -16,8 +17,10 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from classifier.registry import ModelRegistry
+from router.cli import main
 from router.config import PolicySettings
 from router.hot_reload import HotReloader, active_version_key, announce_active_version
+from router.redis_server import EmbeddedRedis, free_port
 from router.scoring import ActiveClassifier
 
 Service = Callable[..., str]
@@ -109,3 +112,67 @@ def test_the_running_service_picks_up_a_promotion_without_dropping_requests(
     assert versions[0] == "seed" and versions[-1] == version
     switch = versions.index(version)
     assert set(versions[:switch]) == {"seed"} and set(versions[switch:]) == {version}  # one clean switch
+
+
+async def test_a_promotion_on_disk_is_followed_while_redis_is_down(tmp_path: Path, own_redis: EmbeddedRedis) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    classifier = ActiveClassifier(registry, PolicySettings())
+    announced, on_disk = new_version(tmp_path / "models"), new_version(tmp_path / "models", 0.7)
+    redis = AsyncRedis.from_url(own_redis.url, socket_connect_timeout=1, socket_timeout=1)
+    reloader = HotReloader(redis, "moa", classifier)
+    try:
+        await redis.set(active_version_key("moa"), announced)
+        assert await reloader.check() and classifier.version == announced
+        own_redis.stop()
+        # `models promote` could not reach Redis either: it told the operator replicas follow the file.
+        registry.promote(on_disk)
+        await reloader.check()  # the poll that first sees the file's change (it used to lose it to Redis)
+        await reloader.check()
+        assert classifier.version == on_disk
+        own_redis.start()  # back with the old announcement, which this replica has already followed
+        assert not await reloader.check()
+        assert classifier.version == on_disk
+    finally:
+        await redis.aclose()
+
+
+def test_a_rollback_while_the_service_is_stopped_survives_its_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's embedded Redis keeps the announcement in its append-only file: a promotion or rollback
+    # made while it was stopped used to change only the ACTIVE file, and the restarted service went back
+    # to the version Redis still named.
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    registry = ModelRegistry(tmp_path / "models")
+    version = new_version(tmp_path / "models")
+    with EmbeddedRedis(tmp_path / "redis", persist=True):  # the demo runs
+        assert main(["models", "promote", version]) == 0
+    assert main(["models", "rollback"]) == 0  # the demo is stopped
+    assert registry.active_version() == "seed"
+
+    async def restarted_replica_serves() -> str:
+        with EmbeddedRedis(tmp_path / "redis", persist=True) as server:
+            redis = AsyncRedis.from_url(server.url)
+            classifier = ActiveClassifier(registry, PolicySettings())
+            try:
+                await HotReloader(redis, "moa", classifier).check()
+            finally:
+                await redis.aclose()
+            return classifier.version
+
+    assert asyncio.run(restarted_replica_serves()) == "seed"
+
+
+def test_a_promotion_that_redis_did_not_hear_of_fails_and_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MOA_ROUTER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    version = new_version(tmp_path / "models")
+    assert main(["models", "promote", version]) == 1
+    err = capsys.readouterr().err
+    assert f"could not announce {version}" in err and f"moa-router models promote {version}` again" in err
+    assert ModelRegistry(tmp_path / "models").active_version() == version  # the file follows it all the same

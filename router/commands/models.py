@@ -8,7 +8,7 @@ from typing import Any
 
 from classifier.artifacts import ArtifactError
 from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError, default_models_dir
-from router.hot_reload import announce_from_command_line
+from router.hot_reload import announce_promotion
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,20 +22,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     registry = ModelRegistry(default_models_dir())
-    try:
-        if args.models_action == "list":
-            print(_table(registry.list_versions()))
-        elif args.models_action == "promote":
-            registry.promote(args.version)
-            print(f"promoted {args.version}")
-            print(announce_from_command_line(args.version))
-        else:
-            version = registry.rollback()
-            print(f"rolled back to {version}")
-            print(announce_from_command_line(version))
-    except (VersionNotFoundError, ArtifactError) as exc:
-        print(f"moa-router models: {exc}", file=sys.stderr)
+    if args.models_action == "list":
+        print(_table(registry.list_versions()))
+        return 0
+    # Announced under the registry's lock, so Redis ends up naming the version ACTIVE names even when two
+    # promotions or rollbacks run at once.
+    with registry.lock():
+        try:
+            if args.models_action == "promote":
+                registry.promote(args.version)
+                version = args.version
+                print(f"promoted {version}")
+            else:
+                version = registry.rollback()
+                print(f"rolled back to {version}")
+        except (VersionNotFoundError, ArtifactError) as exc:
+            print(f"moa-router models: {exc}", file=sys.stderr)
+            return 1
+        announcement = announce_promotion(version)
+    if not announcement.ok:
+        print(f"moa-router models: {announcement.message}", file=sys.stderr)
         return 1
+    print(announcement.message)
     return 0
 
 
