@@ -120,7 +120,7 @@ class Metrics:
             self.cache_saved.inc(event.saved_usd)
         if event.error == "mixture_quorum_failed":
             self.quorum_failures.inc()
-        if event.fallback:
+        if event.fallback == "proposer":
             self.aggregator_fallbacks.inc()
         scoring_s = event.extra.get("scoring_s")
         if isinstance(scoring_s, float):

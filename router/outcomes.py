@@ -48,7 +48,11 @@ class Label:
         return {"difficulty": self.difficulty, "factor": self.factor}
 
 
-def feedback_label(route: str, rating: Rating) -> Label:
+def feedback_label(route: str, rating: Rating, fallback: str | None = None) -> Label:
+    """What a rating says of the query's difficulty. Nothing when a fallback model answered (`fallback`
+    names it): the rating judges that model's answer, not the route's."""
+    if fallback is not None:
+        return Label(None)
     if route == "cheap":
         return Label(1 if rating == "bad" else 0)
     if rating == "bad":

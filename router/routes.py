@@ -92,6 +92,17 @@ async def stream_route(
             yield part
 
 
+def stand_in(route: str, providers: ProviderSet, out: RouteResult) -> str | None:
+    """What answered in place of the route's own answer: "proposer" (the aggregator failed and the most
+    agreed-upon proposer answer stands), "entry" (a configured fallback entry answered for the single
+    model), or None. A rating or a judge's verdict on such an answer says nothing of what the route
+    would have answered. (The aggregator's fallback entry still aggregates the proposers' answers: the
+    answer is a mixture's.)"""
+    if route == "mixture" or out.fallback is not None:
+        return out.fallback
+    return "entry" if out.model and out.model != _single(route, providers).name else None
+
+
 def answered_as_configured(route: str, providers: ProviderSet, out: RouteResult) -> bool:
     """Whether the route's own models gave the answer, every call succeeding: not a fallback entry
     standing in for one, nor a mixture short of a proposer or of its aggregator. Only such an answer is

@@ -34,7 +34,7 @@ from router.outcomes import shadow_label
 from router.providers.base import CompletionRequest, Message, ProviderError
 from router.providers.registry import ProviderSet
 from router.redaction import redact_messages
-from router.routes import RouteResult, run_route
+from router.routes import RouteResult, run_route, stand_in
 from router.shadow_budget import ShadowBudget
 from router.tasks import cancel_and_wait
 
@@ -236,8 +236,9 @@ class ShadowEvaluator:
         """Runs the other route and the judge, filling `run`; a failure is noted in `run.error`."""
         try:
             result = await run_route(job.other_route, job.request, self._providers, self._engine, run.route)
-            if result.fallback is not None:  # the aggregator did not answer: not the mixture's answer to judge
-                raise _NotJudged(f"mixture: the aggregator did not answer ({result.fallback} fallback)")
+            fallback = stand_in(job.other_route, self._providers, result)
+            if fallback is not None:  # not the route's own answer to judge
+                raise _NotJudged(f"{job.other_route}: a stand-in answered ({fallback} fallback)")
             mixture_is_a = self._rng.random() < 0.5
             mixture_answer, cheap_answer = (
                 (result.text, job.answer) if job.other_route == "mixture" else (job.answer, result.text)

@@ -172,7 +172,7 @@ def add_event_fields(event: RequestEvent, estimator: MixtureCostEstimator, field
     add(f"cache:{event.cache}")
     if event.cache == "hit":
         add("cache_saved", event.saved_usd)
-    if event.fallback:
+    if event.fallback == "proposer":
         add("agg_fallback")
     cost = 0.0
     for call in event.calls:

@@ -16,6 +16,9 @@ from redis import Redis
 
 from router.auth import hash_key
 from router.ledger import LedgerKeys
+from router.simulator.runner import SimulatorServer
+from tests.conftest import entry
+from tests.test_chat_api import patch_model
 
 Service = Callable[..., str]
 
@@ -76,6 +79,25 @@ def test_ratings_on_cheap_requests_label_difficulty(service: str, redis_url: str
     assert first["messages"] == [{"role": "user", "content": "Prove the Collatz conjecture"}]
     assert first["comment"] == "wrong, mail me at [email]"
     assert first["classifier_version"] and 0 <= first["difficulty"] <= 1
+
+
+def test_a_rating_of_a_fallback_models_answer_labels_nothing(
+    make_service: Service, sim: SimulatorServer, sim_url: str, redis_url: str, prefix: str
+) -> None:
+    patch_model(sim, "cheap-1", error_rate=1.0)  # the cheap model fails; its fallback answers
+    base = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        resilience={"max_attempts": 1},
+        cheap=entry(sim_url, "cheap-1", fallback=entry(sim_url, "judge-1")),
+        ledger={"store_prompts": True},
+    )
+    answer = ask(base, text="Prove the Collatz conjecture")
+    assert answer.status_code == 200 and answer.headers["x-moa-route"] == "cheap"
+    assert answer.headers["x-moa-fallback"] == "entry"
+    rated = rate(base, {"request_id": answer.headers["x-request-id"], "rating": "bad"})
+    # The rating judges judge-1's answer: it says nothing of what the cheap model would have done.
+    assert rated.status_code == 200 and rated.json()["label"] == {"difficulty": None, "factor": 1.0}
 
 
 def test_ratings_on_mixture_requests(service: str) -> None:

@@ -14,7 +14,7 @@ from router.prompts import with_candidates
 from router.providers.base import CompletionRequest, Usage
 from router.providers.pricing import estimate_prompt_tokens
 from router.providers.registry import ProviderSet
-from router.routes import RouteResult, abandoned_call, call_latency, timed_out_call
+from router.routes import RouteResult, abandoned_call, call_latency, stand_in, timed_out_call
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry
 from tests.test_chat_api import ASK, Service, chat, logged_event, patch_model
@@ -39,6 +39,16 @@ def providers() -> ProviderSet:
 
 def proposer(layer: int, completion_tokens: int, status: str = "ok") -> CallRecord:
     return CallRecord("openai/a", "proposer", status, 1.0, Usage(100, completion_tokens), 0.1, layer)  # type: ignore[arg-type]
+
+
+def test_a_stand_in_answer_is_named() -> None:
+    fleet = providers()
+    own, entry_answered = RouteResult(model=fleet.cheap.name), RouteResult(model="openai/backup")
+    assert stand_in("cheap", fleet, own) is None
+    assert stand_in("cheap", fleet, entry_answered) == "entry"  # a fallback entry answered for the cheap model
+    assert stand_in("mixture", fleet, RouteResult(model=fleet.aggregator.name)) is None
+    assert stand_in("mixture", fleet, RouteResult(model="openai/backup")) is None  # it aggregated the proposers
+    assert stand_in("mixture", fleet, RouteResult(model="openai/a", fallback="proposer")) == "proposer"
 
 
 def test_the_cut_off_single_model_is_billed_for_its_prompt_and_what_was_sent() -> None:

@@ -18,7 +18,14 @@ from router.api.schemas import ChatRequest
 from router.cache_types import CachedAnswer, CacheSession
 from router.mixture import CallRecord, QuorumError
 from router.providers.base import CompletionRequest, ProviderError
-from router.routes import RouteResult, abandoned_call, answered_as_configured, call_latency, stream_route
+from router.routes import (
+    RouteResult,
+    abandoned_call,
+    answered_as_configured,
+    call_latency,
+    stand_in,
+    stream_route,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +44,9 @@ async def start_stream(ex: Exchange, chat: ChatRequest, session: CacheSession, u
         await session.abandon()
         await deltas.aclose()  # first: closing records the proposers it cut off as "late"
         raise ex.failed(exc, result) from exc
-    if result.fallback:  # a proposer's answer stands in for the aggregator's: said before the body starts
-        ex.headers["x-moa-fallback"] = result.fallback
+    fallback = stand_in(ex.event.route, state.providers, result)  # known with the first delta
+    if fallback:  # said before the body starts
+        ex.headers["x-moa-fallback"] = fallback
     stream = _Stream(ex, session, deltas, result, upstream, [first] if first else [])
     return SSEResponse(_sse(stream, chat, first), stream.end, ex.headers)
 

@@ -16,7 +16,7 @@ from router.events import RequestEvent
 from router.mixture import CallRecord, QuorumError
 from router.policy import RouteDecision
 from router.providers.base import ProviderError
-from router.routes import RouteResult, call_latency, timed_out_call
+from router.routes import RouteResult, call_latency, stand_in, timed_out_call
 from router.state import AppState
 
 STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
@@ -76,10 +76,10 @@ class Exchange:
 
     def note_result(self, result: RouteResult) -> None:
         self.event.calls.extend(result.calls)
-        self.event.fallback = result.fallback
+        self.event.fallback = stand_in(self.event.route, self.state.providers, result)
         self.event.answer_text = result.text  # in-process only (the shadow judge reads it); never logged
-        if result.fallback:
-            self.headers["x-moa-fallback"] = result.fallback
+        if self.event.fallback:
+            self.headers["x-moa-fallback"] = self.event.fallback
         if self.event.messages is not None:
             self.event.answer = result.text
 

@@ -158,7 +158,7 @@ async def post_feedback(request: Request) -> Response:
             raise APIError(409, f"request {request_id!r} failed; there is no answer to rate", "request_failed")
         event = await _logged_event(redis, ledger.keys, stream_id)
         route = str(summary.get("route", ""))
-        label = feedback_label(route, rating)
+        label = feedback_label(route, rating, event.get("fallback"))
         now = time.time()
         outcome: dict[str, Any] = {
             "v": RECORD_VERSION,
