@@ -18,6 +18,9 @@ from typing import Any
 _SPEND_TTL_S = 3 * 86400
 _COST_TTL_S = 7 * 86400  # forgotten after a week without shadow runs (prices and models change)
 
+# The spend is added to with GET and SET, not INCRBYFLOAT: Redis before 7.0 rewrites an INCRBYFLOAT called
+# from a script into a longer SET for replication, past the end of the script's argument array, and
+# corrupts its heap (redis-server 6.2 crashed in the tests).
 # KEYS: the day's spend, the hash of the largest run cost per route; ARGV: budget, route, spend ttl.
 # Returns [amount reserved (a string: Lua numbers come back as integers), 1 when the route's cost was
 # known], or nil when over budget.
@@ -31,16 +34,18 @@ if known then
   amount = tonumber(known)
   if spent + amount > budget then return false end
 end
-local reserved = tostring(amount)
-redis.call('INCRBYFLOAT', KEYS[1], reserved)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local reserved = string.format('%.17g', amount)
+redis.call('SET', KEYS[1], string.format('%.17g', spent + amount), 'EX', ARGV[3])
 return {reserved, known and 1 or 0}
 """
 
 # KEYS: the day's spend, the cost hash; ARGV: actual minus reserved, route, actual cost (or '' when the run
 # was cut off and says nothing about what a run costs), cost ttl.
 _SETTLE = """
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+local spent = redis.call('GET', KEYS[1])
+if spent then  -- else the day's total expired: nothing to settle against
+  redis.call('SET', KEYS[1], string.format('%.17g', tonumber(spent) + tonumber(ARGV[1])), 'KEEPTTL')
+end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1') then
     redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
