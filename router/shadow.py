@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import re
@@ -147,6 +148,7 @@ class ShadowEvaluator:
         self._settings = settings.shadow
         self._on_verdict = on_verdict  # e.g. the stats recorder: (mixture needed or None, run cost)
         self._default_max_tokens = settings.mixture.max_tokens
+        self._timeout_s = settings.limits.request_timeout_s
         self._providers = providers
         self._engine = engine
         self._ledger = ledger
@@ -182,6 +184,8 @@ class ShadowEvaluator:
         if request is None or answer is None:
             self.counters.no_input += 1
             return
+        # A run of its own in the background: the whole request timeout, not what the client had left.
+        request = dataclasses.replace(request, timeout_s=self._timeout_s)
         other = "mixture" if event.route == "cheap" else "cheap"
         if self._closing:
             self.counters.dropped += 1

@@ -186,6 +186,23 @@ async def test_the_judges_verdict_becomes_a_difficulty_label(tmp_path: Path, red
         assert first["mixture_needed"] is (label == 1)
 
 
+async def test_a_shadow_run_has_the_full_request_timeout_not_what_the_client_had_left(
+    tmp_path: Path, prefix: str, redis: AsyncRedis
+) -> None:
+    # A client whose request spent most of its time waiting (e.g. on another request computing the same
+    # answer) left its answer with little time: the shadow run, in the background, has its own.
+    settings = make_settings(tmp_path, prefix)
+    gate = asyncio.Event()
+    async with Harness(settings, redis, judge_preferring("MIXTURE"), gate=gate, run_cost=RUN_COST) as harness:
+        event = cheap_event(0)
+        event.upstream = CompletionRequest([{"role": "user", "content": "question 0"}], 64, timeout_s=0.05)
+        harness.shadow.record(event)
+        await asyncio.sleep(0.3)  # the proposers answer after the client's deadline would have passed
+        gate.set()
+        [outcome] = await harness.settle()
+    assert outcome["verdict"] == "mixture" and outcome["label"]["difficulty"] == 1
+
+
 async def test_mixture_requests_can_be_checked_against_the_cheap_model(
     tmp_path: Path, prefix: str, redis: AsyncRedis
 ) -> None:
