@@ -100,6 +100,15 @@ def test_a_rating_of_a_fallback_models_answer_labels_nothing(
     assert rated.status_code == 200 and rated.json()["label"] == {"difficulty": None, "factor": 1.0}
 
 
+def test_a_comment_is_not_kept_when_prompts_are_not(make_service: Service, redis_url: str, prefix: str) -> None:
+    base = make_service(redis_url=redis_url, redis_prefix=prefix, ledger={"store_prompts": False})
+    request_id = ask(base, text="my own medical history").headers["x-request-id"]
+    comment = "wrong about my own medical history"
+    assert rate(base, {"request_id": request_id, "rating": "bad", "comment": comment}).status_code == 200
+    [outcome] = outcomes(redis_url, prefix)
+    assert outcome["comment"] is None and outcome["rating"] == "bad"  # a comment may quote the prompt
+
+
 def test_ratings_on_mixture_requests(service: str) -> None:
     good_id = ask(service, route="mixture").headers["x-request-id"]
     bad_id = ask(service, route="mixture", text="another question").headers["x-request-id"]

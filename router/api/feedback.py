@@ -169,7 +169,8 @@ async def post_feedback(request: Request) -> Response:
             "route": route,
             "cache": summary.get("cache"),
             "rating": rating,
-            "comment": None if comment is None else ledger.redactor(comment),
+            # Free text that may quote the prompt: kept (redacted) only where prompts are.
+            "comment": None if comment is None or not ledger.stores_prompts else ledger.redactor(comment),
             "label": label.to_json(),
             "classifier_version": event.get("classifier_version"),
             "difficulty": event.get("difficulty"),
