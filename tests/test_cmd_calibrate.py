@@ -12,6 +12,7 @@ from classifier.dataset import load_rows, split_rows
 from classifier.registry import SEED_VERSION, ModelRegistry
 from classifier.training import LabelledData
 from router.cli import main
+from router.redis_server import free_port
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
 
@@ -85,3 +86,15 @@ def test_calibrate_validates_its_targets(registry: ModelRegistry, capsys: pytest
         assert "--held-back-fraction" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["calibrate", "--data", str(FIXTURE)])  # one target is required
+
+
+def test_a_promotion_redis_was_not_told_of_fails_the_command(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Replicas started later load the version Redis names: a promotion it did not hear of must not pass.
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    args = ["calibrate", "--target-escalation-rate", "0.3", "--data", str(FIXTURE), "--held-back-fraction", "0.5"]
+    assert main(args) == 1
+    assert "promote" in capsys.readouterr().err
+    assert registry.active_version() != SEED_VERSION  # promoted on disk: replicas sharing it follow the file
