@@ -121,6 +121,9 @@ class ShadowSettings(_Section):
     concurrency: int = Field(default=2, ge=1)
     queue_size: int = Field(default=64, ge=1)
     judge_max_tokens: int = Field(default=256, ge=16)
+    # At shutdown, how long runs in progress may finish (queued ones are dropped); the rest are cut off,
+    # paid for and unjudged. A mixture run may take longer than the default; the stop waits this long.
+    stop_grace_s: float = Field(default=5.0, ge=0)
 
 
 class BudgetSettings(_Section):

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Verdict = Literal["mixture", "cheap", "tie", "unclear"]
-_STOP_GRACE_S = 5.0
 _MAX_JUDGED_CHARS = 6000  # per request and per answer: bounds the judge's cost on long inputs
 
 JUDGE_INSTRUCTIONS = """\
@@ -304,7 +303,7 @@ class ShadowEvaluator:
             self._queue.task_done()
             self.counters.dropped += 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), _STOP_GRACE_S)
+            await asyncio.wait_for(self._queue.join(), self._settings.stop_grace_s)
         await cancel_and_wait(*self._workers)
 
 

@@ -434,14 +434,12 @@ async def test_an_unexpected_error_in_one_run_does_not_stop_shadow_evaluation(
     assert [outcome["request_id"] for outcome in outcomes] == ["r1"]
 
 
-async def test_a_run_cut_off_at_shutdown_is_still_charged(
-    tmp_path: Path, prefix: str, redis: AsyncRedis, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_run_cut_off_at_shutdown_is_still_charged(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
     # Its calls were under way and are billed: it keeps what it reserved (the cost of a run), where it
     # used to settle at nothing.
-    monkeypatch.setattr("router.shadow._STOP_GRACE_S", 0.1)
     gate = asyncio.Event()  # never set: the proposers are still answering at shutdown
-    async with Harness(make_settings(tmp_path, prefix), redis, judge_preferring(None), gate, RUN_COST) as h:
+    settings = make_settings(tmp_path, prefix, stop_grace_s=0.1)
+    async with Harness(settings, redis, judge_preferring(None), gate, RUN_COST) as h:
         h.shadow.record(cheap_event(0))
         await wait_until(lambda: [p.calls for p in h.proposers] == [1, 1, 1], "the run did not start")
         await h.shadow.close()
