@@ -138,10 +138,23 @@ class ModelRegistry:
             return SEED_VERSION
         return name or SEED_VERSION
 
+    def history(self) -> list[str]:
+        """The versions active before the current one, oldest first (what rollback goes back through)."""
+        return self._history()
+
     def load(self, version: str | None = None) -> LoadedModel:
-        """Load a version (the active one by default)."""
+        """Load a version (the active one by default). Raises VersionNotFoundError or ArtifactError for
+        any version that cannot be loaded, however its files are broken."""
         name = self.active_version() if version is None else version
-        artifact = artifacts.load(self.path_of(name))
+        path = self.path_of(name)
+        try:
+            artifact = artifacts.load(path)
+        except ArtifactError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            # An empty weights file (EOFError), undecodable bytes in meta.json (UnicodeDecodeError), an
+            # unreadable file: callers that keep serving another version handle one kind of error.
+            raise ArtifactError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
         return LoadedModel(version=name, scorer=artifact.scorer, meta=artifact.meta)
 
     def save(self, scorer: QueryScorer, meta: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ and `moa-router models promote|rollback`); the registry's ACTIVE file in the sha
 says the same on disk. Each replica polls both every `POLL_INTERVAL_S` and, when either changes,
 loads that version from the registry (in a thread) and swaps it in with one assignment, so requests in
 flight finish with the version they started with and none is dropped. While Redis does not answer, the
-ACTIVE file is still followed (a promotion that could not be announced says so).
+ACTIVE file is still followed (a promotion that could not be announced says so). A version that cannot be
+loaded here is not swapped in: the replica keeps serving, reports it (ActiveClassifier.failed_to_load:
+`/readyz`, metrics, log) and tries again every poll, so restored files are picked up.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from redis.exceptions import RedisError
 
 from classifier.artifacts import ArtifactError
 from classifier.registry import VersionNotFoundError
-from router.scoring import ActiveClassifier
+from router.scoring import ActiveClassifier, LoadStage
 from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ class HotReloader:
         self._classifier = classifier
         self._poll_interval_s = poll_interval_s
         self._seen_key: str | None = None
-        self._seen_file: str | None = classifier.registry.active_version()
-        self._failed: str | None = None
+        # A replica that could not load the active version at startup retries it (its files may be restored).
+        self._seen_file: str | None = None if classifier.failure else classifier.registry.active_version()
         self._redis_down = False
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
@@ -74,23 +76,24 @@ class HotReloader:
                 self._seen_key = wanted = in_redis  # the cluster-wide announcement wins over the file
         return wanted
 
-    async def check(self) -> bool:
+    async def check(self, stage: LoadStage = "reload") -> bool:
         """One poll; True when a new version was swapped in."""
         wanted = await self._announced()
-        if wanted is None or wanted == self._classifier.version:
+        if wanted is None:
+            return False
+        if wanted == self._classifier.version:
+            self._classifier.serves_promoted()
             return False
         try:
             model = await asyncio.to_thread(self._classifier.registry.load, wanted)
         except (VersionNotFoundError, ArtifactError) as exc:
-            if self._failed != wanted:
-                logger.error("cannot hot-reload classifier %s: %s (keeping %s)", wanted, exc, self._classifier.version)
-            self._failed = wanted
+            if self._classifier.failed_to_load(wanted, exc, stage):
+                logger.error("cannot load classifier %s: %s (keeping %s)", wanted, exc, self._classifier.version)
             # Forget the announcement so the next poll tries again (the files may still be arriving).
             self._seen_key = self._seen_file = None
             return False
         previous = self._classifier.version
         self._classifier.swap(model)
-        self._failed = None
         self.reloads += 1
         logger.info("classifier hot-reloaded: %s -> %s", previous, model.version)
         return True
@@ -117,7 +120,7 @@ async def start_hot_reload(state: AppState, stack: AsyncExitStack) -> None:
     promotion announced in Redis serves that version from its first request."""
     reloader = HotReloader(state.redis, state.settings.redis_prefix, state.classifier)
     with contextlib.suppress(RedisError, OSError):
-        await reloader.check()
+        await reloader.check("startup")
     reloader.start()
     stack.push_async_callback(reloader.close)
     state.components["hot_reload"] = reloader

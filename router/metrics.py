@@ -15,11 +15,12 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.responses import Response
 
 from router.events import RequestEvent
+from router.scoring import LOAD_STAGES, ClassifierHealth
 from router.state import AppState, get_state
 
 router = APIRouter()
@@ -89,11 +90,34 @@ class Metrics:
         self.events_dropped = Counter(
             "moa_events_dropped", "Request events an event sink had to drop", ["sink"], registry=r
         )
+        self.classifier_load_failures = Counter(
+            "moa_classifier_load_failures",
+            "Classifier versions this process could not load (missing or corrupt files), by stage (startup|reload)",
+            ["stage"],
+            registry=r,
+        )
+        # Per process ("liveall": a pid label with several workers), so that each worker's state shows.
+        self.classifier_serving = Gauge(
+            "moa_classifier_serving",
+            "1 for the classifier version this process serves",
+            ["version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.classifier_degraded = Gauge(
+            "moa_classifier_degraded",
+            "1 while this process serves another classifier version than the promoted one, which it cannot load",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         # Series with labels appear only once used: create the known ones so a scrape always has them.
         for result in ("hit", "miss", "bypass"):
             self.cache.labels(result)
         for sink in _DROPPING_SINKS:
             self.events_dropped.labels(sink)
+        for stage in LOAD_STAGES:
+            self.classifier_load_failures.labels(stage)
+        self._classifier_seen: ClassifierHealth | None = None
         self._components = components if components is not None else {}
         self._drops_seen: dict[str, int] = {}  # each sink's own drop count, as far as it is counted here
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -154,6 +178,26 @@ class Metrics:
                 self._drops_seen[sink] = own
                 self._child(self.events_dropped, sink).inc(new)
 
+    def classifier_changed(self, health: ClassifierHealth) -> None:
+        """ActiveClassifier's listener: the serving version, whether it is degraded, new failed loads."""
+        seen = self._classifier_seen
+        if seen is not None and seen.serving != health.serving:
+            self.classifier_serving.labels(seen.serving).set(0)  # stays 0 in a worker's file; gone here
+            self.classifier_serving.remove(seen.serving)
+        self.classifier_serving.labels(health.serving).set(1)
+        self.classifier_degraded.set(0 if health.failure is None else 1)
+        for stage, count in health.failed_loads.items():
+            new = count - (0 if seen is None else seen.failed_loads.get(stage, 0))
+            if new > 0:
+                self.classifier_load_failures.labels(stage).inc(new)
+        self._classifier_seen = health
+
+    def close(self) -> None:
+        """A worker that stops takes its per-process gauges out of the shared directory's sums."""
+        shared = os.environ.get(MULTIPROC_DIR_ENV)
+        if shared and os.environ.get(SHARED_METRICS_ENV) == "1":
+            mark_process_dead(os.getpid(), shared)  # type: ignore[no-untyped-call]
+
     def render(self) -> bytes:
         self.count_sink_drops()
         shared = os.environ.get(MULTIPROC_DIR_ENV)
@@ -169,6 +213,8 @@ async def start_metrics(state: AppState, stack: AsyncExitStack) -> None:
     metrics = Metrics(state.components)
     state.components["metrics"] = metrics
     state.sinks.append(metrics)
+    state.classifier.watch(metrics.classifier_changed)  # its failures at startup included
+    stack.callback(metrics.close)
     # Registered first, so it runs last at shutdown: after the outcome log and the shadow sampler count
     # their final drops (in a worker, its files outlive it and stay in the sums).
     stack.callback(metrics.count_sink_drops)

@@ -130,3 +130,21 @@ def test_only_a_worker_run_sums_the_multiprocess_directory(tmp_path: Any, monkey
     assert value(samples(metrics.render().decode()), "moa_requests_total", route="cheap", status="200") == 1
     monkeypatch.setenv("MOA_ROUTER_METRICS_SHARED", "1")  # as `serve --workers` sets it: the files are summed
     assert value(samples(metrics.render().decode()), "moa_requests_total", route="cheap", status="200") == 0
+
+
+def test_classifier_series_follow_the_serving_version_and_count_each_failed_load_once() -> None:
+    from router.scoring import ClassifierHealth, LoadFailure
+
+    metrics = Metrics()
+    metrics.classifier_changed(ClassifierHealth("v1", None, {"startup": 0, "reload": 0}))
+    failure = LoadFailure("v2", "unreadable", "weights.npz is missing", "reload", 0.0)
+    metrics.classifier_changed(ClassifierHealth("v1", failure, {"startup": 0, "reload": 1}))
+    metrics.classifier_changed(ClassifierHealth("v1", failure, {"startup": 0, "reload": 1}))  # a retry, no news
+    found = samples(metrics.render().decode())
+    assert value(found, "moa_classifier_serving", version="v1") == 1 and value(found, "moa_classifier_degraded") == 1
+    assert value(found, "moa_classifier_load_failures_total", stage="reload") == 1
+    assert ("moa_classifier_load_failures_total", frozenset({("stage", "startup")})) in found  # there from the start
+    metrics.classifier_changed(ClassifierHealth("v2", None, {"startup": 0, "reload": 1}))
+    found = samples(metrics.render().decode())
+    assert value(found, "moa_classifier_serving", version="v2") == 1 and value(found, "moa_classifier_degraded") == 0
+    assert ("moa_classifier_serving", frozenset({("version", "v1")})) not in found

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
+from router.scoring import ActiveClassifier
 from router.state import get_state
 
 router = APIRouter()
@@ -20,10 +23,25 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def classifier_degradation(classifier: ActiveClassifier) -> dict[str, Any] | None:
+    """What ops need when the promoted version cannot be loaded here (the reason with its paths is in the log)."""
+    failure = classifier.failure
+    if failure is None:
+        return None
+    return {
+        "serving": classifier.version,
+        "promoted": failure.version,
+        "problem": failure.problem,
+        "stage": failure.stage,
+        "since": datetime.fromtimestamp(failure.since, UTC).isoformat(timespec="seconds"),
+    }
+
+
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> JSONResponse:
     state = get_state(request)
     checks: dict[str, str] = {"classifier": state.classifier.version}
+    body: dict[str, Any] = {"checks": checks}
     ready = True
     if state.redis is not None:
         try:
@@ -32,9 +50,11 @@ async def readyz(request: Request) -> JSONResponse:
         except (RedisError, OSError, TimeoutError) as exc:
             # Redis is optional for answering (the cache degrades), so report it without failing readiness.
             checks["redis"] = f"unavailable: {type(exc).__name__}"
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    # A replica serving an older classifier version than the promoted one still answers: ready, degraded.
+    degraded = classifier_degradation(state.classifier)
+    if degraded is not None:
+        body["degraded"] = {"classifier": degraded}
+    return JSONResponse({"status": "ready" if ready else "not ready", **body}, status_code=200 if ready else 503)
 
 
 @router.get("/v1/models")
