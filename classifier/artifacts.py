@@ -112,8 +112,10 @@ def read_meta(directory: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{directory} is not a classifier version: no {META_FILE}") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot be read ({exc})") from exc
     if not isinstance(meta, dict):
         raise ArtifactError(f"{path}: expected a JSON object")
     validate_meta(meta, where=str(path))

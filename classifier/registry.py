@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,8 @@ from typing import Any
 from classifier import artifacts
 from classifier.artifacts import ArtifactError
 from classifier.scorer import QueryScorer
+
+logger = logging.getLogger(__name__)
 
 SEED_VERSION = "seed"
 SEED_DIR = Path(__file__).parent / "artifacts" / SEED_VERSION
@@ -135,6 +138,10 @@ class ModelRegistry:
         try:
             name = (self.models_dir / ACTIVE_FILE).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
+            return SEED_VERSION
+        except (OSError, UnicodeDecodeError) as exc:
+            # A damaged ACTIVE file names no version: the seed, until a promotion writes it again.
+            logger.error("cannot read %s (%s); the active version is taken to be %s", ACTIVE_FILE, exc, SEED_VERSION)
             return SEED_VERSION
         return name or SEED_VERSION
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from classifier.artifacts import ArtifactError
 from classifier.dataset import load_rows, row_text
 from classifier.registry import (
     SEED_VERSION,
@@ -182,3 +183,16 @@ def test_rollback_after_a_promotion_cut_short_goes_to_the_version_before(tmp_pat
     (tmp_path / "models" / "HISTORY").write_text(f"{SEED_VERSION}\n{first}\n")
     registry.promote(second)  # the dangling entry is not recorded twice
     assert (tmp_path / "models" / "HISTORY").read_text().split() == [SEED_VERSION, first]
+
+
+def test_damaged_files_are_left_out_not_fatal(tmp_path: Path, scorer: QueryScorer) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    good, broken = registry.save(scorer, meta()), registry.save(scorer, meta())
+    registry.promote(good)
+    (tmp_path / "models" / broken / "meta.json").write_bytes(b"\xff\xfe{not utf-8")
+    # `models list` shows what can be loaded; the damaged version is left out rather than crashing it.
+    assert {info.version for info in registry.list_versions()} == {SEED_VERSION, good}
+    with pytest.raises(ArtifactError):
+        registry.load(broken)
+    (tmp_path / "models" / "ACTIVE").write_bytes(b"\xff\xfe")
+    assert registry.active_version() == SEED_VERSION  # a damaged ACTIVE file names nothing
