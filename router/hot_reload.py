@@ -140,11 +140,6 @@ class Announcement:
     message: str
 
 
-def announce_from_command_line(version: str) -> str:
-    """After `models promote|rollback`, `train` or `calibrate`: announce_promotion's line to print."""
-    return announce_promotion(version).message
-
-
 def announce_promotion(version: str) -> Announcement:
     """Set the Redis key when a Redis is configured (REDIS_URL or the config file) or the embedded one
     holds data under the data directory; otherwise replicas sharing the data directory follow the ACTIVE
