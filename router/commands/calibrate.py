@@ -17,9 +17,9 @@ from pathlib import Path
 from classifier.artifacts import ArtifactError
 from classifier.calibration import choose_thresholds
 from classifier.dataset import DatasetError, load_rows, split_rows
-from classifier.registry import ActiveVersionChangedError, ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
 from classifier.training import LabelledData
-from router.hot_reload import announce_promotion
+from router.commands.promotion import promote_and_announce
 
 DEFAULT_DATA = Path("training_data")
 
@@ -101,18 +101,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"saved as {stored} (weights of {model.version})")
     if was_active and not args.no_promote:
-        with registry.lock():  # as `models promote`: Redis names the version ACTIVE names
-            try:
-                registry.promote(stored, expected_active=model.version)
-            except ActiveVersionChangedError as exc:  # another command promoted while this one calibrated
-                print(f"not promoted: {exc}; promote with: moa-router models promote {stored}", file=sys.stderr)
-                return 1
-            print(f"promoted {stored}")
-            announcement = announce_promotion(stored)
-        if not announcement.ok:
-            print(f"moa-router calibrate: {announcement.message}", file=sys.stderr)
-            return 1
-        print(announcement.message)
+        retry = f"promote with: moa-router models promote {stored}"
+        return promote_and_announce(registry, stored, model.version, "calibrate", retry)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from classifier import artifacts
 from classifier.artifacts import ArtifactError
 from classifier.dataset import DatasetError, Row, load_rows, split_rows
-from classifier.registry import ActiveVersionChangedError, ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
 from classifier.report import labelled_table
 from classifier.training import (
     DEFAULT_ESCALATION_RATE,
@@ -26,6 +26,7 @@ from classifier.training import (
     not_worse,
     train_version,
 )
+from router.commands.promotion import promote_and_announce
 
 DEFAULT_DATA = Path("training_data")
 
@@ -123,22 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if worse:
         print(f"not promoted: not shown to be at least as good as {active_name} on the held-back split")
         return 0
-    from router.hot_reload import announce_promotion
-
-    with registry.lock():  # as `models promote`: Redis names the version ACTIVE names
-        try:
-            registry.promote(version, expected_active=active_name)
-        except ActiveVersionChangedError as exc:
-            # Another run promoted while this one trained: the gate compared with the wrong version.
-            print(f"not promoted: {exc}; compare again with: moa-router train, or moa-router models promote {version}")
-            return 1
-        print(f"promoted {version}")
-        announcement = announce_promotion(version)
-    if not announcement.ok:
-        print(f"moa-router train: {announcement.message}", file=sys.stderr)
-        return 1
-    print(announcement.message)
-    return 0
+    # Another run may have promoted while this one trained: the gate then compared with the wrong version.
+    retry = f"compare again with: moa-router train, or moa-router models promote {version}"
+    return promote_and_announce(registry, version, active_name, "train", retry)
 
 
 def _usage_error(message: str) -> int:

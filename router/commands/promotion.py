@@ -1,0 +1,29 @@
+"""Promoting a version a command produced (`train`, `calibrate`) and announcing it to running replicas."""
+
+from __future__ import annotations
+
+import sys
+
+from classifier.registry import ActiveVersionChangedError, ModelRegistry
+
+
+def promote_and_announce(registry: ModelRegistry, version: str, expected_active: str, command: str, retry: str) -> int:
+    """Promote `version` if `expected_active` (what the command compared with or derived from) is still the
+    active version, and announce it, under the registry's lock as `models promote` does, so that Redis
+    ends up naming the version ACTIVE names. 0, or 1 when another version was promoted meanwhile (`retry`
+    says what to do) or Redis could not be told."""
+    from router.hot_reload import announce_promotion
+
+    with registry.lock():
+        try:
+            registry.promote(version, expected_active=expected_active)
+        except ActiveVersionChangedError as exc:
+            print(f"not promoted: {exc}; {retry}")
+            return 1
+        print(f"promoted {version}")
+        announcement = announce_promotion(version)
+    if not announcement.ok:
+        print(f"moa-router {command}: {announcement.message}", file=sys.stderr)
+        return 1
+    print(announcement.message)
+    return 0
