@@ -5,7 +5,6 @@ tests run against the simulated fleet."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,133 +17,26 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from router.config import ModelEntry, Settings, settings_from_mapping
-from router.events import RequestEvent
-from router.ledger import LedgerKeys, OutcomeLog
-from router.mixture import MixtureEngine
-from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
-from router.providers.registry import ProviderSet
-from router.shadow import ShadowEvaluator, judge_messages, mixture_verdict, parse_verdict
-from tests.conftest import settings_dict
+from router.ledger import LedgerKeys
+from router.providers.base import CompletionRequest, ProviderError
+from router.shadow import judge_messages, mixture_verdict, parse_verdict
+from tests.support.shadow import (
+    RUN_COST,
+    Harness,
+    cheap_event,
+    constant,
+    judge_preferring,
+    make_settings,
+    wait_until,
+)
 
 Service = Callable[..., str]
 TextFor = Callable[[CompletionRequest], str]
 
 
-class Scripted:
-    """A provider whose answers a test writes; `gate` holds calls until the test releases them."""
-
-    def __init__(self, name: str, text: TextFor, cost: float = 0.001, gate: asyncio.Event | None = None) -> None:
-        self.entry = ModelEntry(model=f"openai/{name}")
-        self._text = text
-        self._cost = cost
-        self._gate = gate
-        self.calls = 0
-        self.error: ProviderError | None = None  # raised by every call when set
-
-    @property
-    def name(self) -> str:
-        return self.entry.model
-
-    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
-        self.calls += 1
-        if self._gate is not None:
-            await self._gate.wait()
-        if self.error is not None:
-            raise self.error
-        return CallResult(self.name, self._text(request), Usage(10, 10), self._cost, 0.0)
-
-    async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
-        result = await self.complete(request)
-        yield result.text
-        yield result
-
-
-def judge_preferring(word: str | None) -> TextFor:
-    """A judge that picks the answer containing `word` (TIE for None)."""
-
-    def verdict(request: CompletionRequest) -> str:
-        if word is None:
-            return "Both are fine.\nVERDICT: TIE"
-        text = str(request.messages[-1]["content"])
-        answer_b = text.split("Answer B:", 1)[1]
-        return "Reasoning.\nVERDICT: " + ("B" if word in answer_b else "A")
-
-    return verdict
-
-
-def constant(text: str) -> TextFor:
-    return lambda request: text
-
-
 @pytest.fixture
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
-
-
-def make_settings(tmp_path: Path, prefix: str, **shadow: Any) -> Settings:
-    return settings_from_mapping(
-        settings_dict(
-            "http://127.0.0.1:9/v1",
-            tmp_path,
-            redis_prefix=prefix,
-            ledger={"store_prompts": True, "flush_interval_s": 0.05},
-            shadow={"cheap_sample_rate": 1.0, **shadow},
-        )
-    )
-
-
-# What a shadow run of each route costs with the scripted providers (0.001 a call, the judge's included).
-RUN_COST = {"mixture": 0.005, "cheap": 0.002}
-
-
-class Harness:
-    def __init__(
-        self,
-        settings: Settings,
-        redis: Any,
-        judge: TextFor,
-        gate: asyncio.Event | None = None,
-        run_cost: dict[str, float] | None = None,
-    ) -> None:
-        self.run_cost = run_cost
-        self.cheap = Scripted("cheap", constant("cheap answer"))
-        self.proposers = [Scripted(f"p{i}", constant(f"proposal {i}"), gate=gate) for i in range(3)]
-        self.aggregator = Scripted("agg", constant("MIXTURE answer"))
-        self.judge = Scripted("judge", judge)
-        providers = ProviderSet(self.cheap, tuple(self.proposers), self.aggregator, self.judge, self.aggregator)
-        self.ledger = OutcomeLog(redis, settings)
-        engine = MixtureEngine(providers.proposers, providers.aggregator, settings.mixture)
-        self.shadow = ShadowEvaluator(settings, providers, engine, redis, self.ledger, random.Random(3))
-        self.redis = redis
-        self.keys = LedgerKeys(settings.redis_prefix)
-
-    async def __aenter__(self) -> Harness:
-        if self.run_cost is not None:  # as if runs had been seen: a burst is not held back by the first one
-            await self.redis.hset(self.shadow.budget.costs_key, mapping=self.run_cost)
-        self.ledger.start()
-        self.shadow.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.shadow.close()
-        await self.ledger.close()
-
-    async def settle(self) -> list[dict[str, Any]]:
-        await asyncio.wait_for(self.shadow.wait_idle(), 10)
-        await self.shadow.close()
-        await self.ledger.flush()
-        return [orjson.loads(fields[b"o"]) for _, fields in await self.redis.xrange(self.keys.outcomes)]
-
-
-def cheap_event(i: int = 0, route: str = "cheap", **changes: Any) -> RequestEvent:
-    messages = [{"role": "user", "content": f"question {i}"}]
-    event = RequestEvent(request_id=f"r{i}", tenant="acme", route=route, difficulty=0.2, stakes=0.7)
-    event.upstream = CompletionRequest(messages, 64)
-    event.answer_text = "cheap answer" if route == "cheap" else "MIXTURE answer"
-    for name, value in changes.items():
-        setattr(event, name, value)
-    return event
 
 
 @pytest.fixture
@@ -256,29 +148,6 @@ async def test_what_is_not_sampled(tmp_path: Path, prefix: str, redis: AsyncRedi
     assert outcomes == [] and harness.shadow.counters.no_input == 1 and harness.aggregator.calls == 0
 
 
-async def test_the_daily_budget_stops_shadow_runs(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
-    # One run costs 0.005; the budget allows the first and not the second.
-    async with Harness(make_settings(tmp_path, prefix, daily_budget_usd=0.004), redis, judge_preferring(None)) as h:
-        h.shadow.record(cheap_event(1))
-        deadline = time.monotonic() + 5
-        while h.shadow.counters.completed < 1:
-            assert time.monotonic() < deadline, "the first shadow run did not finish"
-            await asyncio.sleep(0.01)
-        for i in range(2, 5):
-            h.shadow.record(cheap_event(i))
-        outcomes = await h.settle()
-    assert len(outcomes) == 1 and h.shadow.counters.over_budget == 3
-    assert await h.shadow.budget.spent() == pytest.approx(0.005)
-    assert h.judge.calls == 1
-
-
-async def test_zero_budget_means_no_shadow_runs(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
-    async with Harness(make_settings(tmp_path, prefix, daily_budget_usd=0.0), redis, judge_preferring(None)) as h:
-        h.shadow.record(cheap_event(1))
-        outcomes = await h.settle()
-    assert outcomes == [] and h.shadow.counters.over_budget == 1 and h.aggregator.calls == 0
-
-
 async def test_concurrency_and_queue_are_bounded(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
     gate = asyncio.Event()
     settings = make_settings(tmp_path, prefix, concurrency=2, queue_size=3)
@@ -343,55 +212,6 @@ def test_only_a_verdict_line_counts() -> None:
     assert parse_verdict("Reasoning.\nVERDICT: A\n") == "A"
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
-
-
-async def test_concurrent_runs_stay_within_the_budget(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
-    # A run costs 0.005 and the budget holds two. Four samples at once on a fresh deployment: no run's cost
-    # is known yet, so they must not all pass (each reserved nothing, and 0.02 was spent).
-    gate = asyncio.Event()
-    settings = make_settings(tmp_path, prefix, daily_budget_usd=0.012, concurrency=4)
-    async with Harness(settings, redis, judge_preferring(None), gate=gate) as h:
-        for i in range(4):
-            h.shadow.record(cheap_event(i))
-        await asyncio.sleep(0.2)  # every worker has reserved (or been refused) before any run ends
-        gate.set()
-        await wait_until(lambda: h.shadow.counters.completed + h.shadow.counters.over_budget == 4, "samples left")
-        # The cost of a run is known now: of four more, as many run as fit in what is left.
-        gate.clear()
-        for i in range(4, 8):
-            h.shadow.record(cheap_event(i))
-        await asyncio.sleep(0.2)
-        gate.set()
-        await h.settle()
-        spent = await h.shadow.budget.spent()
-    assert h.judge.calls == 2 and spent == pytest.approx(0.010)
-
-
-async def test_a_new_replica_reserves_what_runs_cost_on_the_others(
-    tmp_path: Path, prefix: str, redis: AsyncRedis
-) -> None:
-    # Replica A has run one sample (0.005 of 0.012 spent). Replica B starts and gets four samples at once:
-    # the cost it reserves per run is shared, not learned again in each process from zero.
-    settings = make_settings(tmp_path, prefix, daily_budget_usd=0.012, concurrency=4)
-    async with Harness(settings, redis, judge_preferring(None)) as a:
-        a.shadow.record(cheap_event(0))
-        await a.settle()
-    gate = asyncio.Event()
-    async with Harness(settings, redis, judge_preferring(None), gate=gate) as b:
-        for i in range(1, 5):
-            b.shadow.record(cheap_event(i))
-        await asyncio.sleep(0.2)
-        gate.set()
-        await b.settle()
-        spent = await b.shadow.budget.spent()
-    assert b.judge.calls == 1 and b.shadow.counters.over_budget == 3 and spent == pytest.approx(0.010)
-
-
 async def test_shutdown_lets_runs_in_progress_finish_and_starts_no_other(
     tmp_path: Path, prefix: str, redis: AsyncRedis
 ) -> None:
@@ -432,16 +252,3 @@ async def test_an_unexpected_error_in_one_run_does_not_stop_shadow_evaluation(
         await wait_until(lambda: h.shadow.counters.completed == 1, "the worker stopped after the bug")
         outcomes = await h.settle()
     assert [outcome["request_id"] for outcome in outcomes] == ["r1"]
-
-
-async def test_a_run_cut_off_at_shutdown_is_still_charged(tmp_path: Path, prefix: str, redis: AsyncRedis) -> None:
-    # Its calls were under way and are billed: it keeps what it reserved (the cost of a run), where it
-    # used to settle at nothing.
-    gate = asyncio.Event()  # never set: the proposers are still answering at shutdown
-    settings = make_settings(tmp_path, prefix, stop_grace_s=0.1)
-    async with Harness(settings, redis, judge_preferring(None), gate, RUN_COST) as h:
-        h.shadow.record(cheap_event(0))
-        await wait_until(lambda: [p.calls for p in h.proposers] == [1, 1, 1], "the run did not start")
-        await h.shadow.close()
-    assert await h.shadow.budget.spent() == pytest.approx(RUN_COST["mixture"])
-    assert h.shadow.counters.completed == 0
