@@ -276,6 +276,31 @@ def settings_from_mapping(data: dict[str, Any], source: str = "config") -> Setti
     return settings
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: YAML's loaders keep the
+    last silently, so a second `cache:` section would drop the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden, as YAML intends
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # SafeLoader itself refuses unhashable keys
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise _DuplicateKeyError(
+                    f"key {key!r} is given twice in one mapping (lines {first_line[key]} and {line})"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load the YAML file named by `path` or MOA_ROUTER_CONFIG; environment variables win."""
     chosen = path or os.environ.get("MOA_ROUTER_CONFIG")
@@ -283,9 +308,15 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError("no configuration: pass --config FILE, set MOA_ROUTER_CONFIG, or use --demo")
     file = Path(chosen)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        text = file.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"config file {file}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -104,3 +104,41 @@ def test_tenant_limits_replace_the_defaults_field_by_field() -> None:
     assert default == Limits(60, 1000)
     with pytest.raises(ConfigError, match="tenant_limits"):  # no exemption: 0 is not "unlimited"
         settings_from_mapping({**BASE, "auth": {**auth, "tenant_limits": [{"tenant": "x", "tokens_per_minute": 0}]}})
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    # Callers catch ConfigError only (export, train --from-log, promotion announcements): a bare
+    # UnicodeDecodeError was a traceback there.
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("cheap: {model: openai/café}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8 text .* at byte 25"):
+        load_settings(latin1)
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_its_lines(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "twice.yaml"
+    # YAML keeps the last silently: the first cache section would be dropped without a word.
+    path.write_text(
+        yaml.safe_dump(BASE) + "cache: {ttl_s: 60}\nledger: {store_prompts: true}\ncache: {enabled: false}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "twice.yaml" in message and "'cache'" in message and "twice" in message
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(yaml.safe_dump(BASE) + "mixture:\n  layers: 2\n  quorum: 2\n  layers: 3\n")
+    with pytest.raises(ConfigError, match="'layers' is given twice"):
+        load_settings(nested)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "cheap: &entry {model: openai/gpt-4o-mini, timeout_s: 30}\n"
+        "proposers: [{model: anthropic/claude-sonnet-4-5}, {model: gemini/gemini-2.5-pro}]\n"
+        "aggregator: {<<: *entry, model: openai/gpt-4o}\n"
+    )
+    settings = load_settings(path)
+    assert settings.aggregator.model == "openai/gpt-4o" and settings.aggregator.timeout_s == 30
