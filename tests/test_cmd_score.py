@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from classifier.registry import LoadedModel, ModelRegistry
@@ -153,3 +154,54 @@ def test_a_byte_order_mark_before_the_first_line_is_ignored(seed_model: LoadedMo
     source = io.BytesIO(b"\xef\xbb\xbf" + json.dumps({"prompt": "hello"}).encode() + b"\n")
     assert score_stream(seed_model, source, sink, errors) == 0
     assert "error" not in json.loads(sink.getvalue()) and not errors.getvalue()
+
+
+# Multi-part content and a `developer` system prompt: the service joins the parts and reads `developer`
+# as `system` before scoring; score read the raw messages and gave other scores (0.03 vs 0.23, 0.14 vs 0.87).
+SERVED_AS_SCORED = [
+    [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is the maximum dose of ibuprofen"},
+                {"type": "text", "text": "for a 3 year old child with fever?"},
+            ],
+        }
+    ],
+    [
+        {"role": "developer", "content": "You are a medical triage assistant for a hospital. Answer dosage questions."},
+        *[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}] * 2,
+        {"role": "user", "content": "how much?"},
+    ],
+]
+
+
+def test_scores_are_the_ones_the_service_routes_by(seed_model: LoadedModel, make_service: Any) -> None:
+    base = make_service()
+    status, out, _ = run_stream(seed_model, [json.dumps({"messages": messages}) for messages in SERVED_AS_SCORED])
+    assert status == 0
+    for messages, result in zip(SERVED_AS_SCORED, out, strict=True):
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"x-moa-route": "cheap"},
+            json={"model": "moa-router", "messages": messages, "max_tokens": 8},
+            timeout=30,
+        )
+        response.raise_for_status()
+        assert result["difficulty"] == pytest.approx(float(response.headers["x-moa-difficulty"]), abs=1e-4)
+        assert result["stakes"] == pytest.approx(float(response.headers["x-moa-stakes"]), abs=1e-4)
+
+
+def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedModel) -> None:
+    refused = [
+        ({"role": "user", "content": [1, 2]}, "messages[0].content.0:"),
+        ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, "image_url"),
+        ({"role": "user", "content": [{"type": "text", "text": 5}]}, "messages[0].content.0.text:"),
+        ({"role": "tool", "content": "x"}, "messages[0].role:"),
+        ({"role": "user", "content": 7}, "messages[0].content:"),
+    ]
+    status, out, errors = run_stream(seed_model, [json.dumps({"messages": [message]}) for message, _ in refused])
+    assert status == 1
+    for line_number, ((_, named), result) in enumerate(zip(refused, out, strict=True), start=1):
+        assert named in result["error"]["message"]
+        assert f"line {line_number}: {result['error']['message']}" in errors

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 import orjson
+from pydantic import ValidationError
 
 from classifier.artifacts import ArtifactError
 from classifier.registry import LoadedModel, VersionNotFoundError, load_model
@@ -93,6 +94,28 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
+def _as_served(messages: list[Any]) -> list[dict[str, Any]]:
+    """The messages as the service scores them: checked by its request schema and turned into what it
+    sends upstream (text parts joined, `developer` as `system`), so that a score here is the service's."""
+    from router.api.schemas import ChatMessage
+
+    served = []
+    for index, message in enumerate(messages):
+        try:
+            served.append(ChatMessage.model_validate(message).as_upstream())
+        except ValidationError as exc:
+            raise _InvalidLine(f"messages[{index}]{_problem(exc)}") from exc
+    return served
+
+
+def _problem(exc: ValidationError) -> str:
+    """The most specific of pydantic's errors, as ".content.0: Input should be ..."."""
+    error = max(exc.errors(), key=lambda error: len(error["loc"]))
+    # pydantic names the union member tried ("str", "list[TextPart]"); it means nothing to the reader.
+    where = [str(part) for part in error["loc"] if not str(part).startswith(("str", "list[", "literal[", "function-"))]
+    return "".join(f".{part}" for part in where) + f": {error['msg']}"
+
+
 def _input_text(value: Any) -> str:
     if not isinstance(value, Mapping):
         raise _InvalidLine('expected a JSON object with "prompt" or "messages"')
@@ -106,11 +129,5 @@ def _input_text(value: Any) -> str:
         messages = value["messages"]
         if not isinstance(messages, list) or not messages:
             raise _InvalidLine('"messages" must be a non-empty list')
-        for index, message in enumerate(messages):
-            if not isinstance(message, Mapping):
-                raise _InvalidLine(f"messages[{index}] must be an object")
-            content = message.get("content")
-            if content is not None and not isinstance(content, str | list):
-                raise _InvalidLine(f"messages[{index}].content must be a string or a list of parts")
-        return messages_to_text(messages)
+        return messages_to_text(_as_served(messages))
     raise _InvalidLine('expected "prompt" or "messages"')
