@@ -160,15 +160,16 @@ class ResilientProvider:
             return None
         backoff = min(self._settings.backoff_max_s, self._settings.backoff_base_s * 2.0 ** (attempt - 1))
         backoff *= self._rng.uniform(0.5, 1.0)  # jitter, so that replicas do not retry in lockstep
-        if exc.kind == "rate_limit":
-            if exc.retry_after_s is None:
-                return backoff
-            return exc.retry_after_s if exc.retry_after_s <= self._settings.max_retry_after_s else None
         if exc.kind == "connection":
             return backoff
-        if exc.kind == "upstream" and (exc.status is None or exc.status >= 500):
-            return max(backoff, min(exc.retry_after_s or 0.0, self._settings.max_retry_after_s))
-        return None  # timeouts (the time is spent), malformed answers, refusals: not retried
+        server_error = exc.kind == "upstream" and (exc.status is None or exc.status >= 500)
+        if exc.kind != "rate_limit" and not server_error:
+            return None  # timeouts (the time is spent), malformed answers, refusals: not retried
+        if exc.retry_after_s is None:
+            return backoff
+        if exc.retry_after_s > self._settings.max_retry_after_s:
+            return None  # a longer wait is not made, and a retry sooner than asked would be refused again
+        return exc.retry_after_s if exc.kind == "rate_limit" else max(backoff, exc.retry_after_s)
 
     def _note_failure(self, exc: ProviderError, attempt: int) -> None:
         if counts_against_model(exc):

@@ -137,8 +137,9 @@ async def test_429_waits_exactly_its_retry_after() -> None:
         err("timeout"),
         err("malformed"),
         err("rate_limit", 429, retry_after=60.0),  # longer than max_retry_after_s: not waited for
+        err("upstream", 503, retry_after=60.0),  # nor is a 5xx's: a retry sooner than asked would fail too
     ],
-    ids=["400", "401", "timeout", "malformed", "long-retry-after"],
+    ids=["400", "401", "timeout", "malformed", "long-retry-after", "5xx-long-retry-after"],
 )
 async def test_unsafe_or_pointless_retries_are_not_made(failure: ProviderError) -> None:
     clock = FakeClock()

@@ -16,6 +16,7 @@ from router.config import ModelEntry
 from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.openai_compat import request_body
 from router.providers.pricing import Prices, priced_call
+from router.providers.upstream_errors import error_for_status
 
 
 def _litellm() -> ModuleType:
@@ -35,13 +36,16 @@ def _provider_error(model: str, exc: Exception) -> ProviderError:
         return ProviderError(model, "connection", "cannot reach upstream")
     status = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", "") or type(exc).__name__)[:300]
-    if status == 429:
-        return ProviderError(model, "rate_limit", message, status)
-    if status in (401, 403):
-        return ProviderError(model, "auth", message, status)
-    if isinstance(status, int) and 400 <= status < 500:
-        return ProviderError(model, "bad_request", message, status)
-    return ProviderError(model, "upstream", message, status if isinstance(status, int) else None)
+    if not isinstance(status, int):
+        return ProviderError(model, "upstream", message)
+    # The upstream's answer comes with the error: its retry-after must be honoured as on the lean path.
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return error_for_status(model, status, headers.get if headers is not None else _no_header, message)
+
+
+def _no_header(name: str) -> str | None:
+    return None
 
 
 def _usage(obj: Any) -> Usage | None:

@@ -23,6 +23,7 @@ import orjson
 from router.config import ModelEntry
 from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.pricing import Prices, priced_call
+from router.providers.upstream_errors import error_for_status
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
 UpstreamClient = aiohttp.ClientSession | httpx.AsyncClient
@@ -146,23 +147,8 @@ async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield pending[5:].strip()
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _error_for_status(model: str, reply: _Reply, body: bytes) -> ProviderError:
-    detail = body[:300].decode("utf-8", "replace")
-    status = reply.status
-    if status == 429:
-        return ProviderError(model, "rate_limit", detail, status, _retry_after(reply.header("retry-after")))
-    if status in (401, 403):
-        return ProviderError(model, "auth", detail, status)
-    if 400 <= status < 500:
-        return ProviderError(model, "bad_request", detail, status)
-    return ProviderError(model, "upstream", detail, status, _retry_after(reply.header("retry-after")))
+    return error_for_status(model, reply.status, reply.header, body[:300].decode("utf-8", "replace"))
 
 
 def _usage_from(payload: Mapping[str, Any] | None) -> Usage | None:
