@@ -16,7 +16,7 @@ from router.config import ModelEntry
 from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.openai_compat import request_body
 from router.providers.pricing import Prices, priced_call
-from router.providers.upstream_errors import error_for_status
+from router.providers.upstream_errors import error_for_status, no_headers
 
 
 def _litellm() -> ModuleType:
@@ -41,11 +41,7 @@ def _provider_error(model: str, exc: Exception) -> ProviderError:
     # The upstream's answer comes with the error: its retry-after must be honoured as on the lean path.
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
-    return error_for_status(model, status, headers.get if headers is not None else _no_header, message)
-
-
-def _no_header(name: str) -> str | None:
-    return None
+    return error_for_status(model, status, headers.get if headers is not None else no_headers, message)
 
 
 def _usage(obj: Any) -> Usage | None:

@@ -23,7 +23,7 @@ import orjson
 from router.config import ModelEntry
 from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, StreamItem, Usage
 from router.providers.pricing import Prices, priced_call
-from router.providers.upstream_errors import error_for_status
+from router.providers.upstream_errors import error_for_status, reported_error
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
 UpstreamClient = aiohttp.ClientSession | httpx.AsyncClient
@@ -151,6 +151,20 @@ def _error_for_status(model: str, reply: _Reply, body: bytes) -> ProviderError:
     return error_for_status(model, reply.status, reply.header, body[:300].decode("utf-8", "replace"))
 
 
+def _text_of(content: Any) -> str:
+    """The text of a message's or a delta's content: a string or, from some OpenAI-compatible servers, a list
+    of parts, whose text parts count (never the list's repr). Anything else raises TypeError (malformed)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    raise TypeError(f"content of type {type(content).__name__} is not text")
+
+
 def _usage_from(payload: Mapping[str, Any] | None) -> Usage | None:
     if not isinstance(payload, dict):
         return None
@@ -204,13 +218,15 @@ class OpenAICompatibleProvider:
             raise _error_for_status(self.name, reply, body)
         try:
             payload = orjson.loads(body)
+            if isinstance(payload, dict) and payload.get("error") is not None:
+                raise reported_error(self.name, payload["error"])
             choice = payload["choices"][0]
-            text = choice["message"].get("content") or ""
+            text = _text_of(choice["message"].get("content"))
             finish = choice.get("finish_reason") or "stop"
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ProviderError(self.name, "malformed", "response is not a chat completion") from exc
         return priced_call(
-            self.name, self._prices, request, str(text), _usage_from(payload.get("usage")), str(finish), started
+            self.name, self._prices, request, text, _usage_from(payload.get("usage")), str(finish), started
         )
 
     async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
@@ -229,9 +245,11 @@ class OpenAICompatibleProvider:
                         if data == b"[DONE]":
                             break
                         chunk = orjson.loads(data)
+                        if chunk.get("error") is not None:  # failed after it began: not an answer cut short
+                            raise reported_error(self.name, chunk["error"])
                         usage = _usage_from(chunk.get("usage")) or usage
                         for choice in chunk.get("choices") or ():
-                            delta = (choice.get("delta") or {}).get("content")
+                            delta = _text_of((choice.get("delta") or {}).get("content"))
                             if delta:
                                 parts.append(delta)
                                 yield delta

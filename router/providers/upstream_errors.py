@@ -6,6 +6,7 @@ import email.utils
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from router.providers.base import ProviderError
 
@@ -51,3 +52,20 @@ def error_for_status(model: str, status: int, header: HeaderLookup, detail: str)
     if 400 <= status < 500:
         return ProviderError(model, "bad_request", detail, status)
     return ProviderError(model, "upstream", detail, status, retry_after_s(header))
+
+
+def no_headers(name: str) -> str | None:
+    """The header lookup of an error that came without the upstream's headers."""
+    return None
+
+
+def reported_error(model: str, error: Any) -> ProviderError:
+    """An error the upstream reported inside an answer whose status said success: the `data: {"error": ...}`
+    event that OpenAI and vLLM send when a stream fails after it began. A 4xx or 5xx `code` is classified
+    as that status would be; anything else is an upstream failure."""
+    details = error if isinstance(error, dict) else {}
+    message = str(details.get("message") or error)[:300]
+    code = details.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return error_for_status(model, code, no_headers, message)
+    return ProviderError(model, "upstream", message)
