@@ -26,14 +26,19 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-roles = st.sampled_from(["system", "developer", "user", "assistant", "tool", "", "USER"])
+roles = st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "", "USER"])
 contents = st.one_of(
     st.text(max_size=40),
     st.none(),
     st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=10)})),
     json_values,
 )
-messages = st.lists(st.fixed_dictionaries({"role": roles, "content": contents}), max_size=10) | json_values
+# The assistant turn's fields: refused or dropped by name before the schema sees them.
+message_extras = {name: json_values for name in ("refusal", "tool_calls", "function_call", "audio", "annotations")}
+messages = (
+    st.lists(st.fixed_dictionaries({"role": roles, "content": contents}, optional=message_extras), max_size=10)
+    | json_values
+)
 FIELDS = (
     "stream",
     "temperature",
@@ -47,6 +52,10 @@ FIELDS = (
     "frequency_penalty",
     "response_format",
     "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
     "metadata",
     "cache",
     "stream_options",

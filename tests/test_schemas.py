@@ -9,6 +9,7 @@ import pytest
 
 from router.api.errors import APIError
 from router.api.schemas import parse_chat_request
+from router.cache_key import cache_key
 from router.config import LimitSettings
 
 USER = {"role": "user", "content": "hi"}
@@ -77,3 +78,35 @@ def test_an_unsupported_parameter_that_asks_for_something_is_refused(param: dict
 @pytest.mark.parametrize("name", ["api_base", "api_key", "base_url"])
 def test_an_upstream_choice_is_refused_whatever_its_value(name: str) -> None:
     assert refusal(**{name: None}).code == "forbidden_param"
+
+
+def test_a_refusal_belongs_to_an_assistant_turn_and_stands_for_its_missing_content() -> None:
+    refused = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    chat = parse(messages=[USER, refused, USER])
+    assert chat.upstream_messages()[1] == {"role": "assistant", "content": "I can't help with that."}
+    error = refusal(messages=[{**USER, "refusal": "no"}])
+    assert error.param == "messages.0" and "only an assistant message has a refusal" in error.message
+
+
+def test_empty_tool_fields_of_an_assistant_turn_are_dropped() -> None:
+    empty = {"tool_calls": [], "function_call": None, "audio": None, "annotations": None, "refusal": None}
+    chat = parse(messages=[USER, {"role": "assistant", "content": "hello", **empty}, USER])
+    assert chat.upstream_messages()[1] == {"role": "assistant", "content": "hello"}
+    error = refusal(messages=[USER, {"role": "assistant", "content": "x", "audio": {"id": "audio_1"}}, USER])
+    assert (error.code, error.param) == ("unsupported_param", "messages.1.audio")
+
+
+def test_identifiers_and_prompt_caching_hints_change_neither_the_upstream_call_nor_the_cache_key() -> None:
+    hints = {
+        "user": "u1",
+        "safety_identifier": "u1",
+        "prompt_cache_key": "k",
+        "prompt_cache_retention": "in_memory",
+        "prompt_cache_options": {"mode": "explicit"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "prompt_cache_breakpoint": {}}]}],
+    }
+    plain, hinted = parse(seed=1), parse(seed=1, **hints)
+    assert hinted.sampling_params() == plain.sampling_params() == {"seed": 1}
+    assert hinted.upstream_messages() == plain.upstream_messages()
+    keys = {cache_key("p", "tenant", "", chat, "cheap", ["openai/cheap-1"]) for chat in (plain, hinted)}
+    assert len(keys) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router.api.errors import APIError
 from router.config import LimitSettings
@@ -28,12 +28,22 @@ UNSUPPORTED_PARAMS = frozenset(
         "reasoning_effort",
         "service_tier",
         "store",
+        "moderation",
+        "verbosity",
     }
 )
 # Values of those parameters that ask for nothing (what many SDKs send by default): accepted, and
 # dropped, since they change no answer.
 _ASKS_NOTHING: tuple[object, ...] = (None, False, [], {})
-_ASKS_NOTHING_BY_NAME = {"tool_choice": "none", "service_tier": "auto"}
+_ASKS_NOTHING_BY_NAME: dict[str, tuple[object, ...]] = {
+    "tool_choice": ("none",),
+    "service_tier": ("auto", "default"),
+    "modalities": (["text"],),
+}
+# Fields of an assistant message that belong to tool calls and audio: only their empty values are accepted
+# (and dropped). The SDK's own `message.model_dump()` sends every one of them as null.
+_ASSISTANT_TOOL_FIELDS = ("tool_calls", "function_call", "audio", "annotations")
+_TOOL_ROLES = frozenset({"tool", "function"})
 # Clients never choose where a request goes upstream, nor with which credentials.
 FORBIDDEN_PARAMS = frozenset(
     {
@@ -56,12 +66,15 @@ class _Strict(BaseModel):
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
+    # An upstream prompt-caching hint: it changes cost, never the answer; accepted and not forwarded.
+    prompt_cache_breakpoint: dict[str, Any] | None = None
 
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
     name: Annotated[str, Field(max_length=64)] | None = None
+    refusal: str | None = None  # an assistant's earlier refusal, as OpenAI's responses carry it
 
     @field_validator("content", mode="before")
     @classmethod
@@ -74,10 +87,17 @@ class ChatMessage(_Strict):
                     raise ValueError(f"part {index} is of type '{kind}': only text content parts are supported")
         return content
 
+    @model_validator(mode="after")
+    def _refusal_by_the_assistant(self) -> ChatMessage:
+        if self.refusal is not None and self.role != "assistant":
+            raise ValueError(f"only an assistant message has a refusal, not a '{self.role}' message")
+        return self
+
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
-        return self.content or ""
+        # A refused turn has no content; its refusal is what the conversation saw.
+        return self.content or self.refusal or ""
 
     def as_upstream(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
@@ -88,6 +108,8 @@ class ChatMessage(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: bool = False
+    # The router's chunks carry no obfuscation padding whichever way this is set.
+    include_obfuscation: bool | None = None
 
 
 class ResponseFormat(BaseModel):
@@ -120,8 +142,18 @@ class ChatRequest(_Strict):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     response_format: ResponseFormat | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
+    safety_identifier: Annotated[str, Field(max_length=256)] | None = None  # OpenAI's successor of `user`
     metadata: dict[str, str] | None = None
+    # Upstream prompt-caching hints: they change cost, never the answer; accepted and not forwarded.
+    prompt_cache_key: Annotated[str, Field(max_length=256)] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     cache: CacheControl | None = None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream_is_false(cls, stream: Any) -> Any:
+        return False if stream is None else stream  # OpenAI's `stream` is nullable
 
     @field_validator("messages")
     @classmethod
@@ -148,21 +180,68 @@ class ChatRequest(_Strict):
         return self.max_completion_tokens or self.max_tokens
 
 
-def _describe(error: Any) -> tuple[str, str | None]:
+# pydantic puts the union member's type in an error's location ("str", "list[TextPart]"); it means nothing
+# to a client. Matched whole: a prefix match took the field names `stream` and `stream_options` for one.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "TextPart"})
+_UNION_MEMBER_PREFIXES = ("list[", "dict[", "function-", "literal[")
+
+
+def _client_loc(error: Any) -> list[str]:
     loc = [str(part) for part in error.get("loc", ())]
-    # pydantic puts the union member's type name in the location; it means nothing to a client.
-    loc = [p for p in loc if not p.startswith(("list[", "str", "function-", "literal[")) and p != "TextPart"]
-    param = ".".join(loc) or None
+    return [p for p in loc if p not in _UNION_MEMBERS and not p.startswith(_UNION_MEMBER_PREFIXES)]
+
+
+def _most_specific(errors: list[Any]) -> Any:
+    """The error to report: the deepest one, so that a union's mismatch on its first member ("Input should
+    be a valid string") does not hide what is wrong with the member the client meant (an unknown field)."""
+    return max(errors, key=lambda error: len(_client_loc(error)))  # max keeps the first of equals
+
+
+def _describe(error: Any) -> tuple[str, str | None]:
+    param = ".".join(_client_loc(error)) or None
+    if error.get("type") == "extra_forbidden":
+        return f"unknown parameter '{param}'", param
     return f"{param}: {error.get('msg')}" if param else str(error.get("msg")), param
 
 
-def _asks_nothing(name: str, value: Any) -> bool:
+def _asks_nothing(value: Any, also: tuple[object, ...] = ()) -> bool:
+    """A value that asks for nothing (`false`, `[]`, ...) or one of `also`; `0` is not `false` here."""
+    return any(value == nothing and type(value) is type(nothing) for nothing in _ASKS_NOTHING + also)
+
+
+def _unsupported_asking_nothing(name: str, value: Any) -> bool:
     """An unsupported parameter sent with a value that asks for nothing (`"store": false`, `"tools": []`)."""
-    if name not in UNSUPPORTED_PARAMS:
-        return False
-    return any(value == nothing and type(value) is type(nothing) for nothing in _ASKS_NOTHING) or (
-        _ASKS_NOTHING_BY_NAME.get(name) == value
-    )
+    return name in UNSUPPORTED_PARAMS and _asks_nothing(value, _ASKS_NOTHING_BY_NAME.get(name, ()))
+
+
+def _without_tool_turns(messages: Any) -> Any:
+    """The messages with the empty tool-call fields of assistant turns dropped; a tool turn, or an assistant
+    turn that called a tool, is refused by its place (tools are not supported)."""
+    if not isinstance(messages, list):
+        return messages  # pydantic says what is wrong with it
+    checked: list[Any] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, dict):
+            role = message.get("role")
+            if isinstance(role, str) and role in _TOOL_ROLES:
+                raise APIError(
+                    400,
+                    f"messages.{index}: role '{role}' is not supported: moa-router does not call tools",
+                    "unsupported_param",
+                    f"messages.{index}.role",
+                )
+            if role == "assistant":
+                for name in _ASSISTANT_TOOL_FIELDS:
+                    if name in message and not _asks_nothing(message[name]):
+                        raise APIError(
+                            400,
+                            f"messages.{index}.{name} is not supported by moa-router: it does not call tools",
+                            "unsupported_param",
+                            f"messages.{index}.{name}",
+                        )
+                message = {key: value for key, value in message.items() if key not in _ASSISTANT_TOOL_FIELDS}
+        checked.append(message)
+    return checked
 
 
 def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
@@ -182,17 +261,16 @@ def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
             raise APIError(
                 400, f"parameter '{name}' is not accepted: the router chooses upstreams", "forbidden_param", name
             )
-    data = {name: value for name, value in data.items() if not _asks_nothing(name, value)}
+    data = {name: value for name, value in data.items() if not _unsupported_asking_nothing(name, value)}
     for name in data:
         if name in UNSUPPORTED_PARAMS:
             raise APIError(400, f"parameter '{name}' is not supported by moa-router", "unsupported_param", name)
+    if "messages" in data:
+        data["messages"] = _without_tool_turns(data["messages"])
     try:
         chat = ChatRequest.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        message, param = _describe(errors[0])
-        if errors[0].get("type") == "extra_forbidden":
-            message = f"unknown parameter '{param}'"
+        message, param = _describe(_most_specific(exc.errors()))
         raise APIError(400, message, "invalid_request", param) from exc
     if len(chat.messages) > limits.max_messages:
         raise APIError(
