@@ -110,3 +110,9 @@ def test_identifiers_and_prompt_caching_hints_change_neither_the_upstream_call_n
     assert hinted.upstream_messages() == plain.upstream_messages()
     keys = {cache_key("p", "tenant", "", chat, "cheap", ["openai/cheap-1"]) for chat in (plain, hinted)}
     assert len(keys) == 1
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_a_token_limit_over_the_cap_is_refused_under_the_name_it_was_sent_as(name: str) -> None:
+    error = refusal(**{name: LimitSettings().max_tokens_cap + 1})
+    assert (error.code, error.param) == ("max_tokens_too_large", name) and error.message.startswith(f"{name} ")

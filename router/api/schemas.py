@@ -278,10 +278,8 @@ def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
         )
     wanted = chat.requested_max_tokens()
     if wanted is not None and wanted > limits.max_tokens_cap:
+        sent_as = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"  # the one that counts
         raise APIError(
-            400,
-            f"max_tokens {wanted} exceeds the limit of {limits.max_tokens_cap}",
-            "max_tokens_too_large",
-            "max_tokens",
+            400, f"{sent_as} {wanted} exceeds the limit of {limits.max_tokens_cap}", "max_tokens_too_large", sent_as
         )
     return chat
