@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         # stdout is pointed at /dev/null so that Python's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a failure to show a traceback for; 128 + SIGINT as shells report.
+        print(f"moa-router {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,19 @@ def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedM
     for line_number, ((_, named), result) in enumerate(zip(refused, out, strict=True), start=1):
         assert named in result["error"]["message"]
         assert f"line {line_number}: {result['error']['message']}" in errors
+
+
+def test_ctrl_c_ends_the_command_quietly(tmp_path: Path) -> None:
+    env = {**os.environ, "MOA_ROUTER_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    process = subprocess.Popen(  # someone typing prompts at `moa-router score`, then pressing Ctrl-C
+        [sys.executable, "-m", "router", "score"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, bufsize=0,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    process.stdin.write(json.dumps({"prompt": "hello"}).encode() + b"\n" * 4097)  # blank lines push it through
+    assert "route" in json.loads(process.stdout.readline())
+    process.send_signal(signal.SIGINT)
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 130  # 128 + SIGINT, as shells report it
+    assert "Traceback" not in stderr and "interrupted" in stderr

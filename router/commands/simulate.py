@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+from router.commands.argtypes import port_number
+
+if TYPE_CHECKING:
+    from router.simulator.fleet import FleetConfig
 
 DEFAULT_PORT = 8001
 
@@ -15,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve the simulated provider fleet (OpenAI-compatible) on loopback",
         description=__doc__,
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--fleet", metavar="FILE", help="fleet YAML file (default: the demo fleet)")
     parser.add_argument(
@@ -33,19 +41,30 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the process exit code."""
     import uvicorn
 
-    from router.simulator.fleet import default_fleet, load_fleet
     from router.simulator.server import create_simulator_app, quiet_deliberate_drops
 
     if args.latency_scale < 0:
-        print("moa-router simulate: --latency-scale must be >= 0")
+        print("moa-router simulate: --latency-scale must be >= 0", file=sys.stderr)
         return 2
-    fleet = load_fleet(args.fleet) if args.fleet else default_fleet()
+    try:
+        fleet = _fleet(args.fleet)
+    except ValueError as exc:
+        print(f"moa-router simulate: {exc}", file=sys.stderr)
+        return 2
     overrides: dict[str, object] = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.api_key:
         overrides["api_key"] = args.api_key
     fleet = fleet.scaled(args.latency_scale).model_copy(update=overrides)
+    try:
+        # Bound here rather than by uvicorn, which logs a port in use and exits with status 3.
+        listener = socket.create_server(
+            (args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        )
+    except OSError as exc:
+        print(f"moa-router simulate: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
     config = uvicorn.Config(
         create_simulator_app(fleet),
@@ -60,6 +79,30 @@ def run(args: argparse.Namespace) -> int:
     for model in fleet.models:
         print(f"  {model.name:<16} family={model.family:<10} ttft={model.ttft_s * 1000:.0f} ms")
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal for the caller to see.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+    with listener, contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _fleet(path: str | None) -> FleetConfig:
+    """The fleet of the --fleet file, or the demo fleet; a file that cannot be used is a ValueError naming it."""
+    import yaml
+    from pydantic import ValidationError
+
+    from router.simulator.fleet import default_fleet, load_fleet
+
+    if path is None:
+        return default_fleet()
+    try:
+        return load_fleet(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read fleet file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"fleet file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"fleet file {path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ValueError(f"invalid fleet file {path}: {problems}") from exc
