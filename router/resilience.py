@@ -30,8 +30,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 def counts_against_model(exc: ProviderError) -> bool:
-    """A 4xx other than 429/401/403 is the request's fault, not the model's: it must not cool it down."""
-    return exc.kind != "bad_request"
+    """A 4xx other than 429/401/403 is the request's fault, not the model's: it must not cool it down; nor
+    must a call that waited for a free connection of the router's own pool and never reached the model."""
+    return exc.kind != "bad_request" and exc.reached_upstream
 
 
 def fallback_helps(exc: ProviderError) -> bool:

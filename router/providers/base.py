@@ -67,12 +67,17 @@ class ProviderError(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
         partial: CallResult | None = None,
+        *,
+        reached_upstream: bool = True,
     ) -> None:
         super().__init__(f"{model}: {kind}: {message}")
         self.model = model
         self.kind = kind
         self.status = status
         self.retry_after_s = retry_after_s
+        # False when the call never left the router (no free pooled connection before its deadline): the
+        # model is not to blame for it.
+        self.reached_upstream = reached_upstream
         # A stream that failed after sending text was still billed for the prompt and that text: the
         # call as estimated and priced by the provider that raised (usage_estimated unless reported).
         self.partial = partial

@@ -3,12 +3,14 @@
 Every product request pays for this call, so it is kept cheap. Through aiohttp's client (a C HTTP parser,
 no scan of the whole pool on each request) a call costs about 0.1 ms of CPU, against about 0.7 ms through
 httpx and about 4.5 ms through `litellm.acompletion` (bench/perf). The service gives the providers an
-aiohttp session (`make_upstream_session`); an httpx client is accepted too and behaves the same, which
-lets tests hand in httpx's mock transports.
+UpstreamSession (aiohttp's pool and a cap on calls in flight, `make_upstream_session`); a bare aiohttp
+session or an httpx client is accepted too and behaves the same, which lets tests hand in httpx's mock
+transports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 import urllib.request
@@ -26,16 +28,31 @@ from router.providers.pricing import Prices, priced_call
 from router.providers.upstream_errors import error_for_status, reported_error
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
-UpstreamClient = aiohttp.ClientSession | httpx.AsyncClient
 
 
-def make_upstream_session(max_connections: int = 512) -> aiohttp.ClientSession:
+class UpstreamSession:
+    """The one keep-alive pool for every OpenAI-compatible upstream, with the router's own cap on the calls in
+    flight through it. The cap is kept here rather than by aiohttp's connector so that a call that waited for
+    a free connection until its deadline is told apart from an upstream that did not answer: one hanging
+    model, holding every connection, must not get the breakers of the models queued behind it opened."""
+
+    def __init__(self, max_connections: int) -> None:
+        # Not trust_env: aiohttp would then look for a proxy and a .netrc in a worker thread on every request.
+        # Proxies from the environment are looked up once per upstream instead (env_proxy).
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), trust_env=False)
+        self.slots = asyncio.Semaphore(max_connections)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+UpstreamClient = UpstreamSession | aiohttp.ClientSession | httpx.AsyncClient
+
+
+def make_upstream_session(max_connections: int = 512) -> UpstreamSession:
     """The one keep-alive pool for every OpenAI-compatible upstream. Make it at startup, inside the running
     event loop, and close it at shutdown."""
-    connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
-    # Not trust_env: aiohttp would then look for a proxy and a .netrc in a worker thread on every request.
-    # Proxies from the environment are looked up once per upstream instead (env_proxy).
-    return aiohttp.ClientSession(connector=connector, trust_env=False)
+    return UpstreamSession(max_connections)
 
 
 def env_proxy(url: str) -> str | None:
@@ -109,6 +126,24 @@ class _HttpxReply:
         return self._response.aiter_bytes()
 
 
+def _unsent(model: str) -> ProviderError:
+    return ProviderError(model, "timeout", "no free upstream connection before the deadline", reached_upstream=False)
+
+
+async def _take_slot(slots: asyncio.Semaphore, model: str, timeout_s: float) -> float:
+    """Takes a slot of the pool, waiting up to `timeout_s` for one; returns the seconds it waited."""
+    if not slots.locked():
+        await slots.acquire()  # free: taken without waiting
+        return 0.0
+    began = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await slots.acquire()
+    except TimeoutError as exc:
+        raise _unsent(model) from exc
+    return time.perf_counter() - began
+
+
 @asynccontextmanager
 async def _exchange(
     client: UpstreamClient,
@@ -120,6 +155,15 @@ async def _exchange(
     proxy: str | None,
 ) -> AsyncIterator[_Reply]:
     """POSTs `content`; transport failures while sending or reading become ProviderErrors of `model`."""
+    if isinstance(client, UpstreamSession):
+        waited = await _take_slot(client.slots, model, timeout_s)
+        try:
+            left = max(0.001, timeout_s - waited)
+            async with _exchange(client.http, model, url, content, headers, left, proxy) as reply:
+                yield reply
+        finally:
+            client.slots.release()
+        return
     try:
         if isinstance(client, aiohttp.ClientSession):
             timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -128,6 +172,8 @@ async def _exchange(
         else:
             async with client.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as reply:
                 yield _HttpxReply(reply)
+    except httpx.PoolTimeout as exc:
+        raise _unsent(model) from exc
     except (TimeoutError, httpx.TimeoutException) as exc:  # aiohttp's timeouts are TimeoutErrors
         raise ProviderError(model, "timeout", type(exc).__name__) from exc
     except (aiohttp.ClientError, httpx.HTTPError) as exc:

@@ -1,0 +1,83 @@
+"""The shared upstream pool under more concurrent calls than it has connections: a call that never got a
+connection before its deadline is the router's limit, not its model's failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from router.config import ModelEntry, ResilienceSettings
+from router.providers.base import CallResult, CompletionRequest, ProviderError
+from router.providers.openai_compat import OpenAICompatibleProvider, UpstreamClient, make_upstream_session
+from router.providers.pricing import Prices
+from router.resilience import Breakers, ResilientProvider
+from router.simulator.runner import SimulatorServer
+from tests.conftest import entry, sim_stats
+
+POOL_SIZE = 2
+CONFIG = ResilienceSettings(failure_threshold=2, backoff_base_s=0.0)
+
+
+def request(timeout_s: float) -> CompletionRequest:
+    return CompletionRequest([{"role": "user", "content": "hi"}], timeout_s=timeout_s)
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def small_pool(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamClient]:
+    if request.param == "aiohttp":
+        session = make_upstream_session(max_connections=POOL_SIZE)
+        yield session
+        await session.close()
+    else:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE)) as client:
+            yield client
+
+
+def resilient(pool: UpstreamClient, sim_url: str, name: str, breakers: Breakers) -> ResilientProvider:
+    model_entry = ModelEntry.model_validate(entry(sim_url, name))
+    return ResilientProvider(OpenAICompatibleProvider(model_entry, Prices(0.0, 0.0), pool), breakers.get(name), CONFIG)
+
+
+async def test_a_hanging_model_holding_every_connection_does_not_cool_down_the_models_queued_behind_it(
+    small_pool: UpstreamClient, sim: SimulatorServer, sim_url: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.patch(f"{sim.root_url}/_sim/models/prop-a", json={"hang_rate": 1.0})).raise_for_status()
+    breakers = Breakers(CONFIG)
+    hanging, cheap = (resilient(small_pool, sim_url, name, breakers) for name in ("prop-a", "cheap-1"))
+    held = [asyncio.create_task(hanging.complete(request(10.0))) for _ in range(POOL_SIZE)]
+    try:
+        await asyncio.sleep(0.2)  # both connections taken, waiting on the hanging model
+        for _ in range(3):
+            with pytest.raises(ProviderError) as raised:
+                await cheap.complete(request(0.2))
+            assert raised.value.kind == "timeout" and not raised.value.reached_upstream
+    finally:
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+    assert sim_stats(sim)["models"]["cheap-1"]["calls"] == 0  # the model never saw them
+    assert breakers.get("cheap-1").state == "closed"
+    # Once connections are free again the model answers at once.
+    assert isinstance(await cheap.complete(request(5.0)), CallResult)
+
+
+async def test_a_call_that_waited_for_a_connection_has_only_the_rest_of_its_deadline(
+    sim: SimulatorServer, sim_url: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.patch(f"{sim.root_url}/_sim/models/cheap-1", json={"ttft_s": 0.3})).raise_for_status()
+    session = make_upstream_session(max_connections=1)
+    try:
+        provider = OpenAICompatibleProvider(ModelEntry.model_validate(entry(sim_url, "cheap-1")), Prices(0, 0), session)
+        first = asyncio.create_task(provider.complete(request(5.0)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ProviderError) as raised:  # waits ~0.25 s for the slot, so 0.15 s are left for 0.3 s
+            await provider.complete(request(0.4))
+        assert raised.value.kind == "timeout" and raised.value.reached_upstream
+        assert isinstance(await first, CallResult)
+    finally:
+        await session.close()
