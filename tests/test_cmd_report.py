@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import json
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,3 +118,52 @@ def test_a_malformed_redis_url_is_a_clear_error(capsys: pytest.CaptureFixture[st
     assert main(["report", "--redis-url", "notaurl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("moa-router report: ") and "Traceback" not in err
+
+
+def test_an_unreachable_service_is_named_with_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from router.redis_server import free_port
+
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["report", "--url", url]) == 2
+    err = capsys.readouterr().err  # was "moa-router report: [Errno 111] Connection refused"
+    assert f"cannot reach the service at {url}" in err and "--redis-url" in err
+    monkeypatch.setattr("router.commands.report.DEFAULT_URL", url)  # `report` alone asks the default address
+    assert main(["report"]) == 2
+    assert f"cannot reach the service at {url}" in capsys.readouterr().err
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answer", [b"<html>a web page</html>", b'{"status": "ok"}', b"[1, 2]"])
+def test_an_address_that_is_not_the_service_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answer: bytes
+) -> None:
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "stats").write_bytes(answer)
+    handler = functools.partial(_QuietFiles, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            status = main(["report", "--url", url])  # a traceback (KeyError, JSONDecodeError's text) before
+        finally:
+            server.shutdown()
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moa-router report: ") and "Traceback" not in err
+    assert f"is {url} a moa-router service?" in err
+
+
+@pytest.mark.parametrize("top", ["-1", "101", "many"])
+def test_top_takes_what_the_stats_endpoint_takes(capsys: pytest.CaptureFixture[str], top: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # --top 1000000 read that many entries of each Redis bucket
+        main(["report", "--redis-url", "redis://127.0.0.1:1/0", "--top", top])
+    assert exit_info.value.code == 2
+    assert "argument --top: expected a whole number from 0 to 100" in capsys.readouterr().err

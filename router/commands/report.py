@@ -15,6 +15,7 @@ import sys
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from router.commands.argtypes import int_within
 from router.stats_query import WINDOWS
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -61,8 +62,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--url", help=f"ask a running service's /v1/stats instead (default when no Redis: {DEFAULT_URL})"
     )
     parser.add_argument("--admin-key", help="for --url (default: $MOA_ROUTER_ADMIN_KEY)")
-    parser.add_argument("--top", type=int, default=5, help="most expensive requests to list")
+    parser.add_argument("--top", type=_top, default=5, help="most expensive requests to list (0..100)")
     parser.add_argument("--json", action="store_true", help="print the stats as JSON instead of tables")
+
+
+def _top(text: str) -> int:
+    from router.api.stats import MAX_TOP  # what /v1/stats accepts, so that both sources take the same values
+
+    return int_within(text, 0, MAX_TOP)
 
 
 async def _from_redis(url: str, prefix: str, window: str, top: int) -> dict[str, Any]:
@@ -81,12 +88,23 @@ def _from_service(url: str, admin_key: str | None, window: str, top: int) -> dic
     import httpx
 
     headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
-    response = httpx.get(
-        f"{url.rstrip('/')}/v1/stats", params={"window": window, "top": top}, headers=headers, timeout=30
-    )
+    try:
+        response = httpx.get(
+            f"{url.rstrip('/')}/v1/stats", params={"window": window, "top": top}, headers=headers, timeout=30
+        )
+    except httpx.TransportError as exc:  # the bare "[Errno 111] Connection refused" said neither where nor what to do
+        raise RuntimeError(
+            f"cannot reach the service at {url} ({exc or type(exc).__name__}); start it, give its address with "
+            "--url, or read Redis directly with --redis-url (or REDIS_URL)"
+        ) from exc
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
-    report: dict[str, Any] = response.json()
+    try:
+        report = response.json()
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("totals"), dict):
+        raise RuntimeError(f"{url}/v1/stats did not answer moa-router's stats: is {url} a moa-router service?")
     return report
 
 
