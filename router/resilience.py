@@ -43,7 +43,8 @@ def fallback_helps(exc: ProviderError) -> bool:
 class CircuitBreaker:
     """Closed until `failure_threshold` consecutive failures; then open (calls refused) for `cooldown_s`.
     After the cooldown one trial call is let through at a time; its success closes the breaker, its
-    failure keeps it open for another cooldown."""
+    failure keeps it open for another cooldown, and a trial that proves nothing (a request the model
+    refused as bad) lets the next call be the trial."""
 
     def __init__(self, name: str, settings: ResilienceSettings, clock: Clock = time.monotonic) -> None:
         self.name = name
@@ -52,6 +53,7 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._open_until: float | None = None
+        self._trial_running = False
         self.times_opened = 0
 
     @property
@@ -72,6 +74,7 @@ class CircuitBreaker:
         if now < self._open_until:
             return False
         self._open_until = now + self._cooldown_s
+        self._trial_running = True
         return True
 
     def record_success(self) -> None:
@@ -79,9 +82,18 @@ class CircuitBreaker:
             logger.warning("model %s answered again: circuit closed", self.name)
         self._failures = 0
         self._open_until = None
+        self._trial_running = False
+
+    def record_inconclusive(self) -> None:
+        """A call that failed through no fault of the model. When it was the trial, the model is not kept
+        cooled down for another cooldown on its account: the next call is the trial."""
+        if self._trial_running and self._open_until is not None:
+            self._open_until = self._clock()
+        self._trial_running = False
 
     def record_failure(self) -> None:
         self._failures += 1
+        self._trial_running = False
         if self._failures >= self._threshold and self._open_until is None:
             self._open_until = self._clock() + self._cooldown_s
             self.times_opened += 1
@@ -175,6 +187,8 @@ class ResilientProvider:
     def _note_failure(self, exc: ProviderError, attempt: int) -> None:
         if counts_against_model(exc):
             self._breaker.record_failure()
+        else:
+            self._breaker.record_inconclusive()
         # Model, kind and status only: an upstream's error text may echo the prompt.
         logger.info("upstream %s failed (%s, status %s) on attempt %d", self.name, exc.kind, exc.status, attempt)
 

@@ -217,6 +217,25 @@ async def test_requests_the_model_refuses_do_not_cool_it_down() -> None:
     assert provider.breaker.state == "closed"
 
 
+@pytest.mark.parametrize("refusal", [err("bad_request", 400), err("timeout")], ids=["400", "a-timeout-not-reaching-it"])
+async def test_a_trial_call_that_proves_nothing_lets_the_next_call_be_the_trial(refusal: ProviderError) -> None:
+    if refusal.kind == "timeout":
+        refusal.reached_upstream = False  # it waited for a pooled connection that never came free
+    clock = FakeClock()
+    primary = ScriptedProvider("a", [err("upstream", 500)] * 2 + [refusal])
+    provider = make(primary, clock, max_attempts=1, failure_threshold=2, cooldown_s=30.0)
+    for _ in range(3):
+        with pytest.raises(ProviderError):
+            await provider.complete(REQUEST)  # the last one refused as cooled down, without a call
+    assert len(primary.timeouts) == 2
+    clock.now += 31.0
+    with pytest.raises(ProviderError) as raised:
+        await provider.complete(REQUEST)  # the trial: the model refuses the request itself, so it is up
+    assert raised.value is refusal
+    assert (await provider.complete(REQUEST)).text == "ok"  # not cooled down for another 30 s
+    assert provider.breaker.state == "closed"
+
+
 async def test_one_breaker_per_model_whatever_its_roles() -> None:
     breakers = Breakers(ResilienceSettings())
     assert breakers.get("openai/x") is breakers.get("openai/x")
