@@ -55,8 +55,10 @@ class CallRecord:
     error: str | None = None
 
     @classmethod
-    def from_result(cls, result: CallResult, role: str, layer: int = 0) -> CallRecord:
-        return cls(result.model, role, "ok", result.latency_s, result.usage, result.cost_usd, layer)
+    def from_result(cls, result: CallResult, role: str, layer: int = 0, error: str | None = None) -> CallRecord:
+        """A call that answered; with `error`, one whose answer could not be used (still billed)."""
+        status: CallStatus = "ok" if error is None else "error"
+        return cls(result.model, role, status, result.latency_s, result.usage, result.cost_usd, layer, error)
 
     @classmethod
     def from_error(cls, exc: ProviderError, role: str, latency_s: float, layer: int = 0) -> CallRecord:
@@ -177,6 +179,10 @@ class MixtureEngine:
                     except ProviderError as exc:  # named as the model that failed: a fallback's, if it took over
                         failures += 1
                         calls.append(CallRecord.from_error(exc, "proposer", self._clock() - started, layer))
+                        continue
+                    if not result.text.strip():  # nothing to show the aggregator: billed, but no answer
+                        failures += 1
+                        calls.append(CallRecord.from_result(result, "proposer", layer, error="empty"))
                         continue
                     answers[provider] = result.text
                     calls.append(CallRecord.from_result(result, "proposer", layer))

@@ -162,6 +162,18 @@ async def test_failed_proposer_is_recorded_not_fatal() -> None:
     assert result.fallback is None
 
 
+async def test_a_blank_proposer_answer_is_billed_but_neither_a_candidate_nor_counted_for_the_quorum() -> None:
+    agg = FakeProvider("agg")
+    proposers = [FakeProvider("ok1"), FakeProvider("blank", answer=" \n"), FakeProvider("ok2")]
+    result = await engine(proposers, agg, quorum=2).run(REQ)
+    shown = agg.seen[0].messages[0]["content"]
+    assert "2 candidate answers" in shown and "[3]" not in shown and "answer from ok2" in shown
+    blank = next(call for call in result.calls if call.model == "openai/blank")
+    assert (blank.status, blank.error, blank.cost_usd, blank.usage) == ("error", "empty", 0.01, Usage(10, 5))
+    with pytest.raises(QuorumError):  # one real answer is not a quorum of two
+        await engine([FakeProvider("ok1"), FakeProvider("blank", answer=" ")], FakeProvider("agg"), quorum=2).run(REQ)
+
+
 async def test_below_quorum_raises_early() -> None:
     proposers = [FakeProvider("bad1", fail=True), FakeProvider("bad2", fail=True), FakeProvider("slow", delay=5)]
     started = time.perf_counter()
