@@ -191,5 +191,22 @@ def test_errors_parse_into_the_sdks_exception_classes(
 
 
 def test_the_model_list_parses(make_service: Service) -> None:
-    models = client(make_service()).models.list()
+    sdk = client(make_service())
+    models = sdk.models.list()
     assert [model.id for model in models.data] == ["moa-router"]
+    assert sdk.models.retrieve("moa-router").id == "moa-router"  # tools check that a model exists
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.models.retrieve("gpt-5-turbo")
+    assert missing.value.code == "model_not_found"
+
+
+def test_the_sdk_does_not_retry_a_failure_the_router_already_retried(
+    make_service: Service, sim: SimulatorServer
+) -> None:
+    # The SDK retries a 5xx twice by default: each retry would run (and bill) the failing route again.
+    base = make_service(resilience={"max_attempts": 1})
+    patch_model(sim, "cheap-1", error_rate=1.0)
+    sdk = openai.OpenAI(base_url=f"{base}/v1", api_key="anything")  # the SDK's default retries
+    with pytest.raises(openai.InternalServerError):
+        sdk.chat.completions.create(model="moa-router", messages=ASK, extra_headers={"x-moa-route": "cheap"})
+    assert sim_stats(sim)["models"]["cheap-1"]["calls"] == 1

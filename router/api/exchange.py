@@ -22,8 +22,14 @@ from router.state import AppState
 STORABLE_FINISH = frozenset({"stop", "length"})  # a finished answer; "error" means it was cut off
 
 
+# OpenAI's SDKs retry a 5xx twice unless told not to: the router has already retried and fallen back
+# within the request's timeout, so a client's retry mostly pays for the same failure again.
+NOT_RETRIED = {"x-should-retry": "false"}
+
+
 def request_timeout_error() -> APIError:
-    return APIError(504, "the request took longer than the router's request timeout", "request_timeout")
+    message = "the request took longer than the router's request timeout"
+    return APIError(504, message, "request_timeout", headers=NOT_RETRIED)
 
 
 def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
@@ -31,12 +37,12 @@ def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> API
     `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over)."""
     if isinstance(exc, QuorumError):
         event.calls.extend(call for call in exc.calls if call not in event.calls)
-        return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed")
+        return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed", headers=NOT_RETRIED)
     if isinstance(exc, ProviderError):
         event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s))
         if exc.kind == "timeout":
-            return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout")
-        return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error")
+            return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout", headers=NOT_RETRIED)
+        return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error", headers=NOT_RETRIED)
     return request_timeout_error()
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
+from router.api.errors import APIError
 from router.scoring import ActiveClassifier
 from router.state import get_state
 
@@ -57,12 +58,22 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready" if ready else "not ready", **body}, status_code=200 if ready else 503)
 
 
+def _model() -> dict[str, object]:
+    return {"id": PUBLIC_MODEL_ID, "object": "model", "created": int(time.time()), "owned_by": "moa-router"}
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
     get_state(request).auth.tenant(request.headers)
-    return {
-        "object": "list",
-        "data": [
-            {"id": PUBLIC_MODEL_ID, "object": "model", "created": int(time.time()), "owned_by": "moa-router"},
-        ],
-    }
+    return {"object": "list", "data": [_model()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(request: Request, model_id: str) -> dict[str, object]:
+    """What SDKs and tools call to check a model exists (`client.models.retrieve`)."""
+    get_state(request).auth.tenant(request.headers)
+    if model_id != PUBLIC_MODEL_ID:
+        raise APIError(
+            404, f"the model {model_id!r} does not exist; this router serves {PUBLIC_MODEL_ID!r}", "model_not_found"
+        )
+    return _model()
