@@ -81,3 +81,36 @@ async def test_a_call_that_waited_for_a_connection_has_only_the_rest_of_its_dead
         assert isinstance(await first, CallResult)
     finally:
         await session.close()
+
+
+async def test_many_concurrent_streams_share_a_small_pool_and_give_every_connection_back(
+    sim: SimulatorServer, sim_url: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        changes = {"ttft_s": 0.02, "per_token_s": 0.001, "drop_stream_rate": 0.3}
+        (await http.patch(f"{sim.root_url}/_sim/models/cheap-1", json=changes)).raise_for_status()
+    session = make_upstream_session(max_connections=4)
+    provider = OpenAICompatibleProvider(ModelEntry.model_validate(entry(sim_url, "cheap-1")), Prices(0, 0), session)
+
+    async def consume(index: int) -> str:
+        items = provider.stream(request(10.0))
+        try:
+            async for item in items:
+                if index % 3 == 0:
+                    return "left"  # the client went away after the first delta
+                if isinstance(item, CallResult):
+                    return "finished"
+        except ProviderError as exc:
+            return exc.kind
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+        return "no result"
+
+    try:
+        outcomes = await asyncio.gather(*(consume(index) for index in range(40)))
+        for _ in range(4):  # every slot was given back, however its stream ended
+            await asyncio.wait_for(session.slots.acquire(), 0.5)
+        assert set(outcomes) <= {"left", "finished", "connection"} and "finished" in outcomes
+        assert sim_stats(sim)["models"]["cheap-1"]["max_in_flight"] <= 4
+    finally:
+        await session.close()
