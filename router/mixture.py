@@ -150,7 +150,7 @@ class MixtureEngine:
             left -= self._settings.proposer_deadline_s
         return min(self._settings.proposer_deadline_s, left)
 
-    async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[str]:
+    async def _layer(self, request: CompletionRequest, layer: int, calls: list[CallRecord]) -> list[CallResult]:
         started = self._clock()
         # A proposer's fallback entry may be the one answering: a call cut off at the deadline is its.
         meters = {provider: CallMeter() for provider in self._proposers}
@@ -159,7 +159,7 @@ class MixtureEngine:
             for provider in self._proposers
         }
         quorum = self._settings.quorum
-        answers: dict[Provider, str] = {}
+        answers: dict[Provider, CallResult] = {}
         failures = 0
         pending = set(tasks)
         deadline = started + (self._settings.proposer_deadline_s if request.timeout_s is None else request.timeout_s)
@@ -184,7 +184,7 @@ class MixtureEngine:
                         failures += 1
                         calls.append(CallRecord.from_result(result, "proposer", layer, error="empty"))
                         continue
-                    answers[provider] = result.text
+                    answers[provider] = result
                     calls.append(CallRecord.from_result(result, "proposer", layer))
         finally:
             for task in pending:
@@ -207,7 +207,7 @@ class MixtureEngine:
         # Keep the configured proposer order so the aggregator's input does not depend on timing.
         return [answers[p] for p in self._proposers if p in answers]
 
-    async def _propose(self, request: CompletionRequest, calls: list[CallRecord], began: float) -> list[str]:
+    async def _propose(self, request: CompletionRequest, calls: list[CallRecord], began: float) -> list[CallResult]:
         """Every layer of proposers; each layer after the first sees the previous layer's answers. A later
         layer that has no time left, or misses its quorum, leaves the previous layer's answers standing:
         it refines them, so the mixture degrades to fewer layers rather than failing."""
@@ -217,7 +217,7 @@ class MixtureEngine:
             timeout_s = self._layer_time(request, began, layer)
             if timeout_s < LATER_LAYER_MIN_SHARE * self._settings.proposer_deadline_s:
                 break
-            messages = with_candidates(request.messages, answers)
+            messages = with_candidates(request.messages, [answer.text for answer in answers])
             try:
                 answers = await self._layer(self._proposer_request(request, messages, timeout_s), layer, calls)
             except QuorumError:
@@ -225,10 +225,10 @@ class MixtureEngine:
         return answers
 
     def _aggregator_request(
-        self, request: CompletionRequest, answers: Sequence[str], timeout_s: float | None
+        self, request: CompletionRequest, answers: Sequence[CallResult], timeout_s: float | None
     ) -> CompletionRequest:
         return CompletionRequest(
-            with_candidates(request.messages, answers),
+            with_candidates(request.messages, [answer.text for answer in answers]),
             self._max_tokens(request),
             self._settings.aggregator_temperature if request.temperature is None else request.temperature,
             request.params,
@@ -243,12 +243,13 @@ class MixtureEngine:
         return began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
 
     def _fall_back(
-        self, result: MixtureResult, answers: Sequence[str], started: float, error: ProviderError | None
+        self, result: MixtureResult, answers: Sequence[CallResult], started: float, error: ProviderError | None
     ) -> None:
         """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
         if error is not None:  # named as the model that failed: the aggregator's fallback entry, if it took over
             result.calls.append(CallRecord.from_error(error, "aggregator", self._clock() - started))
-        result.text = answers[consensus_pick(answers)]
+        chosen = answers[consensus_pick([answer.text for answer in answers])]
+        result.text, result.finish_reason = chosen.text, chosen.finish_reason  # "length": it was cut at max_tokens
         result.fallback = "proposer"
 
     async def run(

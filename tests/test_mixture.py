@@ -195,6 +195,27 @@ async def test_aggregator_failure_falls_back_to_consensus_answer() -> None:
     assert result.calls[-1].status == "error"
 
 
+class TruncatedProvider(FakeProvider):
+    """Answers cut at max_tokens (finish_reason "length")."""
+
+    async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
+        result = await super().complete(request, meter)
+        return CallResult(result.model, result.text, result.usage, result.cost_usd, result.latency_s, "length")
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["run", "stream"])
+async def test_a_proposer_answer_standing_in_for_the_aggregator_keeps_its_finish_reason(streaming: bool) -> None:
+    mixture = engine([TruncatedProvider("a"), TruncatedProvider("b")], FakeProvider("agg", fail=True), quorum=2)
+    if streaming:
+        items = [item async for item in mixture.stream(REQ)]
+        result = items[-1]
+        assert isinstance(result, MixtureResult)
+    else:
+        result = await mixture.run(REQ)
+    assert result.fallback == "proposer" and result.text == "answer from a"
+    assert result.finish_reason == "length"  # cut at max_tokens: the client must not be told it is complete
+
+
 async def test_layers_show_previous_answers_to_each_agent() -> None:
     proposers = [FakeProvider("a"), FakeProvider("b")]
     await engine(proposers, FakeProvider("agg"), quorum=2, layers=2).run(REQ)
