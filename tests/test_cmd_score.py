@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -208,16 +209,40 @@ def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedM
         assert f"line {line_number}: {result['error']['message']}" in errors
 
 
-def test_ctrl_c_ends_the_command_quietly(tmp_path: Path) -> None:
+def _start_score(tmp_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MOA_ROUTER_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    process = subprocess.Popen(  # someone typing prompts at `moa-router score`, then pressing Ctrl-C
+    env.pop("PYTHONUNBUFFERED", None)  # as in a user's shell: Python then buffers output to a pipe
+    return subprocess.Popen(
         [sys.executable, "-m", "router", "score"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, bufsize=0,
     )  # fmt: skip
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    process.stdin.write(json.dumps({"prompt": "hello"}).encode() + b"\n" * 4097)  # blank lines push it through
-    assert "route" in json.loads(process.stdout.readline())
+
+
+def _answer(process: subprocess.Popen[bytes], prompt: str) -> dict[str, Any]:
+    """Write one prompt and wait for its line, as a program using score as a co-process does."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps({"prompt": prompt}).encode() + b"\n")
+    readable, _, _ = select.select([process.stdout], [], [], 60)
+    assert readable, "no answer: the output was kept in a buffer"
+    answer: dict[str, Any] = json.loads(process.stdout.readline())
+    return answer
+
+
+def test_each_answer_is_written_before_the_next_prompt_is_waited_for(tmp_path: Path) -> None:
+    process = _start_score(tmp_path)
+    try:
+        for prompt in ("hello", "What is the maximum daily dose of paracetamol?"):
+            assert _answer(process, prompt)["route"] in ("cheap", "mixture")
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+
+
+def test_ctrl_c_ends_the_command_quietly(tmp_path: Path) -> None:
+    process = _start_score(tmp_path)  # someone typing prompts at `moa-router score`, then pressing Ctrl-C
+    assert process.stderr is not None
+    assert "route" in _answer(process, "hello")
     process.send_signal(signal.SIGINT)
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 130  # 128 + SIGINT, as shells report it

@@ -12,8 +12,9 @@ are invalid too, so that output line N always answers input line N.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -58,7 +59,7 @@ def score_stream(model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors:
     """Score every line of `source` into `sink`; returns the exit status."""
     thresholds = Thresholds.from_meta(model.meta.get("thresholds"))
     invalid = 0
-    for line_number, line in enumerate(source, start=1):
+    for line_number, line in enumerate(_lines(source, sink), start=1):
         if line_number == 1 and line.startswith(_UTF8_BOM):  # files saved by Windows tools start with one
             line = line[len(_UTF8_BOM) :]
         try:
@@ -82,6 +83,32 @@ def score_stream(model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors:
         errors.write(f"moa-router score: {invalid} invalid line(s); each got an error object in the output\n")
         return EXIT_INVALID_LINES
     return 0
+
+
+_CHUNK_BYTES = 1 << 16
+
+
+def _lines(source: IO[bytes], sink: IO[bytes]) -> Iterator[bytes]:
+    """The lines of `source` as they arrive. What was written to `sink` is flushed before each wait for more
+    input: a program that writes one prompt and waits for its score gets it (Python keeps a pipe's output
+    until 8 KiB have gathered, so such a program waited forever); a large file costs one flush a chunk."""
+    read = source.read1 if isinstance(source, io.BufferedIOBase) else source.read
+    partial: list[bytes] = []  # a line longer than a chunk, joined once it ends
+    while True:
+        sink.flush()
+        chunk = read(_CHUNK_BYTES)
+        if not chunk:
+            break
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            partial.append(chunk[start : end + 1])
+            yield b"".join(partial)
+            partial.clear()
+            start = end + 1
+        if start < len(chunk):
+            partial.append(chunk[start:])
+    if partial:
+        yield b"".join(partial)
 
 
 class _InvalidLine(ValueError):
