@@ -92,3 +92,12 @@ async def test_a_429_is_retried_after_its_exact_wait_within_a_short_deadline(
         await session.close()
     # Waits of 0.3 s fit twice in the 0.8 s deadline; the whole second the header rounds to did not fit once.
     assert sim_stats(sim)["models"]["cheap-1"]["calls"] == 3
+
+
+async def test_a_failure_through_litellm_prints_nothing(
+    sim: SimulatorServer, sim_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    await rate_limit(sim, 0.0)
+    with pytest.raises(ProviderError):
+        await provider("litellm", sim_url).complete(REQUEST)
+    assert capfd.readouterr().out == ""  # litellm printed a help banner to stdout on every upstream failure

@@ -24,6 +24,7 @@ def _litellm() -> ModuleType:
     import litellm
 
     litellm.telemetry = False
+    litellm.suppress_debug_info = True  # else every upstream failure prints a banner to stdout
     return litellm
 
 
