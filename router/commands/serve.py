@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from router.commands.argtypes import port_number
 from router.config import Settings, load_settings, settings_from_mapping
 from router.prompt_hash import configured_key
 
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("serve", help="run the OpenAI-compatible router service")
     parser.add_argument("--config", help="YAML config file (default: $MOA_ROUTER_CONFIG)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=port_number, default=8080)
     parser.add_argument(
         "--demo", action="store_true", help="no keys, no external service: simulated providers and an embedded Redis"
     )
