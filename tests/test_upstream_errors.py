@@ -14,7 +14,7 @@ from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compat import OpenAICompatibleProvider, make_upstream_session
 from router.providers.pricing import Prices
 from router.providers.upstream_errors import error_for_status, retry_after_s
-from router.resilience import Breakers, ResilientProvider
+from router.resilience import Breakers, ResilientProvider, counts_against_model, fallback_helps, resilient
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry, sim_stats
 
@@ -44,12 +44,42 @@ def test_a_retry_after_that_means_nothing_is_none(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [(429, "rate_limit"), (401, "auth"), (403, "auth"), (404, "bad_request"), (503, "upstream")]
+    ("status", "kind"),
+    [(429, "rate_limit"), (401, "auth"), (403, "auth"), (400, "bad_request"), (422, "bad_request"), (503, "upstream")],
 )
 def test_statuses_are_classified(status: int, kind: str) -> None:
     error = error_for_status("m", status, headers(retry_after="2"), "detail")
     assert (error.kind, error.status) == (kind, status)
     assert error.retry_after_s == (2.0 if kind in ("rate_limit", "upstream") else None)
+
+
+@pytest.mark.parametrize("status", [402, 404, 410])
+def test_a_model_unknown_gone_or_unpaid_is_the_entrys_fault_not_the_requests(status: int) -> None:
+    error = error_for_status("m", status, headers(), "The model `m` does not exist")
+    assert (error.kind, error.status) == ("upstream", status)
+    assert counts_against_model(error) and fallback_helps(error)
+    config = ResilienceSettings()
+    wrapped = ResilientProvider(provider("litellm", "http://127.0.0.1:9"), Breakers(config).get("m"), config)
+    assert wrapped.retry_delay(error, attempt=1) is None  # a retry would get the same answer
+
+
+async def test_a_model_the_upstream_does_not_know_is_answered_by_its_fallback(sim_url: str) -> None:
+    config = ResilienceSettings(failure_threshold=2, backoff_base_s=0.0)
+    breakers = Breakers(config)
+    retired = {**entry(sim_url, "cheap-1"), "model": "openai/retired-model", "fallback": entry(sim_url, "cheap-1")}
+    session = make_upstream_session()
+    try:
+        chain = resilient(
+            ModelEntry.model_validate(retired),
+            lambda model_entry: OpenAICompatibleProvider(model_entry, Prices(0.0, 0.0), session),
+            config,
+            breakers,
+        )
+        answers = [(await chain.complete(REQUEST)).model for _ in range(2)]
+    finally:
+        await session.close()
+    assert answers == ["openai/cheap-1"] * 2  # the simulator answers 404 for a model it does not serve
+    assert breakers.get("openai/retired-model").state == "open"
 
 
 def provider(path: str, sim_url: str, client: httpx.AsyncClient | None = None) -> Provider:

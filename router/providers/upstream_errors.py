@@ -42,6 +42,11 @@ def _number(value: str | None) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+# 4xx statuses that no request could avoid: the model is unknown or gone at that upstream, or its account
+# is unpaid. The entry is at fault, not the request: it counts against the model, and a fallback may answer.
+_ENTRY_AT_FAULT = frozenset({402, 404, 410})
+
+
 def error_for_status(model: str, status: int, header: HeaderLookup, detail: str) -> ProviderError:
     """The error of an upstream answer with a failure status: classified so that callers can decide on
     retries, fallbacks and the circuit breaker."""
@@ -49,6 +54,8 @@ def error_for_status(model: str, status: int, header: HeaderLookup, detail: str)
         return ProviderError(model, "rate_limit", detail, status, retry_after_s(header))
     if status in (401, 403):
         return ProviderError(model, "auth", detail, status)
+    if status in _ENTRY_AT_FAULT:
+        return ProviderError(model, "upstream", detail, status)  # not retried: a 4xx would come again
     if 400 <= status < 500:
         return ProviderError(model, "bad_request", detail, status)
     return ProviderError(model, "upstream", detail, status, retry_after_s(header))
