@@ -8,6 +8,7 @@ from typing import Any
 
 from classifier.artifacts import ArtifactError
 from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError, default_models_dir
+from router.commands.promotion import report_announcement
 from router.hot_reload import announce_promotion
 
 
@@ -40,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"moa-router models: {exc}", file=sys.stderr)
             return 1
         announcement = announce_promotion(version)
-    if not announcement.ok:
-        print(f"moa-router models: {announcement.message}", file=sys.stderr)
-        return 1
-    print(announcement.message)
-    return 0
+    return report_announcement(announcement, "models")
 
 
 def _auroc(metrics: dict[str, Any], head: str) -> str:

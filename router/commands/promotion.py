@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from classifier.registry import ActiveVersionChangedError, ModelRegistry
+
+if TYPE_CHECKING:
+    from router.hot_reload import Announcement
 
 
 def promote_and_announce(registry: ModelRegistry, version: str, expected_active: str, command: str, retry: str) -> int:
@@ -22,6 +26,12 @@ def promote_and_announce(registry: ModelRegistry, version: str, expected_active:
             return 1
         print(f"promoted {version}")
         announcement = announce_promotion(version)
+    return report_announcement(announcement, command)
+
+
+def report_announcement(announcement: Announcement, command: str) -> int:
+    """Print what the announcement did; 1 when Redis was not told (replicas started later would load the
+    previously announced version), else 0."""
     if not announcement.ok:
         print(f"moa-router {command}: {announcement.message}", file=sys.stderr)
         return 1
