@@ -109,8 +109,8 @@ def test_cheap_route_429s_are_retried_after_retry_after(make_service: Any, sim: 
 def test_persistent_429s_end_in_a_5xx(service: str, sim: SimulatorServer) -> None:
     patch(sim, "cheap-1", rate_limit_rate=1.0, retry_after_s=0.0)
     response = ask(service, "cheap")
-    assert_openai_error(response, 502, "upstream_error")
-    assert "rate_limit" in response.json()["error"]["message"]
+    assert_openai_error(response, 503, "upstream_rate_limited")
+    assert "rate-limited" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -282,3 +282,15 @@ def test_redis_stopped_and_restarted_mid_run(own_redis: EmbeddedRedis, make_serv
         after.append(ask(base, "cheap", **deterministic))
     assert {r.status_code for r in after} == {200}
     assert after[-1].headers["x-moa-cache"] == "hit"  # the entry stored before the stop, found again
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_rate_limited_upstream_is_a_503_with_its_wait(make_service: Any, sim: SimulatorServer, stream: bool) -> None:
+    # The router's upstream quota ran out, not the client's: a 503 the client may retry after the
+    # upstream's wait (a 502 without retry-after told it neither).
+    base = make_service(resilience={**FAST_RETRIES, "max_attempts": 1})
+    patch(sim, "cheap-1", rate_limit_rate=1.0, retry_after_s=2.5)
+    response = ask(base, "cheap", stream)
+    assert response.status_code == 503 and response.headers["retry-after"] == "3"
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert "x-should-retry" not in response.headers

@@ -4,6 +4,7 @@ client's error for a route that failed."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Any
@@ -42,6 +43,12 @@ def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> API
         event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s))
         if exc.kind == "timeout":
             return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout", headers=NOT_RETRIED)
+        if exc.kind == "rate_limit":
+            # The router's upstream quota, not the client's: a 503 with the upstream's wait, which the client
+            # may retry after (it says nothing of the client's own rate limit, a 429).
+            wait = {} if exc.retry_after_s is None else {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+            message = f"upstream model {exc.model} is rate-limited; try again later"
+            return APIError(503, message, "upstream_rate_limited", headers=wait)
         return APIError(502, f"upstream model {exc.model} failed ({exc.kind})", "upstream_error", headers=NOT_RETRIED)
     return request_timeout_error()
 
