@@ -39,7 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"tenant-a": "sk-soak-tenant-a", "tenant-b": "sk-soak-tenant-b"}
 PREFIX = "soak"
 # 5xx codes that an injected upstream fault explains; anything else would be a router bug.
-FAULT_CODES = {"upstream_error", "upstream_timeout", "upstream_rate_limited", "mixture_quorum_failed", "request_timeout"}
+FAULT_CODES = {
+    "upstream_error",
+    "upstream_timeout",
+    "upstream_rate_limited",
+    "mixture_quorum_failed",
+    "request_timeout",
+}
 TOPICS = [
     "the causes of inflation",
     "how a hash map handles collisions",
