@@ -237,8 +237,13 @@ def test_every_worker_of_a_multi_worker_replica_reports_its_degradation(
         while not _answers(f"{base}/healthz") and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
         assert readyz(base)["degraded"]["classifier"]["serving"] == before
-        found = scrape(base)  # whichever worker answers, the series of both (a pid label each)
-        degraded = [v for (name, labels), v in found.items() if name == "moa_classifier_degraded"]
+        # Whichever worker answers, the series of both (a pid label each), once the second one has started too.
+        while True:
+            found = scrape(base)
+            degraded = [v for (name, labels), v in found.items() if name == "moa_classifier_degraded"]
+            if len(degraded) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         serving = [dict(labels) for (name, labels), v in found.items() if name == "moa_classifier_serving" and v == 1]
         assert degraded == [1.0, 1.0] and {labels["version"] for labels in serving} == {before} and len(serving) == 2
         assert value(found, "moa_classifier_load_failures_total", stage="startup") == 2
