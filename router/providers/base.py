@@ -82,13 +82,6 @@ class ProviderError(Exception):
         # call as estimated and priced by the provider that raised (usage_estimated unless reported).
         self.partial = partial
 
-    @property
-    def retryable(self) -> bool:
-        # Only faults that a second attempt can fix; a 4xx other than 429 would fail the same way.
-        return self.kind in ("timeout", "rate_limit", "connection") or (
-            self.kind == "upstream" and (self.status is None or self.status >= 500)
-        )
-
 
 # A stream yields text deltas and, last, the finished call's CallResult (with usage and cost).
 StreamItem = str | CallResult
