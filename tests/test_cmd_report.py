@@ -167,3 +167,35 @@ def test_top_takes_what_the_stats_endpoint_takes(capsys: pytest.CaptureFixture[s
         main(["report", "--redis-url", "redis://127.0.0.1:1/0", "--top", top])
     assert exit_info.value.code == 2
     assert "argument --top: expected a whole number from 0 to 100" in capsys.readouterr().err
+
+
+async def _record_named(redis_url: str, prefix: str, tenants: list[str], model: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        recorder = StatsRecorder(client, prefix, MixtureCostEstimator([Prices(1e-6, 2e-6)], Prices(1e-6, 2e-6)))
+        for i, tenant in enumerate(tenants):
+            event = RequestEvent(request_id=f"chatcmpl-{i}", tenant=tenant, route="cheap", reason="easy")
+            event.calls.append(CallRecord(model, "cheap", "ok", 0.2, Usage(100, 40), 0.001 * (i + 1)))
+            recorder.record(event)
+        await recorder.flush()
+    finally:
+        await client.aclose()
+
+
+def test_names_are_printed_as_they_are(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tenant and model names are data, not rich markup: "[prod]" was swallowed as a style, "[/x]" ended the
+    # report with a MarkupError traceback, and an escape sequence reached the terminal as it was.
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")
+    prefix = f"treport{uuid.uuid4().hex[:8]}"
+    tenants = ["acme[prod]", "team[/x]", "evil\x1b]0;owned\x07"]
+    asyncio.run(_record_named(redis_url, prefix, tenants, "openai/[bold]cheap"))
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--window", "hour"]) == 0
+    out = capsys.readouterr().out
+    assert "acme[prod]" in out and "team[/x]" in out and "openai/[bold]cheap" in out
+    assert "\x1b]0;" not in out and "\x07" not in out
+    assert "evil" in out

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import sys
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -50,6 +51,18 @@ def ms(value: float | None) -> str:
     if value is None:
         return "—"
     return fixed(value / 1000, 2) + " s" if value >= 1000 else f"{math.floor(value + 0.5)} ms"
+
+
+# C0 and C1 control characters (an escape sequence in a name would act on the terminal) but tab.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> Any:
+    """A table cell shown as it is: names (tenants, models) are data, never rich markup, and their
+    control characters are shown as '?'."""
+    from rich.text import Text
+
+    return Text(_CONTROL.sub("?", str(value)))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -193,29 +206,39 @@ def render(report: dict[str, Any]) -> list[Any]:
                 ("Mixture budget this month", usd(month["mixture_spent_usd"]), f"of {month_cap}; {month_state}")
             )
     for row in rows:
-        headline.add_row(*row)
+        headline.add_row(*map(plain, row))
     models = Table(title="Spend by model", title_justify="left")
     for name in ("model", "calls", "failed", "prompt tok", "output tok", "spend"):
         models.add_column(name, justify="left" if name == "model" else "right")
     for model, m in sorted(t["models"].items(), key=lambda item: -item[1]["spend_usd"]):
         models.add_row(
-            model,
-            count(m["calls"]),
-            count(m["errors"]),
-            count(m["prompt_tokens"]),
-            count(m["completion_tokens"]),
-            usd(m["spend_usd"]),
+            *map(
+                plain,
+                (
+                    model,
+                    count(m["calls"]),
+                    count(m["errors"]),
+                    count(m["prompt_tokens"]),
+                    count(m["completion_tokens"]),
+                    usd(m["spend_usd"]),
+                ),
+            )
         )
     expensive = Table(title="Most expensive requests", title_justify="left")
     for name in ("cost", "route", "latency", "tenant", "request id"):
         expensive.add_column(name, justify="right" if name in ("cost", "latency") else "left")
     for entry in report.get("expensive", []):
         expensive.add_row(
-            usd(entry["cost_usd"]),
-            f"{entry['route']} ({entry['reason']})",
-            ms(entry["latency_ms"]),
-            entry["tenant"],
-            entry["request_id"],
+            *map(
+                plain,
+                (
+                    usd(entry["cost_usd"]),
+                    f"{entry['route']} ({entry['reason']})",
+                    ms(entry["latency_ms"]),
+                    entry["tenant"],
+                    entry["request_id"],
+                ),
+            )
         )
     return [headline, models, expensive] if t["requests"] else [headline]
 
