@@ -55,8 +55,9 @@ MINUTE = Resolution("1m", 60, 3 * 3600)
 HOUR = Resolution("1h", 3600, 9 * 86400)
 DAY = Resolution("1d", 86400, 400 * 86400)
 RESOLUTIONS: tuple[Resolution, ...] = (MINUTE, HOUR, DAY)
-# The most expensive requests are kept per hour and per day bucket (a capped sorted set each).
-TOP_RESOLUTIONS: tuple[Resolution, ...] = (HOUR, DAY)
+# The most expensive requests are kept per bucket of every resolution (a capped sorted set each), so that
+# a window's list is read from the same buckets as its totals.
+TOP_RESOLUTIONS: tuple[Resolution, ...] = RESOLUTIONS
 TOP_PER_BUCKET = 25
 
 # Latency histogram: bin i holds latencies in (LATENCY_BASE_S * GROWTH**(i-1), LATENCY_BASE_S * GROWTH**i];

@@ -75,19 +75,16 @@ async def read_buckets(redis: Redis, prefix: str, window: Window, now: float) ->
 
 
 async def read_expensive(redis: Redis, prefix: str, window: Window, now: float, limit: int) -> list[dict[str, Any]]:
-    """The most expensive requests that started within the window, most expensive first."""
-    resolution = DAY if window.resolution is DAY else HOUR
-    since = now - window.seconds
-    first, last = bucket_start(since, resolution), bucket_start(now, resolution)
+    """The most expensive requests of the window's buckets (the ones its totals count), most expensive
+    first. Read from the top sets of the window's own resolution: a coarser bucket would reach before
+    the window, and the requests it kept from there would have crowded out later ones."""
+    starts = bucket_starts(window, now)
     pipe = redis.pipeline(transaction=False)
-    for start in range(first, last + 1, resolution.seconds):
-        pipe.zrevrange(top_key(prefix, resolution, start), 0, limit - 1)
+    for start in starts:
+        pipe.zrevrange(top_key(prefix, window.resolution, start), 0, limit - 1)
     found: list[dict[str, Any]] = []
     for members in await pipe.execute():
-        for member in members:
-            entry: dict[str, Any] = orjson.loads(member)
-            if entry["t"] >= since:
-                found.append(entry)
+        found.extend(orjson.loads(member) for member in members)
     found.sort(key=lambda entry: entry["cost_usd"], reverse=True)
     return found[:limit]
 

@@ -263,7 +263,9 @@ async def test_replicas_add_to_the_same_buckets_and_markers_expire_with_them(red
         start = bucket_start(now, resolution)
         assert 0 < layout.pop(bucket_key(prefix, resolution, start)) <= resolution.ttl_s
         assert 0 < layout.pop(applied_key(prefix, resolution, start)) <= resolution.ttl_s
-    assert set(layout) == {top_key(prefix, HOUR, bucket_start(now, HOUR)), top_key(prefix, DAY, bucket_start(now, DAY))}
+    assert set(layout) == {
+        top_key(prefix, resolution, bucket_start(now, resolution)) for resolution in (MINUTE, HOUR, DAY)
+    }
 
 
 # ---- the whole service: a known mix of cheap, mixture and cached requests ----
@@ -380,3 +382,40 @@ def test_stats_need_the_admin_key_unless_open(make_service: Any, redis_url: str)
     assert ok.json()["totals"]["requests"] == 0
     bad = httpx.get(f"{base}/v1/stats?window=year", headers={"authorization": f"Bearer {admin_key}"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_window"
+
+
+# ---- the most expensive requests are those of the window's totals ----
+
+
+def _cheap_event(request_id: str, at: float, cost_usd: float) -> RequestEvent:
+    event = RequestEvent(request_id=request_id, tenant="acme", started_at=at, route="cheap", reason="easy")
+    event.calls.append(CallRecord("m", "cheap", "ok", 0.1, Usage(10, 10), cost_usd=cost_usd))
+    return event
+
+
+async def test_the_expensive_list_holds_only_requests_the_totals_count(redis_client: Any) -> None:
+    prefix = _prefix()
+    now = 1_700_000_000.0 + 1800  # half past an hour
+    recorder = StatsRecorder(redis_client, prefix, MixtureCostEstimator([Prices(0, 0)], Prices(0, 0)))
+    # Within the last 24 hours, but in the hour before the day window's first bucket: not in its totals.
+    recorder.record(_cheap_event("before-window", now - 86400 + 60, 5.0))
+    recorder.record(_cheap_event("in-window", now - 60, 0.5))
+    await recorder.flush()
+    report = await stats_report(redis_client, prefix, WINDOWS["day"], now=now, top=10)
+    assert report["totals"]["requests"] == 1
+    assert [entry["request_id"] for entry in report["expensive"]] == ["in-window"]
+    assert all(entry["t"] >= report["since"] for entry in report["expensive"])
+
+
+async def test_requests_before_the_hour_window_do_not_crowd_out_those_in_it(redis_client: Any) -> None:
+    prefix = _prefix()
+    hour = bucket_start(1_700_000_000.0, HOUR)
+    now = hour + 1800  # the hour window starts at hour - 29 min
+    recorder = StatsRecorder(redis_client, prefix, MixtureCostEstimator([Prices(0, 0)], Prices(0, 0)))
+    for i in range(30):  # the previous hour's costliest requests, all before the window
+        recorder.record(_cheap_event(f"early-{i}", hour - 3000, 1.0 + i))
+    recorder.record(_cheap_event("late", hour - 600, 0.5))  # the same hour bucket, within the window
+    await recorder.flush()
+    report = await stats_report(redis_client, prefix, WINDOWS["hour"], now=now, top=10)
+    assert report["totals"]["requests"] == 1
+    assert [entry["request_id"] for entry in report["expensive"]] == ["late"]
