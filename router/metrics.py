@@ -35,6 +35,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # run's workers' alone, and a scrape sums them. (A directory set for a single process may hold an
 # earlier run's files.)
 SHARED_METRICS_ENV = "MOA_ROUTER_METRICS_SHARED"
+_SHADOW_VERDICTS = {True: "mixture_needed", False: "cheap_enough", None: "unclear"}
 # Event sinks that count what they drop themselves (`counters.dropped`).
 _DROPPING_SINKS = ("ledger", "shadow", "stats")
 
@@ -58,7 +59,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.spend = Counter("moa_spend_usd", "Upstream spend in USD, by model", ["model"], registry=r)
+        self.spend = Counter(
+            "moa_spend_usd",
+            "Upstream spend in USD of answering requests, by model (shadow evaluations: moa_shadow_spend_usd)",
+            ["model"],
+            registry=r,
+        )
+        # With moa_spend_usd, the spend that /v1/stats and the dashboard show.
+        self.shadow_spend = Counter(
+            "moa_shadow_spend_usd",
+            "Upstream spend in USD of shadow evaluations (mixture re-runs and judges)",
+            registry=r,
+        )
+        self.shadow_runs = Counter(
+            "moa_shadow_runs",
+            "Shadow evaluations, by verdict (mixture_needed|cheap_enough|unclear: no verdict or the run failed)",
+            ["verdict"],
+            registry=r,
+        )
         self.tokens = Counter(
             "moa_tokens", "Upstream tokens, by model and kind (prompt|completion)", ["model", "kind"], registry=r
         )
@@ -113,6 +131,8 @@ class Metrics:
         # Series with labels appear only once used: create the known ones so a scrape always has them.
         for result in ("hit", "miss", "bypass"):
             self.cache.labels(result)
+        for verdict in _SHADOW_VERDICTS.values():
+            self.shadow_runs.labels(verdict)
         for sink in _DROPPING_SINKS:
             self.events_dropped.labels(sink)
         for stage in LOAD_STAGES:
@@ -159,6 +179,13 @@ class Metrics:
             if call.status != "ok":
                 child(self.upstream_errors, call.model, call.role, call.error or call.status).inc()
         self.count_sink_drops()
+
+    def shadow_run(self, mixture_needed: bool | None, cost_usd: float) -> None:
+        """A finished shadow evaluation: whether the judge found the mixture needed (None: unclear) and
+        what the run cost."""
+        self._child(self.shadow_runs, _SHADOW_VERDICTS[mixture_needed]).inc()
+        if cost_usd:
+            self.shadow_spend.inc(cost_usd)
 
     def dropped(self, sink: str, count: int = 1) -> None:
         """For event sinks without their own counter to report events they could not keep."""

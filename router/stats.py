@@ -240,12 +240,14 @@ class StatsRecorder:
         estimator: MixtureCostEstimator,
         flush_interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        shadow_listener: Callable[[bool | None, float], None] | None = None,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._estimator = estimator
         self._flush_interval_s = flush_interval_s
         self._clock = clock
+        self._shadow_listener = shadow_listener  # the metrics: their spend counts shadow runs as these stats do
         self._queue: list[RequestEvent] = []
         self._minutes: dict[int, dict[str, float]] = {}  # minute bucket start -> sums not yet in a batch
         self._top: TopEntries = {}  # the expensive requests not yet in a batch
@@ -271,6 +273,8 @@ class StatsRecorder:
             added["shadow_cheap_ok"] = 0.0 if mixture_needed else 1.0
         for name, amount in added.items():
             fields[name] = fields.get(name, 0.0) + amount
+        if self._shadow_listener is not None:
+            self._shadow_listener(mixture_needed, cost_usd)
 
     def _fold(self) -> None:
         """Sum the queued events into their minute buckets and pick the expensive ones."""
@@ -357,7 +361,8 @@ async def start_stats(state: AppState, stack: AsyncExitStack) -> None:
         logger.warning("stats are off: they are kept in Redis and no Redis is configured")
         return
     estimator = MixtureCostEstimator.from_providers(state.providers, state.settings.mixture.layers)
-    recorder = StatsRecorder(state.redis, state.settings.redis_prefix, estimator)
+    shadow_listener = getattr(state.components.get("metrics"), "shadow_run", None)
+    recorder = StatsRecorder(state.redis, state.settings.redis_prefix, estimator, shadow_listener=shadow_listener)
     state.components["stats"] = recorder
     state.sinks.append(recorder)
     task = asyncio.create_task(recorder.run(), name="stats-flush")

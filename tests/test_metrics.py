@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.events import RequestEvent
@@ -148,3 +149,32 @@ def test_classifier_series_follow_the_serving_version_and_count_each_failed_load
     found = samples(metrics.render().decode())
     assert value(found, "moa_classifier_serving", version="v2") == 1 and value(found, "moa_classifier_degraded") == 0
     assert ("moa_classifier_serving", frozenset({("version", "v1")})) not in found
+
+
+def test_the_exported_spend_adds_up_to_the_stats_spend_with_shadow_runs(make_service: Any, redis_url: str) -> None:
+    import time
+
+    # Shadow evaluations are spend in /v1/stats and on the dashboard; /metrics left them out, so the two
+    # disagreed by the cost of every shadow run.
+    base = make_service(
+        redis_url=redis_url, ledger={"store_prompts": True, "flush_interval_s": 0.05}, shadow={"cheap_sample_rate": 1.0}
+    )
+    assert _chat(base, "Is the mixture needed here?", "cheap").status_code == 200
+    deadline = time.monotonic() + 15
+    while True:
+        stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()["totals"]
+        if stats["shadow"]["runs"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert stats["shadow"]["runs"] == 1 and stats["shadow"]["cost_usd"] > 0
+    found = samples(httpx.get(f"{base}/metrics", timeout=10).text)
+    by_model = sum(v for (name, _), v in found.items() if name == "moa_spend_usd_total")
+    shadow = value(found, "moa_shadow_spend_usd_total")
+    assert shadow == pytest.approx(stats["shadow"]["cost_usd"], rel=1e-9)
+    assert by_model + shadow == pytest.approx(stats["spend_usd"], rel=1e-9)
+    verdicts = {"mixture_needed": 0.0, "cheap_enough": 0.0, "unclear": 0.0}
+    verdicts.update(
+        {dict(labels)["verdict"]: v for (name, labels), v in found.items() if name == "moa_shadow_runs_total"}
+    )
+    assert sum(verdicts.values()) == 1
+    assert verdicts["cheap_enough"] == stats["shadow"]["cheap_enough"]
