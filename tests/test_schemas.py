@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from classifier.registry import ModelRegistry
+from classifier.text import messages_to_text
 from router.api.errors import APIError
 from router.api.schemas import parse_chat_request
 from router.cache_key import cache_key
@@ -26,10 +29,22 @@ def refusal(**body: Any) -> APIError:
     return raised.value
 
 
-def test_text_content_parts_are_joined_for_upstream() -> None:
-    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+def test_text_content_parts_are_sent_upstream_as_the_client_sent_them() -> None:
+    parts = [{"type": "text", "text": "take ibuprofen", "prompt_cache_breakpoint": {}}, {"type": "text", "text": "now"}]
     chat = parse(messages=[{"role": "user", "content": parts}])
-    assert chat.upstream_messages() == [{"role": "user", "content": "Hello, world"}]
+    sent = [{"type": "text", "text": "take ibuprofen"}, {"type": "text", "text": "now"}]  # the cost-only hint dropped
+    assert chat.upstream_messages() == [{"role": "user", "content": sent}]
+    one_part = parse(messages=[{"role": "user", "content": parts[:1]}, {"role": "user", "content": []}])
+    assert one_part.upstream_messages() == [{"role": "user", "content": "take ibuprofen"}, USER | {"content": ""}]
+
+
+def test_the_classifier_reads_the_boundaries_of_text_parts(tmp_path: Path) -> None:
+    # Joined for upstream, "take ibuprofen" + "for a headache" was scored as "take ibuprofenfor a headache".
+    parts = [{"type": "text", "text": "take ibuprofen"}, {"type": "text", "text": "for a headache"}]
+    chat = parse(messages=[{"role": "user", "content": parts}])
+    assert messages_to_text(chat.upstream_messages()) == "take ibuprofen\nfor a headache"
+    scorer = ModelRegistry(tmp_path / "models").load().scorer
+    assert scorer.score_messages(chat.upstream_messages()) == scorer.score_text("take ibuprofen\nfor a headache")
 
 
 def test_a_non_text_content_part_is_refused_by_its_place_and_type() -> None:
@@ -89,7 +104,13 @@ def test_a_refusal_belongs_to_an_assistant_turn_and_stands_for_its_missing_conte
 
 
 def test_empty_tool_fields_of_an_assistant_turn_are_dropped() -> None:
-    empty = {"tool_calls": [], "function_call": None, "audio": None, "annotations": None, "refusal": None}
+    empty: dict[str, Any] = {
+        "tool_calls": [],
+        "function_call": None,
+        "audio": None,
+        "annotations": None,
+        "refusal": None,
+    }
     chat = parse(messages=[USER, {"role": "assistant", "content": "hello", **empty}, USER])
     assert chat.upstream_messages()[1] == {"role": "assistant", "content": "hello"}
     error = refusal(messages=[USER, {"role": "assistant", "content": "x", "audio": {"id": "audio_1"}}, USER])

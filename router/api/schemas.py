@@ -93,14 +93,24 @@ class ChatMessage(_Strict):
             raise ValueError(f"only an assistant message has a refusal, not a '{self.role}' message")
         return self
 
-    def text(self) -> str:
+    def upstream_content(self) -> str | list[dict[str, str]]:
+        """The content as upstream models are sent it: as the client sent it. Several text parts stay parts,
+        so that every reader sees where one ends (joined into one string, "take ibuprofen" and "for a
+        headache" were scored as "ibuprofenfor"; the classifier reads each part as a line). One part is sent
+        as its text, which every upstream reads alike. Cost-only hints (`prompt_cache_breakpoint`) are not
+        forwarded."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            if len(self.content) > 1:
+                return [{"type": "text", "text": part.text} for part in self.content]
+            return self.content[0].text if self.content else ""
         # A refused turn has no content; its refusal is what the conversation saw.
         return self.content or self.refusal or ""
 
     def as_upstream(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        message: dict[str, Any] = {
+            "role": "system" if self.role == "developer" else self.role,
+            "content": self.upstream_content(),
+        }
         if self.name:
             message["name"] = self.name
         return message
