@@ -14,10 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from classifier.registry import LoadedModel, ModelRegistry
 from router.commands.score import score_stream
+from router.config import PolicySettings
 from router.policy import Thresholds, decide
+from tests.conftest import settings_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,6 +195,12 @@ def test_scores_are_the_ones_the_service_routes_by(seed_model: LoadedModel, make
         response.raise_for_status()
         assert result["difficulty"] == pytest.approx(float(response.headers["x-moa-difficulty"]), abs=1e-4)
         assert result["stakes"] == pytest.approx(float(response.headers["x-moa-stakes"]), abs=1e-4)
+    # Each text part is read as a line of its own: joined, "ibuprofen" + "for" was scored as "ibuprofenfor".
+    parts_as_lines = seed_model.scorer.score_text(
+        "What is the maximum dose of ibuprofen\nfor a 3 year old child with fever?"
+    )
+    assert out[0]["difficulty"] == pytest.approx(parts_as_lines.difficulty, abs=1e-6)
+    assert out[0]["stakes"] == pytest.approx(parts_as_lines.stakes, abs=1e-6)
 
 
 def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedModel) -> None:
@@ -247,3 +256,91 @@ def test_ctrl_c_ends_the_command_quietly(tmp_path: Path) -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 130  # 128 + SIGINT, as shells report it
     assert "Traceback" not in stderr and "interrupted" in stderr
+
+
+# Seed scores (difficulty, stakes): "hi!" (0.00, 0.00), the capital (0.06, 0.00), the dose (0.31, 0.97), the proof
+# (0.98, 0.01). The seed's thresholds (difficulty 0.98, stakes 0.09 when difficulty >= 0.68) route all four cheap.
+POLICY_PROMPTS = [
+    "hi!",
+    "What is the capital of France?",
+    "What is the maximum daily dose of paracetamol for a 50 kg adult with liver disease?",
+    "Prove that every bounded monotone sequence of reals converges.",
+]
+# The proof escalates by the promoted version's difficulty threshold, the dose by the config's policy.
+POLICY_ROUTES = ["cheap", "cheap", "mixture", "mixture"]
+
+
+def promote_version(models_dir: Path, **thresholds: float) -> str:
+    """A promoted version with the seed's weights and other calibrated thresholds."""
+    registry = ModelRegistry(models_dir)
+    seed = registry.load("seed")
+    meta = {key: value for key, value in seed.meta.items() if key not in ("version", "created_at")}
+    meta["thresholds"] = {**meta["thresholds"], **thresholds}
+    version = registry.save(seed.scorer, meta)
+    registry.promote(version)
+    return version
+
+
+def test_the_configs_policy_overrides_the_versions_thresholds(seed_model: LoadedModel) -> None:
+    lines = [json.dumps({"prompt": prompt}) for prompt in POLICY_PROMPTS]
+    assert [row["route"] for row in run_stream(seed_model, lines)[1]] == ["cheap"] * 4
+    policy = PolicySettings(difficulty=0.9, stakes_min_difficulty=0.3)
+    sink = io.BytesIO()
+    assert score_stream(seed_model, io.BytesIO("\n".join(lines).encode()), sink, io.StringIO(), policy) == 0
+    assert [json.loads(line)["route"] for line in sink.getvalue().splitlines()] == POLICY_ROUTES
+
+
+def _score_command(
+    args: list[str], cwd: Path, stdin: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(extra_env or {})}
+    for name in ("MOA_ROUTER_DATA_DIR", "MOA_ROUTER_CONFIG"):
+        if name not in (extra_env or {}):
+            env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "router", "score", *args],
+        input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_with_a_config_score_routes_as_the_service_with_that_config_does(
+    tmp_path: Path, sim_url: str, make_service: Any
+) -> None:
+    # The service reads the active version under the config's data_dir and the config's policy overrides.
+    data_dir = tmp_path / "data"
+    promote_version(data_dir / "models", difficulty=0.9)
+    policy = {"stakes_min_difficulty": 0.3}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings_dict(sim_url, data_dir, policy=policy)), encoding="utf-8")
+    base = make_service(policy=policy)
+    served = []
+    for prompt in POLICY_PROMPTS:
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            json={"model": "moa-router", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8},
+            timeout=30,
+        )
+        response.raise_for_status()
+        served.append(response.headers["x-moa-route"])
+    assert served == POLICY_ROUTES
+
+    stdin = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in POLICY_PROMPTS)
+    elsewhere = tmp_path / "elsewhere"  # not the config's data directory
+    elsewhere.mkdir()
+    for args, env in [
+        (["--config", str(config)], None),
+        ([], {"MOA_ROUTER_CONFIG": str(config)}),  # the file the service reads without --config
+    ]:
+        done = _score_command(args, elsewhere, stdin, env)
+        assert done.returncode == 0, done.stderr
+        assert [json.loads(line)["route"] for line in done.stdout.splitlines()] == served
+
+
+def test_a_config_that_cannot_be_read_is_one_line_and_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cheap: {model: openai/x}\npolicy: {difficulty: 2}\n", encoding="utf-8")
+    for config in (bad, tmp_path / "missing.yaml"):
+        done = _score_command(["--config", str(config)], tmp_path, json.dumps({"prompt": "hi"}) + "\n")
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.startswith("moa-router score: ") and str(config) in done.stderr
+        assert "Traceback" not in done.stderr

@@ -7,12 +7,17 @@ Invalid lines are never dropped: the output keeps one line per input line, an in
 `{"error": {"line": N, "message": "..."}}`, the same message goes to stderr as "line N: ...", and
 the command exits with status 1 once all lines are done (0 when every line was valid). Blank lines
 are invalid too, so that output line N always answers input line N.
+
+With a config file (`--config`, or MOA_ROUTER_CONFIG as the service reads it), routes are decided as the
+service with that config decides them: its `policy` thresholds override the classifier version's, and
+the active version is the one under its `data_dir`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -21,12 +26,15 @@ import orjson
 from pydantic import ValidationError
 
 from classifier.artifacts import ArtifactError
-from classifier.registry import LoadedModel, VersionNotFoundError, load_model
+from classifier.registry import LoadedModel, VersionNotFoundError, default_models_dir, load_model
 from classifier.text import messages_to_text
-from router.policy import Thresholds, decide
+from router.config import ConfigError, PolicySettings, load_settings
+from router.policy import decide
+from router.scoring import thresholds_for
 
 EXIT_INVALID_LINES = 1
 EXIT_NO_MODEL = 2
+EXIT_BAD_CONFIG = 2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,23 +49,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help="a classifier version id or version directory (default: the active version)",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the service's YAML config (default: $MOA_ROUTER_CONFIG): its policy thresholds and data directory",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    policy, models_dir = PolicySettings(), default_models_dir()
+    if args.config or os.environ.get("MOA_ROUTER_CONFIG"):  # the file the service would read
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            print(f"moa-router score: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        policy, models_dir = settings.policy, settings.data_dir / "models"
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, models_dir)
     except (VersionNotFoundError, ArtifactError) as exc:
         print(f"moa-router score: {exc}", file=sys.stderr)
         return EXIT_NO_MODEL
-    return score_stream(model, sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+    return score_stream(model, sys.stdin.buffer, sys.stdout.buffer, sys.stderr, policy)
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def score_stream(model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors: IO[str]) -> int:
-    """Score every line of `source` into `sink`; returns the exit status."""
-    thresholds = Thresholds.from_meta(model.meta.get("thresholds"))
+def score_stream(
+    model: LoadedModel, source: IO[bytes], sink: IO[bytes], errors: IO[str], policy: PolicySettings | None = None
+) -> int:
+    """Score every line of `source` into `sink`, routing by `model`'s thresholds as a config's `policy`
+    overrides them (as the service does); returns the exit status."""
+    thresholds = thresholds_for(model.meta, policy or PolicySettings())
     invalid = 0
     for line_number, line in enumerate(_lines(source, sink), start=1):
         if line_number == 1 and line.startswith(_UTF8_BOM):  # files saved by Windows tools start with one
@@ -123,7 +147,8 @@ def _describe(exc: Exception) -> str:
 
 def _as_served(messages: list[Any]) -> list[dict[str, Any]]:
     """The messages as the service scores them: checked by its request schema and turned into what it
-    sends upstream (text parts joined, `developer` as `system`), so that a score here is the service's."""
+    sends upstream (`developer` as `system`, one text part as a string), so that a score here is the
+    service's."""
     from router.api.schemas import ChatMessage
 
     served = []
