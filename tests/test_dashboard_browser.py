@@ -220,3 +220,82 @@ def test_dashboard_counts_every_tenant_over_its_cap(
     assert f"{usd(0.5)} per tenant, 12 over" in page.locator("#budget-sub").inner_text()
     assert errors == []
     page.close()
+
+
+def test_dashboard_fits_a_phone_screen(browser: Any, make_service: Callable[..., str], redis_url: str) -> None:
+    # At 375 px the header and the figures ran off the side (the page scrolled sideways, "$0.006712" was cut
+    # in its card) and the charts kept a 300 px minimum wider than their cards.
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    page = browser.new_page(viewport={"width": 360, "height": 800})
+    page.goto(f"{base}/dashboard#window=hour")
+    page.wait_for_selector("#chart-latency[data-rendered]", timeout=15_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    clipped = page.evaluate(
+        """[...document.querySelectorAll('.figure .value, .figure .sub, .chart canvas, .bar > *')]
+             .filter((el) => el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > innerWidth)
+             .map((el) => el.className || el.tagName)"""
+    )
+    assert clipped == []
+    page.close()
+
+
+def test_a_failed_load_of_another_window_does_not_show_the_previous_ones_numbers(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    page, errors = open_dashboard(browser, base, "hour")
+    assert page.locator("[data-figure='requests']").inner_text() == "8"
+    page.route(
+        "**/v1/stats?window=30d*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"message": "stats are unavailable", "type": "server_error", "code": "stats_unavailable"}}',
+        ),
+    )
+    page.click("[data-window='30d']")
+    page.wait_for_selector("#status.stale", timeout=15_000)
+    # The hour's figures stayed under "Last 30 days", as if they were the month's.
+    assert page.locator("[data-figure='requests']").inner_text() == "—"
+    assert page.locator("[data-figure='spend_usd']").inner_text() == "—"
+    assert page.locator("#charts").is_hidden() and page.locator("#tables").is_hidden()
+    assert "stats unavailable: stats are unavailable" in page.locator("#status").inner_text()
+    assert "showing" not in page.locator("#status").inner_text()
+    page.unroute("**/v1/stats?window=30d*")
+    page.click("[data-window='hour']")
+    page.wait_for_selector("body[data-window='hour']", timeout=15_000)
+    assert page.locator("[data-figure='requests']").inner_text() == "8"
+    assert [e for e in errors if "503" not in e] == []
+    page.close()
+
+
+def test_figures_say_what_they_count(browser: Any, make_service: Callable[..., str], redis_url: str) -> None:
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 10}, timeout=10).json()
+    # Two requests refused before routing: the escalation rate is over the 8 routed ones, not all 10.
+    stats["totals"]["requests"] += 2
+    stats["totals"]["routes"]["none"] = 2
+    # Names are shown as text, never as markup.
+    stats["expensive"][0]["tenant"] = "<img src=x onerror=\"document.body.dataset.owned='1'\">"
+    stats["totals"]["models"]['openai/<b id="bold">x</b>'] = stats["totals"]["models"].popitem()[1]
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.route("**/v1/stats?*", lambda route: route.fulfill(status=200, content_type="application/json", json=stats))
+    page.goto(f"{base}/dashboard#window=hour")
+    page.wait_for_selector("#chart-latency[data-rendered]", timeout=15_000)
+    mixture = stats["totals"]["routes"]["mixture"]
+    assert page.locator("#escalation-sub").inner_text() == f"{mixture} of 8 routed requests"  # was "3 of 10"
+    assert page.locator("[data-figure='escalation_rate']").inner_text() == pct(stats["totals"]["escalation_rate"])
+    # The spend bars are per minute in the hour window ("per bucket" said nothing of how long one is).
+    assert (
+        page.locator("#chart-spend")
+        .locator("xpath=..")
+        .locator("h3")
+        .inner_text()
+        .startswith("Spend by route per minute")
+    )
+    assert stats["expensive"][0]["tenant"] in page.locator("#expensive").inner_text()
+    assert page.locator("#bold").count() == 0 and page.evaluate("document.body.dataset.owned") is None
+    page.close()

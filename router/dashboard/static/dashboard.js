@@ -36,15 +36,18 @@ function windowName() {
 function adminKey() { return sessionStorage.getItem("moa-admin-key") || ""; }
 
 async function load() {
+  const wanted = windowName();
   const headers = {};
   if (adminKey()) headers.authorization = "Bearer " + adminKey();
   const status = document.getElementById("status");
   let response;
   try {
-    response = await fetch("/v1/stats?window=" + windowName() + "&top=10", { headers, cache: "no-store" });
+    response = await fetch("/v1/stats?window=" + wanted + "&top=10", { headers, cache: "no-store" });
   } catch (err) {
-    return showStale("the service did not answer");
+    return windowName() === wanted && showStale("the service did not answer");
   }
+  // Another window was chosen meanwhile: its own load shows it (a late answer must not cover it).
+  if (windowName() !== wanted) return;
   if (response.status === 401 || response.status === 403) {
     document.getElementById("keyform").hidden = false;
     document.getElementById("keyerror").textContent = adminKey() ? "that key was refused" : "";
@@ -52,6 +55,7 @@ async function load() {
     return;
   }
   const body = await response.json().catch(() => null);
+  if (windowName() !== wanted) return;
   if (!response.ok || body === null) {
     return showStale(body && body.error ? body.error.message : "HTTP " + response.status);
   }
@@ -66,7 +70,25 @@ async function load() {
 function showStale(reason) {
   const status = document.getElementById("status");
   status.classList.add("stale");
-  status.textContent = "stats unavailable: " + reason + (lastGood ? " — showing " + lastGood.toLocaleTimeString() : "");
+  // What is on the page is kept only when it is the chosen window's: another window's numbers would pass
+  // for this one's.
+  const kept = current !== null && current.window === windowName();
+  if (!kept) clearShown();
+  status.textContent = "stats unavailable: " + reason + (kept ? " — showing " + lastGood.toLocaleTimeString() : "");
+}
+
+function clearShown() {
+  current = null;
+  for (const el of document.querySelectorAll("[data-figure]")) {
+    el.textContent = "—";
+    el.dataset.value = "";
+  }
+  for (const id of ["spend-sub", "cache-sub", "errors-sub", "escalation-sub", "latency-sub", "mixture-sub", "budget-sub"]) {
+    setText(id, "");
+  }
+  document.getElementById("budget-meter").style.width = "0";
+  for (const id of ["empty", "charts", "tables"]) document.getElementById(id).hidden = true;
+  delete document.body.dataset.window;
 }
 
 // ---- headline figures ----
@@ -97,7 +119,9 @@ function renderFigures(stats) {
   setFigure("error_rate", t.error_rate, pct);
   setText("errors-sub", count(t.errors) + " failed, " + count(t.client_errors) + " refused (4xx)");
   setFigure("escalation_rate", t.escalation_rate, pct);
-  setText("escalation-sub", count(t.routes.mixture || 0) + " of " + count(t.requests) + " requests" +
+  // The rate's own denominator: requests that were routed (not those refused or failed before routing).
+  const routed = Object.entries(t.routes).reduce((sum, [r, n]) => (r === "none" ? sum : sum + n), 0);
+  setText("escalation-sub", count(t.routes.mixture || 0) + " of " + count(routed) + " routed requests" +
     (t.budget_degraded ? " · " + count(t.budget_degraded) + " held back by the budget" : ""));
   setFigure("latency_p50", t.latency_ms.all.p50, ms);
   setFigure("latency_p95", t.latency_ms.all.p95, ms);
@@ -153,7 +177,7 @@ function renderBudget(budget) {
 }
 
 // ---- charts ----
-function chartWidth(el) { return Math.max(300, el.clientWidth); }
+function chartWidth(el) { return Math.max(200, el.clientWidth); }
 
 // Axis ticks: short, so that they fit beside the plot.
 function axisUsd(v) { return v === 0 ? "$0" : "$" + String(+v.toPrecision(2)); }
@@ -194,8 +218,11 @@ function draw(name, stats, series, format, axis, yRange) {
   charts[name] = new uPlot(opts, [x, ...series.map((s) => s.values)], el);
 }
 
+const BUCKET_NAMES = { 60: "minute", 3600: "hour", 86400: "day" };
+
 function renderCharts(stats) {
   const s = stats.series;
+  setText("spend-per", "per " + (BUCKET_NAMES[stats.bucket_s] || stats.bucket_s + " s"));
   const busy = (p) => p.requests > 0 || p.spend_usd > 0;
   // Spend per route as stacked bars: each bar is drawn to the running total, the largest first.
   const routes = ["cheap", "mixture", "strong", "shadow"].filter((r) => s.some((p) => p.spend_by_route[r] > 0));
