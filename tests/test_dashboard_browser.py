@@ -193,7 +193,7 @@ def test_dashboard_counts_every_tenant_over_its_cap(
 
     from router.budget import BudgetGuard
     from router.config import BudgetSettings
-    from tests.test_budget import mixture_event
+    from tests.support.budget import mixture_event
 
     prefix = f"tdash{uuid.uuid4().hex[:8]}"
     settings = BudgetSettings(mixture_daily_usd_per_tenant=0.5, sync_interval_s=0.05)
