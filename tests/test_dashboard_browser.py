@@ -299,3 +299,27 @@ def test_figures_say_what_they_count(browser: Any, make_service: Callable[..., s
     assert stats["expensive"][0]["tenant"] in page.locator("#expensive").inner_text()
     assert page.locator("#bold").count() == 0 and page.evaluate("document.body.dataset.owned") is None
     page.close()
+
+
+def test_day_buckets_are_dated_by_their_utc_day_in_any_time_zone(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    import datetime
+
+    # The stats' days (and the budget's) are UTC days. The charts dated them in the browser's zone: in
+    # Los Angeles today's bucket showed as yesterday 4:00pm.
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, timezone_id="America/Los_Angeles")
+    page = context.new_page()
+    page.goto(f"{base}/dashboard#window=30d")
+    page.wait_for_selector("#chart-spend[data-rendered]", timeout=15_000)
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "30d"}, timeout=10).json()
+    last = datetime.datetime.fromtimestamp(stats["series"][-1]["t"], datetime.UTC)
+    plot = page.locator("#chart-spend .u-over").bounding_box()
+    assert plot is not None
+    page.mouse.move(plot["x"] + plot["width"] - 2, plot["y"] + plot["height"] / 2)
+    shown = page.locator("#chart-spend .u-legend .u-series").first.locator(".u-value").inner_text()
+    assert shown.startswith(last.strftime("%Y-%m-%d ")), shown  # was the day before, 4:00pm
+    assert "UTC" in page.locator(".method").inner_text()
+    context.close()

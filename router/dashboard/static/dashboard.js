@@ -194,6 +194,9 @@ function draw(name, stats, series, format, axis, yRange) {
   const bars = uPlot.paths.bars({ size: [0.75, 48] });
   const opts = {
     width: chartWidth(el), height: 230,
+    // In UTC: the buckets are UTC minutes, hours and days (a day bucket drawn in local time sat on the
+    // day before, west of Greenwich), as are the budget's day and month.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     // Half a bucket of room on each side, so the first and last bars are whole.
     scales: {
       x: { time: true, range: (u, min, max) => [min - step / 2, max + step / 2] },
