@@ -6,19 +6,30 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from fastapi import FastAPI
 
 LOG_LEVEL_ENV = "MOA_ROUTER_LOG_LEVEL"
+# uvicorn's exit status for a worker that could not start: its supervisor then stops every worker, where
+# any other status has the worker started again (a bad config would fail, and be reported, forever).
+WORKER_STARTUP_FAILURE = 3
 
 
 def app_from_env() -> FastAPI:
     from router.app import create_app
     from router.config import load_settings
+    from router.prompt_hash import configured_key
 
     if not logging.getLogger().handlers:  # a fresh worker process: the parent's logging setup is not inherited
         logging.basicConfig(
             level=os.environ.get(LOG_LEVEL_ENV, "INFO").upper(),
             format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
         )
-    return create_app(load_settings())
+    try:
+        settings = load_settings()
+        configured_key(settings)  # read by the service only: checked here as `serve` checks it
+    except ValueError as exc:  # a ConfigError, or the prompt hash key: said as `serve` says it, not a traceback
+        print(f"moa-router: {exc}", file=sys.stderr, flush=True)
+        sys.exit(WORKER_STARTUP_FAILURE)
+    return create_app(settings)
