@@ -323,3 +323,35 @@ def test_day_buckets_are_dated_by_their_utc_day_in_any_time_zone(
     assert shown.startswith(last.strftime("%Y-%m-%d ")), shown  # was the day before, 4:00pm
     assert "UTC" in page.locator(".method").inner_text()
     context.close()
+
+
+_CONTRAST = """(el) => {
+  const luminance = (css) => {
+    const [r, g, b] = css.match(/\\d+/g).slice(0, 3).map((v) => {
+      const c = Number(v) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const style = getComputedStyle(el);
+  const [a, b] = [luminance(style.color), luminance(style.backgroundColor)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+
+def test_route_labels_are_readable(browser: Any, make_service: Callable[..., str], redis_url: str) -> None:
+    # White 12 px text on the cheap (3.4:1), strong (2.7:1) and shadow/none (2.6:1) pills was below WCAG AA's 4.5:1.
+    base = make_service(redis_url=redis_url, demo=True)
+    send_traffic(base)
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 10}, timeout=10).json()
+    for entry, route in zip(stats["expensive"], ("cheap", "mixture", "strong", "none"), strict=False):
+        entry["route"] = route
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.route("**/v1/stats?*", lambda route: route.fulfill(status=200, content_type="application/json", json=stats))
+    page.goto(f"{base}/dashboard#window=hour")
+    page.wait_for_selector("#expensive .pill", timeout=15_000)
+    pills = page.locator("#expensive .pill")
+    contrasts = {pills.nth(i).inner_text(): pills.nth(i).evaluate(_CONTRAST) for i in range(pills.count())}
+    assert set(contrasts) >= {"cheap", "mixture", "strong", "none"}
+    assert all(ratio >= 4.5 for ratio in contrasts.values()), contrasts
+    page.close()
