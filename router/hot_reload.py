@@ -7,7 +7,9 @@ loads that version from the registry (in a thread) and swaps it in with one assi
 flight finish with the version they started with and none is dropped. While Redis does not answer, the
 ACTIVE file is still followed (a promotion that could not be announced says so). A version that cannot be
 loaded here is not swapped in: the replica keeps serving, reports it (ActiveClassifier.failed_to_load:
-`/readyz`, metrics, log) and tries again every poll, so restored files are picked up.
+`/readyz`, metrics, log) and tries it again as soon as its files change (restored files are picked up at the
+next poll), else after a wait that doubles up to RETRY_MAX_S: not every second on every worker. A newly
+announced version is tried at the first poll that sees it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from classifier.artifacts import ArtifactError
-from classifier.registry import VersionNotFoundError
+from classifier.registry import ModelRegistry, VersionNotFoundError
 from router.scoring import ActiveClassifier, LoadStage
 from router.tasks import cancel_and_wait
 
@@ -32,22 +37,66 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
+# A version that failed to load and whose files did not change is tried again after RETRY_FIRST_S, then
+# after twice as long each time, up to RETRY_MAX_S.
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
+
+FilesState = tuple[tuple[str, int, int, int, int], ...]
 
 
 def active_version_key(prefix: str) -> str:
     return f"{prefix}:classifier:active"
 
 
+def files_state(registry: ModelRegistry, version: str) -> FilesState:
+    """What a version's directory holds, by name, size, mode and times: any copy, restore, chmod or removal
+    of its files changes it. Empty when there is no such directory."""
+    directory = registry.models_dir / version
+    if directory.parent != registry.models_dir:  # not a version name: nothing on disk can restore it
+        return ()
+    try:
+        entries = [directory, *directory.iterdir()]
+        stats = [(entry.name, os.stat(entry)) for entry in entries]
+    except OSError:  # missing, or gone while listed
+        return ()
+    return tuple(sorted((name, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats))
+
+
+@dataclass(frozen=True, slots=True)
+class _FailedVersion:
+    """A promoted version that could not be loaded here, and when to try it again."""
+
+    version: str
+    files: FilesState
+    retry_at: float
+    wait_s: float
+
+    @classmethod
+    def after(cls, previous: _FailedVersion | None, version: str, files: FilesState, now: float) -> _FailedVersion:
+        wait_s = RETRY_FIRST_S
+        if previous is not None and previous.version == version:
+            wait_s = min(previous.wait_s * 2, RETRY_MAX_S)
+        return cls(version, files, now + wait_s, wait_s)
+
+
 class HotReloader:
     """Polls the announced version (Redis key, then the registry's ACTIVE file) and swaps on change."""
 
     def __init__(
-        self, redis: Any, prefix: str, classifier: ActiveClassifier, poll_interval_s: float = POLL_INTERVAL_S
+        self,
+        redis: Any,
+        prefix: str,
+        classifier: ActiveClassifier,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._key = active_version_key(prefix)
         self._classifier = classifier
         self._poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._failed: _FailedVersion | None = None
         self._seen_key: str | None = None
         # A replica that could not load the active version at startup retries it (its files may be restored).
         self._seen_file: str | None = None if classifier.failure else classifier.registry.active_version()
@@ -76,22 +125,36 @@ class HotReloader:
                 self._seen_key = wanted = in_redis  # the cluster-wide announcement wins over the file
         return wanted
 
+    async def _retry_due(self) -> str | None:
+        """The version that failed to load, when its files changed since or its wait is over."""
+        failed = self._failed
+        if failed is None:
+            return None
+        if self._clock() >= failed.retry_at:
+            return failed.version
+        files = await asyncio.to_thread(files_state, self._classifier.registry, failed.version)
+        return failed.version if files != failed.files else None
+
     async def check(self, stage: LoadStage = "reload") -> bool:
         """One poll; True when a new version was swapped in."""
-        wanted = await self._announced()
+        wanted = await self._announced() or await self._retry_due()
         if wanted is None:
             return False
         if wanted == self._classifier.version:
+            self._failed = None
             self._classifier.serves_promoted()
             return False
+        registry = self._classifier.registry
+        # Read before the load: a change made while it reads is a change to try again for.
+        files = await asyncio.to_thread(files_state, registry, wanted)
         try:
-            model = await asyncio.to_thread(self._classifier.registry.load, wanted)
+            model = await asyncio.to_thread(registry.load, wanted)
         except (VersionNotFoundError, ArtifactError) as exc:
             if self._classifier.failed_to_load(wanted, exc, stage):
                 logger.error("cannot load classifier %s: %s (keeping %s)", wanted, exc, self._classifier.version)
-            # Forget the announcement so the next poll tries again (the files may still be arriving).
-            self._seen_key = self._seen_file = None
+            self._failed = _FailedVersion.after(self._failed, wanted, files, self._clock())
             return False
+        self._failed = None
         previous = self._classifier.version
         self._classifier.swap(model)
         self.reloads += 1

@@ -166,7 +166,7 @@ def test_a_failed_hot_reload_is_visible_and_the_replica_keeps_serving_until_the_
     assert value(found, "moa_classifier_degraded") == 1
     assert value(found, "moa_classifier_load_failures_total", stage="reload") == 1
     assert value(found, "moa_classifier_serving", version="seed") == 1
-    time.sleep(2.5)  # the replica retries every poll: a failure that persists is counted once
+    time.sleep(2.5)  # the replica tries the version again (after 2 s): a failure that persists is counted once
     assert value(scrape(base), "moa_classifier_load_failures_total", stage="reload") == 1
 
     (models / promoted / WEIGHTS_FILE).write_bytes(good_weights)

@@ -4,6 +4,7 @@ running service within seconds, with no request failing meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 import uuid
@@ -16,10 +17,11 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from classifier.registry import ModelRegistry
+from classifier.artifacts import WEIGHTS_FILE
+from classifier.registry import LoadedModel, ModelRegistry
 from router.cli import main
 from router.config import PolicySettings
-from router.hot_reload import HotReloader, active_version_key, announce_active_version
+from router.hot_reload import RETRY_FIRST_S, RETRY_MAX_S, HotReloader, active_version_key, announce_active_version
 from router.redis_server import EmbeddedRedis, free_port
 from router.scoring import ActiveClassifier
 
@@ -176,3 +178,89 @@ def test_a_promotion_that_redis_did_not_hear_of_fails_and_says_what_to_do(
     err = capsys.readouterr().err
     assert f"could not announce {version}" in err and f"moa-router models promote {version}` again" in err
     assert ModelRegistry(tmp_path / "models").active_version() == version  # the file follows it all the same
+
+
+class _CountingRegistry(ModelRegistry):
+    """The registry, counting the loads of each version (each reads and checks its files)."""
+
+    def __init__(self, models_dir: Path) -> None:
+        super().__init__(models_dir)
+        self.loads: dict[str, int] = {}
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        if version is not None:
+            self.loads[version] = self.loads.get(version, 0) + 1
+        return super().load(version)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _promote_broken(models_dir: Path) -> tuple[str, bytes]:
+    """A promoted version whose weights file is then emptied (a copy cut short); returns it and its weights."""
+    version = new_version(models_dir)
+    ModelRegistry(models_dir).promote(version)
+    weights = models_dir / version / WEIGHTS_FILE
+    good = weights.read_bytes()
+    weights.write_bytes(b"")
+    return version, good
+
+
+async def test_a_version_that_fails_to_load_is_tried_again_less_and_less_often(tmp_path: Path) -> None:
+    registry, clock = _CountingRegistry(tmp_path / "models"), _Clock()
+    classifier = ActiveClassifier(registry, PolicySettings())
+    registry.loads.clear()  # the seed's, at startup
+    reloader = HotReloader(None, "moa", classifier, clock=clock)
+    broken, _ = _promote_broken(tmp_path / "models")
+    for _ in range(5):  # every worker read it every second until it was fixed
+        assert not await reloader.check()
+    assert registry.loads == {broken: 1} and classifier.failure is not None
+    tries = []
+    for _ in range(8):
+        clock.now += RETRY_FIRST_S
+        await reloader.check()
+        tries.append(registry.loads[broken])
+    assert tries == [2, 2, 3, 3, 3, 3, 4, 4]  # after 2 s, then 4 s, then 8 s
+    for _ in range(3):
+        clock.now += RETRY_MAX_S  # the wait stops growing
+        await reloader.check()
+    assert registry.loads[broken] == 7
+    assert classifier.version == "seed" and classifier.health().failed_loads["reload"] == 1  # reported once
+
+    promoted = new_version(tmp_path / "models", 0.7)
+    ModelRegistry(tmp_path / "models").promote(promoted)
+    assert await reloader.check() and classifier.version == promoted  # a new promotion: at the next poll
+    assert classifier.failure is None
+
+
+async def test_a_version_whose_files_are_restored_is_loaded_at_the_next_poll(tmp_path: Path) -> None:
+    registry, clock = _CountingRegistry(tmp_path / "models"), _Clock()
+    classifier = ActiveClassifier(registry, PolicySettings())
+    registry.loads.clear()  # the seed's, at startup
+    reloader = HotReloader(None, "moa", classifier, clock=clock)
+    broken, good = _promote_broken(tmp_path / "models")
+    assert not await reloader.check()
+    assert not await reloader.check()
+    (tmp_path / "models" / broken / WEIGHTS_FILE).write_bytes(good)
+    assert await reloader.check() and classifier.version == broken and classifier.failure is None
+    assert registry.loads[broken] == 2
+
+
+async def test_a_missing_version_is_loaded_once_its_directory_arrives(tmp_path: Path) -> None:
+    registry, clock = _CountingRegistry(tmp_path / "models"), _Clock()
+    classifier = ActiveClassifier(registry, PolicySettings())
+    registry.loads.clear()  # the seed's, at startup
+    reloader = HotReloader(None, "moa", classifier, clock=clock)
+    version = new_version(tmp_path / "models")
+    ModelRegistry(tmp_path / "models").promote(version)
+    shutil.move(tmp_path / "models" / version, tmp_path / version)  # promoted elsewhere; not yet copied here
+    assert not await reloader.check()
+    assert not await reloader.check()
+    assert registry.loads == {version: 1} and classifier.failure is not None
+    shutil.move(tmp_path / version, tmp_path / "models" / version)
+    assert await reloader.check() and classifier.version == version
