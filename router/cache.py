@@ -68,7 +68,14 @@ _ENTRY_VERSION = 1
 _STORABLE_FINISH = frozenset({"stop", "length"})
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
+_MAX_TTL_DIGITS = 12  # more than any ttl allowed has; a longer one is refused as over the limit
 _HEADER_HELP = "use no-cache, no-store and ttl=<seconds>, separated by commas"
+
+
+def _header_seconds(digits: str) -> int:
+    # int() refuses more than 4300 digits (ValueError: a 500); a number that long is over any limit anyway.
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_TTL_DIGITS else 10**_MAX_TTL_DIGITS
 
 
 def request_controls(chat: ChatRequest, headers: Mapping[str, str]) -> CacheControl:
@@ -84,7 +91,7 @@ def request_controls(chat: ChatRequest, headers: Mapping[str, str]) -> CacheCont
         if directive in ("no-cache", "no-store"):
             fields[directive.replace("-", "_")] = True
         elif directive.startswith("ttl=") and directive[4:].isascii() and directive[4:].isdigit():  # not "²"
-            fields["ttl_s"] = int(directive[4:])
+            fields["ttl_s"] = _header_seconds(directive[4:])
         elif directive:
             raise APIError(
                 400, f"x-moa-cache-control: unknown directive {part.strip()!r}; {_HEADER_HELP}",

@@ -73,6 +73,8 @@ def test_controls_from_body_and_headers() -> None:
     assert request_controls(body, {}) == body.cache
     merged = request_controls(body, {"x-moa-cache-control": "No-Cache, ttl=60", "x-moa-cache-namespace": "b"})
     assert (merged.no_cache, merged.no_store, merged.ttl_s, merged.namespace) == (True, True, 60, "b")
+    # Leading zeros are the number's (int() alone refused 5000 digits: a 500).
+    assert request_controls(ask(), {"x-moa-cache-control": "ttl=" + "0" * 5000 + "60"}).ttl_s == 60
 
 
 @pytest.mark.parametrize(
@@ -81,6 +83,8 @@ def test_controls_from_body_and_headers() -> None:
         {"x-moa-cache-control": "max-age=5"},
         {"x-moa-cache-control": "ttl=abc"},
         {"x-moa-cache-control": "ttl=0"},
+        # More digits than int() converts (4300): a 500 before, over the limit like any other too long ttl.
+        {"x-moa-cache-control": "ttl=" + "9" * 5000},
         {"x-moa-cache-namespace": "has space"},
         {"x-moa-cache-namespace": "x" * 65},
     ],
