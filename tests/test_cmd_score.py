@@ -208,7 +208,7 @@ def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedM
         ({"role": "user", "content": [1, 2]}, "messages[0].content.0:"),
         ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, "image_url"),
         ({"role": "user", "content": [{"type": "text", "text": 5}]}, "messages[0].content.0.text:"),
-        ({"role": "tool", "content": "x"}, "messages[0].role:"),
+        ({"role": "tool", "content": "x"}, "role 'tool' is not supported"),
         ({"role": "user", "content": 7}, "messages[0].content:"),
     ]
     status, out, errors = run_stream(seed_model, [json.dumps({"messages": [message]}) for message, _ in refused])
@@ -216,6 +216,45 @@ def test_messages_the_service_would_refuse_are_invalid_lines(seed_model: LoadedM
     for line_number, ((_, named), result) in enumerate(zip(refused, out, strict=True), start=1):
         assert named in result["error"]["message"]
         assert f"line {line_number}: {result['error']['message']}" in errors
+
+
+# An assistant turn as the openai SDK's `message.model_dump()` gives it back: the service accepts it (its empty
+# tool fields are dropped), score refused it. A conversation without a user turn: the service refuses it, score
+# scored it.
+SDK_ASSISTANT_TURN = {
+    "role": "assistant",
+    "content": "hello",
+    "refusal": None,
+    "tool_calls": None,
+    "function_call": None,
+    "audio": None,
+    "annotations": None,
+}
+SERVICE_CHECKED = [
+    [{"role": "user", "content": "hi"}, SDK_ASSISTANT_TURN, {"role": "user", "content": "how much ibuprofen?"}],
+    [{"role": "system", "content": "You are a pharmacist."}],
+    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}],
+]
+
+
+def test_messages_are_accepted_and_refused_as_the_service_accepts_and_refuses_them(
+    seed_model: LoadedModel, make_service: Any
+) -> None:
+    base = make_service()
+    status, out, _ = run_stream(seed_model, [json.dumps({"messages": messages}) for messages in SERVICE_CHECKED])
+    assert status == 1
+    for messages, result in zip(SERVICE_CHECKED, out, strict=True):
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"x-moa-route": "cheap"},
+            json={"model": "moa-router", "messages": messages, "max_tokens": 8},
+            timeout=30,
+        )
+        if response.status_code == 200:
+            assert result["difficulty"] == pytest.approx(float(response.headers["x-moa-difficulty"]), abs=1e-4)
+        else:
+            assert response.status_code == 400
+            assert result["error"]["message"] in response.json()["error"]["message"]
 
 
 def _start_score(tmp_path: Path) -> subprocess.Popen[bytes]:

@@ -44,6 +44,7 @@ _ASKS_NOTHING_BY_NAME: dict[str, tuple[object, ...]] = {
 # (and dropped). The SDK's own `message.model_dump()` sends every one of them as null.
 _ASSISTANT_TOOL_FIELDS = ("tool_calls", "function_call", "audio", "annotations")
 _TOOL_ROLES = frozenset({"tool", "function"})
+NO_USER_TURN = "messages must contain at least one message with role 'user'"
 # Clients never choose where a request goes upstream, nor with which credentials.
 FORBIDDEN_PARAMS = frozenset(
     {
@@ -169,7 +170,7 @@ class ChatRequest(_Strict):
     @classmethod
     def _needs_user_turn(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
         if not any(m.role == "user" for m in messages):
-            raise ValueError("messages must contain at least one message with role 'user'")
+            raise ValueError(NO_USER_TURN)
         return messages
 
     def upstream_messages(self) -> list[dict[str, Any]]:
@@ -224,7 +225,7 @@ def _unsupported_asking_nothing(name: str, value: Any) -> bool:
     return name in UNSUPPORTED_PARAMS and _asks_nothing(value, _ASKS_NOTHING_BY_NAME.get(name, ()))
 
 
-def _without_tool_turns(messages: Any) -> Any:
+def without_tool_turns(messages: Any) -> Any:
     """The messages with the empty tool-call fields of assistant turns dropped; a tool turn, or an assistant
     turn that called a tool, is refused by its place (tools are not supported)."""
     if not isinstance(messages, list):
@@ -276,7 +277,7 @@ def parse_chat_request(body: bytes, limits: LimitSettings) -> ChatRequest:
         if name in UNSUPPORTED_PARAMS:
             raise APIError(400, f"parameter '{name}' is not supported by moa-router", "unsupported_param", name)
     if "messages" in data:
-        data["messages"] = _without_tool_turns(data["messages"])
+        data["messages"] = without_tool_turns(data["messages"])
     try:
         chat = ChatRequest.model_validate(data)
     except ValidationError as exc:

@@ -149,15 +149,23 @@ def _as_served(messages: list[Any]) -> list[dict[str, Any]]:
     """The messages as the service scores them: checked by its request schema and turned into what it
     sends upstream (`developer` as `system`, one text part as a string), so that a score here is the
     service's."""
-    from router.api.schemas import ChatMessage
+    from router.api.errors import APIError
+    from router.api.schemas import NO_USER_TURN, ChatMessage, without_tool_turns
 
-    served = []
+    try:
+        # An assistant turn as the SDK gives it back carries empty tool fields, which the service drops.
+        messages = without_tool_turns(messages)
+    except APIError as exc:  # a tool turn
+        raise _InvalidLine(exc.message) from exc
+    checked = []
     for index, message in enumerate(messages):
         try:
-            served.append(ChatMessage.model_validate(message).as_upstream())
+            checked.append(ChatMessage.model_validate(message))
         except ValidationError as exc:
             raise _InvalidLine(f"messages[{index}]{_problem(exc)}") from exc
-    return served
+    if not any(message.role == "user" for message in checked):
+        raise _InvalidLine(NO_USER_TURN)  # the service answers 400: there is no route to score
+    return [message.as_upstream() for message in checked]
 
 
 def _problem(exc: ValidationError) -> str:
