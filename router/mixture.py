@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from router.config import MixtureSettings
+from router.config import MixtureSettings, ModelEntry
 from router.prompts import with_candidates
 from router.providers.base import (
     CallMeter,
@@ -21,6 +21,7 @@ from router.providers.base import (
     StreamItem,
     Usage,
 )
+from router.providers.pricing import UnknownPriceError, estimate_prompt_tokens, estimate_tokens, prices_for
 
 CallStatus = Literal["ok", "error", "late"]
 # Time kept back from the aggregator at the end of the request's deadline, so that when it is too slow
@@ -53,20 +54,54 @@ class CallRecord:
     cost_usd: float = 0.0
     layer: int = 0
     error: str | None = None
+    usage_estimated: bool = False  # tokens counted by the router: the upstream reported none (or never could)
 
     @classmethod
     def from_result(cls, result: CallResult, role: str, layer: int = 0, error: str | None = None) -> CallRecord:
         """A call that answered; with `error`, one whose answer could not be used (still billed)."""
         status: CallStatus = "ok" if error is None else "error"
-        return cls(result.model, role, status, result.latency_s, result.usage, result.cost_usd, layer, error)
+        usage, cost, estimated = result.usage, result.cost_usd, result.usage_estimated
+        return cls(result.model, role, status, result.latency_s, usage, cost, layer, error, estimated)
 
     @classmethod
-    def from_error(cls, exc: ProviderError, role: str, latency_s: float, layer: int = 0) -> CallRecord:
-        """A failed call; one whose stream failed mid-answer is logged with what it was billed (its partial)."""
+    def from_error(
+        cls, exc: ProviderError, role: str, latency_s: float, layer: int = 0, meter: CallMeter | None = None
+    ) -> CallRecord:
+        """A failed call. One whose stream failed mid-answer is logged with what it was billed (its partial);
+        one timed out after it was sent, as the call's `meter` tells, with the prompt it was sent (estimated:
+        see cut_off), as is a call cut off by a deadline; any other failure was not billed."""
         part = exc.partial
         if part is None:
+            sent = _timed_out_request(exc, meter)
+            if sent is not None:
+                entry, request = sent
+                return cls.cut_off(entry, role, "error", latency_s, request, layer=layer, error=exc.kind)
             return cls(exc.model, role, "error", latency_s, layer=layer, error=exc.kind)
-        return cls(part.model, role, "error", part.latency_s, part.usage, part.cost_usd, layer, exc.kind)
+        usage, cost, estimated = part.usage, part.cost_usd, part.usage_estimated
+        return cls(part.model, role, "error", part.latency_s, usage, cost, layer, exc.kind, estimated)
+
+    @classmethod
+    def cut_off(
+        cls,
+        entry: ModelEntry,
+        role: str,
+        status: CallStatus,
+        latency_s: float,
+        sent: CompletionRequest,
+        text: str = "",
+        *,
+        layer: int = 0,
+        error: str,
+    ) -> CallRecord:
+        """A call the router stopped waiting for (a deadline, the request's timeout, a client that left)
+        before it reported its usage. The upstream still billed the prompt it was sent (`sent`) and the
+        text it generated so far (`text`, when known): those tokens are estimated, priced as `entry`."""
+        usage = Usage(estimate_prompt_tokens(sent), estimate_tokens(text))
+        try:
+            cost = prices_for(entry).cost(usage)
+        except UnknownPriceError:  # every configured model is priced at startup: only a hand-made entry is not
+            cost = 0.0
+        return cls(entry.model, role, status, latency_s, usage, cost, layer, error, usage_estimated=True)
 
 
 @dataclass(slots=True)
@@ -173,33 +208,21 @@ class MixtureEngine:
                 if not done:
                     break  # the deadline passed
                 for task in done:
-                    provider = tasks[task]
-                    try:
-                        result = task.result()
-                    except ProviderError as exc:  # named as the model that failed: a fallback's, if it took over
+                    record, answer = _proposer_outcome(task, meters[tasks[task]], self._clock() - started, layer)
+                    calls.append(record)
+                    if answer is None:
                         failures += 1
-                        calls.append(CallRecord.from_error(exc, "proposer", self._clock() - started, layer))
-                        continue
-                    if not result.text.strip():  # nothing to show the aggregator: billed, but no answer
-                        failures += 1
-                        calls.append(CallRecord.from_result(result, "proposer", layer, error="empty"))
-                        continue
-                    answers[provider] = result
-                    calls.append(CallRecord.from_result(result, "proposer", layer))
+                    else:
+                        answers[tasks[task]] = answer
         finally:
+            # Cut off at the deadline, or by the request's timeout cancelling this layer: that one may find a
+            # proposer that had answered but was not yet looked at, which is logged as it reported.
             for task in pending:
+                if task.done() and not task.cancelled() and _reported(task):
+                    calls.append(_proposer_outcome(task, meters[tasks[task]], self._clock() - started, layer)[0])
+                    continue
                 task.cancel()
-                answering = meters[tasks[task]].entry
-                calls.append(
-                    CallRecord(
-                        tasks[task].name if answering is None else answering.model,
-                        "proposer",
-                        "late",
-                        self._clock() - started,
-                        layer=layer,
-                        error="deadline",
-                    )
-                )
+                calls.append(_late(tasks[task], meters[tasks[task]], self._clock() - started, layer))
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         if len(answers) < quorum:
@@ -243,11 +266,16 @@ class MixtureEngine:
         return began + request.timeout_s - self._clock() - fallback_margin(request.timeout_s)
 
     def _fall_back(
-        self, result: MixtureResult, answers: Sequence[CallResult], started: float, error: ProviderError | None
+        self,
+        result: MixtureResult,
+        answers: Sequence[CallResult],
+        started: float,
+        error: ProviderError | None,
+        meter: CallMeter | None = None,
     ) -> None:
         """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
         if error is not None:  # named as the model that failed: the aggregator's fallback entry, if it took over
-            result.calls.append(CallRecord.from_error(error, "aggregator", self._clock() - started))
+            result.calls.append(CallRecord.from_error(error, "aggregator", self._clock() - started, meter=meter))
         chosen = answers[consensus_pick([answer.text for answer in answers])]
         result.text, result.finish_reason = chosen.text, chosen.finish_reason  # "length": it was cut at max_tokens
         result.fallback = "proposer"
@@ -269,7 +297,7 @@ class MixtureEngine:
         try:
             final = await self._aggregator.complete(self._aggregator_request(request, answers, timeout_s), meter)
         except ProviderError as exc:
-            self._fall_back(result, answers, started, exc)
+            self._fall_back(result, answers, started, exc, meter)
             return result
         result.calls.append(CallRecord.from_result(final, "aggregator"))
         result.text, result.finish_reason, result.model = final.text, final.finish_reason, final.model
@@ -306,11 +334,49 @@ class MixtureEngine:
         except ProviderError as exc:
             if sent_any:
                 result.finish_reason = "error"  # cut off mid-answer: never cached, the client is told
-                result.calls.append(CallRecord.from_error(exc, "aggregator", self._clock() - started))
-            else:
-                self._fall_back(result, answers, started, exc)
+                result.calls.append(CallRecord.from_error(exc, "aggregator", self._clock() - started, meter=meter))
+            else:  # its first delta did not come in time (it was cut off), or it failed
+                self._fall_back(result, answers, started, exc, meter)
                 yield result.text
         yield result
+
+
+def _timed_out_request(exc: ProviderError, meter: CallMeter | None) -> tuple[ModelEntry, CompletionRequest] | None:
+    """The entry and the request of a call that timed out after it was sent (not while it waited for a free
+    upstream connection), when `meter` followed that call; else None."""
+    if exc.kind != "timeout" or not exc.reached_upstream or meter is None:
+        return None
+    if meter.entry is None or meter.request is None or meter.entry.model != exc.model:
+        return None
+    return meter.entry, meter.request
+
+
+def _proposer_outcome(
+    task: asyncio.Task[CallResult], meter: CallMeter, latency_s: float, layer: int
+) -> tuple[CallRecord, CallResult | None]:
+    """A finished proposer call's record, and its answer when it has one to show the aggregator."""
+    try:
+        result = task.result()
+    except ProviderError as exc:  # named as the model that failed: a fallback's, if it took over
+        return CallRecord.from_error(exc, "proposer", latency_s, layer, meter), None
+    if not result.text.strip():  # nothing to show the aggregator: billed, but no answer
+        return CallRecord.from_result(result, "proposer", layer, error="empty"), None
+    return CallRecord.from_result(result, "proposer", layer), result
+
+
+def _reported(task: asyncio.Task[CallResult]) -> bool:
+    """Whether a finished proposer call reported back (its answer, or how it failed)."""
+    exc = task.exception()
+    return exc is None or isinstance(exc, ProviderError)
+
+
+def _late(provider: Provider, meter: CallMeter, latency_s: float, layer: int) -> CallRecord:
+    """A proposer cut off at its layer's deadline, named as the model the meter says was answering (a
+    fallback entry may have taken over) and billed for the prompt it was sent; what a call that is not
+    streamed had generated is unknown."""
+    if meter.entry is None or meter.request is None:  # it never began a call: nothing was sent
+        return CallRecord(provider.name, "proposer", "late", latency_s, layer=layer, error="deadline")
+    return CallRecord.cut_off(meter.entry, "proposer", "late", latency_s, meter.request, layer=layer, error="deadline")
 
 
 async def _first_within(

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from router.config import ModelEntry
 from router.mixture import CallRecord, MixtureEngine, MixtureResult
-from router.providers.base import CallMeter, CallResult, CompletionRequest, Provider, Usage
-from router.providers.pricing import estimate_prompt_tokens, estimate_tokens, prices_for
+from router.providers.base import CallMeter, CallResult, CompletionRequest, Provider
 from router.providers.registry import ProviderSet
 
 
@@ -133,15 +132,19 @@ def call_latency(out: RouteResult, now: float) -> float:
 def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, now: float) -> CallRecord | None:
     """The call still answering when the request's timeout cancelled the route at `now` (a perf_counter
     reading), which never reported back; None also when the mixture had not reached its aggregator
-    (closing it logs its proposers)."""
+    (closing it logs its proposers). It was billed for the prompt it was sent (the meter's request:
+    the aggregator's shows the proposers' answers), estimated and priced as the entry the meter names;
+    a stream cut off here had sent no text. A call whose provider had not begun it was sent nothing."""
     found = _still_answering(route, out)
     if found is None:
         return None
     role, entry = found
-    if entry is None and route != "mixture":
-        entry = _single(route, providers).entry  # cut off before its provider began the call
     latency = call_latency(out, now)
-    return None if entry is None else CallRecord(entry.model, role, "error", latency, error="timeout")
+    if entry is not None and out.meter.request is not None:
+        return CallRecord.cut_off(entry, role, "error", latency, out.meter.request, error="timeout")
+    if route == "mixture":
+        return None
+    return CallRecord(_single(route, providers).name, role, "error", latency, error="timeout")
 
 
 def _answering(out: RouteResult, provider: Provider) -> str:
@@ -161,7 +164,6 @@ def abandoned_call(
         return None
     role, entry = found
     answering = entry or (providers.aggregator if route == "mixture" else _single(route, providers)).entry
-    usage = Usage(estimate_prompt_tokens(out.meter.request or request), estimate_tokens(streamed))
-    cost = prices_for(answering).cost(usage)  # every model was priced at startup
+    sent = out.meter.request or request
     latency = call_latency(out, now)
-    return CallRecord(answering.model, role, "late", latency, usage, cost, error="client_disconnected")
+    return CallRecord.cut_off(answering, role, "late", latency, sent, streamed, error="client_disconnected")

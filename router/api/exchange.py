@@ -16,7 +16,7 @@ from router.cache_types import CacheSession
 from router.events import RequestEvent
 from router.mixture import CallRecord, QuorumError
 from router.policy import RouteDecision
-from router.providers.base import ProviderError
+from router.providers.base import CallMeter, ProviderError
 from router.routes import RouteResult, call_latency, stand_in, timed_out_call
 from router.state import AppState
 
@@ -33,14 +33,15 @@ def request_timeout_error() -> APIError:
     return APIError(504, message, "request_timeout", headers=NOT_RETRIED)
 
 
-def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float) -> APIError:
+def upstream_error(exc: Exception, event: RequestEvent, elapsed_s: float, meter: CallMeter | None = None) -> APIError:
     """A failed route as the client sees it: a 5xx in OpenAI's shape that says which part failed.
-    `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over)."""
+    `elapsed_s` is how long a single model's failed call took (a fallback's: since it took over); its
+    `meter` tells what a call that timed out was sent (and billed for)."""
     if isinstance(exc, QuorumError):
         event.calls.extend(call for call in exc.calls if call not in event.calls)
         return APIError(502, f"the mixture could not answer: {exc}", "mixture_quorum_failed", headers=NOT_RETRIED)
     if isinstance(exc, ProviderError):
-        event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s))
+        event.calls.append(CallRecord.from_error(exc, event.route, elapsed_s, meter=meter))
         if exc.kind == "timeout":
             return APIError(504, f"upstream model {exc.model} timed out", "upstream_timeout", headers=NOT_RETRIED)
         if exc.kind == "rate_limit":
@@ -105,7 +106,7 @@ class Exchange:
             cut_off = timed_out_call(self.event.route, self.state.providers, result, now)
             if cut_off is not None:
                 self.event.calls.append(cut_off)
-        return upstream_error(exc, self.event, call_latency(result, now))
+        return upstream_error(exc, self.event, call_latency(result, now), result.meter)
 
     def extra(self) -> dict[str, Any]:
         return {
