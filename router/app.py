@@ -51,7 +51,7 @@ STARTUP_STEPS: tuple[StartupStep, ...] = (
 
 
 async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
-    upstream = make_upstream_session()
+    upstream = make_upstream_session(settings.limits.max_upstream_in_flight)
     stack.push_async_callback(upstream.close)
     providers = build_providers(settings, upstream)
     state = AppState(

@@ -82,6 +82,9 @@ class LimitSettings(_Section):
     max_messages: int = Field(default=256, ge=1)
     max_tokens_cap: int = Field(default=8192, ge=1)
     request_timeout_s: float = Field(default=120.0, gt=0)
+    # Upstream calls in flight at once per worker, over every model (the shared connection pool); a call
+    # past it waits for a free one within its deadline. Strict: `true` or `1.5` is a mistake, not 1.
+    max_upstream_in_flight: int = Field(default=512, ge=1, strict=True)
 
 
 class CacheSettings(_Section):

@@ -142,3 +142,27 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
     )
     settings = load_settings(path)
     assert settings.aggregator.model == "openai/gpt-4o" and settings.aggregator.timeout_s == 30
+
+
+def test_the_upstream_pool_cap_is_a_setting_of_512_by_default() -> None:
+    assert settings_from_mapping(BASE).limits.max_upstream_in_flight == 512
+    assert settings_from_mapping({**BASE, "limits": {"max_upstream_in_flight": 64}}).limits.max_upstream_in_flight == 64
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (0, "greater than or equal to 1"),
+        (-1, "greater than or equal to 1"),
+        (True, "valid integer"),  # not taken for 1
+        (1.5, "valid integer"),
+        ("64", "valid integer"),  # a quoted number is a mistake in the file
+        (None, "valid integer"),
+    ],
+    ids=repr,
+)
+def test_an_upstream_pool_cap_that_is_not_a_positive_integer_is_a_config_error_naming_it(
+    value: object, said: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"limits\.max_upstream_in_flight: .*{said}"):
+        settings_from_mapping({**BASE, "limits": {"max_upstream_in_flight": value}})

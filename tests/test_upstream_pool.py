@@ -4,7 +4,8 @@ connection before its deadline is the router's limit, not its model's failure.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from router.providers.pricing import Prices
 from router.resilience import Breakers, ResilientProvider
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry, sim_stats
+from tests.test_chat_api import ASK, calls_by_model, chat, logged_event, patch_model
 
 POOL_SIZE = 2
 CONFIG = ResilienceSettings(failure_threshold=2, backoff_base_s=0.0)
@@ -119,3 +121,40 @@ async def test_many_concurrent_streams_share_a_small_pool_and_give_every_connect
             await asyncio.wait_for(session.slots.acquire(), 0.5)
     finally:
         await session.close()
+
+
+def test_the_services_pool_holds_the_configured_number_of_calls_in_flight(
+    make_service: Callable[..., str], sim: SimulatorServer, sim_url: str, redis_url: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = make_service(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        limits={"max_upstream_in_flight": 1},
+        cheap=entry(sim_url, "cheap-1", timeout_s=0.5),  # its wait for a connection ends long before the request's
+    )
+    patch_model(sim, "agg-1", per_token_s=0.2)  # 40 tokens: the aggregator's stream holds the one connection
+    payload = {"model": "moa-router", "messages": ASK, "stream": True}
+    with httpx.stream(
+        "POST", f"{base}/v1/chat/completions", json=payload, headers={"x-moa-route": "mixture"}, timeout=30
+    ) as held:
+        lines = held.iter_lines()
+        while "content" not in next(lines):
+            pass
+        response = chat(base, "cheap")
+        assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+        assert "cheap-1" not in calls_by_model(sim)  # it never reached the upstream (with 512 in flight it did)
+    event = logged_event(redis_url, prefix, response.headers["x-request-id"])
+    assert event is not None
+    [call] = event["calls"]  # nothing was sent, so nothing was billed: no estimate of its prompt
+    assert (call["model"], call["error"], call["prompt_tokens"], call["cost_usd"]) == (
+        "openai/cheap-1",
+        "timeout",
+        0,
+        0,
+    )
+
+
+async def test_an_upstream_session_refuses_a_pool_of_no_connections() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        make_upstream_session(max_connections=0)

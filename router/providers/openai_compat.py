@@ -39,6 +39,8 @@ class UpstreamSession:
     def __init__(self, max_connections: int) -> None:
         # Not trust_env: aiohttp would then look for a proxy and a .netrc in a worker thread on every request.
         # Proxies from the environment are looked up once per upstream instead (env_proxy).
+        if max_connections < 1:
+            raise ValueError(f"the upstream pool needs at least one connection, not {max_connections}")
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), trust_env=False)
         self.slots = asyncio.Semaphore(max_connections)
 
@@ -49,8 +51,12 @@ class UpstreamSession:
 UpstreamClient = UpstreamSession | aiohttp.ClientSession | httpx.AsyncClient
 
 
-def make_upstream_session(max_connections: int = 512) -> UpstreamSession:
-    """The one keep-alive pool for every OpenAI-compatible upstream. Make it at startup, inside the running
+DEFAULT_MAX_IN_FLIGHT = 512  # the default of `limits.max_upstream_in_flight`
+
+
+def make_upstream_session(max_connections: int = DEFAULT_MAX_IN_FLIGHT) -> UpstreamSession:
+    """The one keep-alive pool for every OpenAI-compatible upstream, with at most `max_connections` calls in
+    flight (the service passes `limits.max_upstream_in_flight`). Make it at startup, inside the running
     event loop, and close it at shutdown."""
     return UpstreamSession(max_connections)
 
