@@ -74,8 +74,9 @@ class Authenticator:
 
     def __init__(self, settings: AuthSettings, open_mode: bool = False) -> None:
         self._open = open_mode or settings.open
-        self._config_keys = tuple((entry.key_sha256, entry.tenant) for entry in settings.keys)
-        self._redis_keys: tuple[tuple[str, str], ...] = ()
+        self._config_keys = {entry.key_sha256: entry.tenant for entry in settings.keys}
+        self._redis_key_count = 0
+        self._tenants_by_digest = dict(self._config_keys)
         self._admin_hash = settings.admin_key_sha256
         if self._open and self._admin_hash is not None:
             logger.warning(
@@ -99,11 +100,14 @@ class Authenticator:
 
     @property
     def key_count(self) -> int:
-        return len(self._config_keys) + len(self._redis_keys)
+        return len(self._config_keys) + self._redis_key_count
 
     def set_redis_keys(self, keys: Mapping[str, str]) -> None:
         """Replace the keys read from Redis (config keys stay); a key removed there is revoked here."""
-        self._redis_keys = tuple(sorted(keys.items()))
+        # One new table, swapped in whole: a request never sees it half built. A config entry wins over a
+        # Redis entry for the same key.
+        self._tenants_by_digest = {**keys, **self._config_keys}
+        self._redis_key_count = len(keys)
 
     def tenant(self, headers: Mapping[str, str]) -> str:
         token = bearer_token(headers)
@@ -132,13 +136,11 @@ class Authenticator:
         raise APIError(403, "this endpoint needs the admin key", "admin_required")
 
     def _client_tenant(self, digest: str) -> str | None:
-        # Compare against every stored hash in constant time, so timing says nothing about near misses;
-        # a config entry wins over a Redis entry for the same key.
-        found: str | None = None
-        for stored, tenant in self._redis_keys + self._config_keys:
-            if hmac.compare_digest(stored, digest):
-                found = tenant
-        return found
+        # A table lookup, not a comparison with every stored hash: that made each request, refused ones
+        # too, cost time in proportion to the keys issued (10k keys: 2 ms, 100k: 40 ms of the event loop
+        # per request with any made-up key). The table holds SHA-256 digests and a caller chooses a key,
+        # not its digest, so how far a lookup gets tells nothing about how near a guessed key was.
+        return self._tenants_by_digest.get(digest)
 
     async def load_redis_keys(self, redis: Any, prefix: str) -> int:
         """Read the Redis key hash once; returns how many keys it holds. Raises on Redis errors."""
