@@ -1,8 +1,8 @@
 import pytest
 
 from router.config import ModelEntry
-from router.providers.base import Usage
-from router.providers.pricing import Prices, UnknownPriceError, estimate_tokens, prices_for
+from router.providers.base import CompletionRequest, Usage
+from router.providers.pricing import Prices, UnknownPriceError, estimate_prompt_tokens, estimate_tokens, prices_for
 
 
 def test_the_entrys_own_prices_win() -> None:
@@ -30,3 +30,15 @@ def test_token_estimate() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1
     assert estimate_tokens("abcde") == 2
+
+
+def test_prompt_estimate_counts_the_text_of_content_parts_not_their_python_form() -> None:
+    text = "take ibuprofen for a headache, twice a day"  # 42 characters: 11 tokens
+    as_string = CompletionRequest(messages=[{"role": "user", "content": text}])
+    as_parts = CompletionRequest(
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": text[:14]}, {"type": "text", "text": text[15:]}]}
+        ]
+    )
+    assert estimate_prompt_tokens(as_string) == 11
+    assert estimate_prompt_tokens(as_parts) == 11  # the parts' text and the newline between them

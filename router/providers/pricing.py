@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classifier.text import content_text
 from router.config import ModelEntry
 from router.providers.base import CallResult, CompletionRequest, Usage
 
@@ -70,7 +71,7 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_prompt_tokens(request: CompletionRequest) -> int:
     """A rough token count of a request's messages (see estimate_tokens)."""
-    return sum(estimate_tokens(str(message.get("content") or "")) for message in request.messages)
+    return sum(estimate_tokens(content_text(message.get("content"))) for message in request.messages)
 
 
 def priced_call(
