@@ -49,7 +49,7 @@ def redact_common_secrets(text: str) -> str:
     return text
 
 
-def _unchanged(text: str) -> str:
+def no_redaction(text: str) -> str:
     return text
 
 
@@ -58,7 +58,7 @@ def load_redactor(spec: str) -> Redactor:
     if spec == "builtin":
         return redact_common_secrets
     if spec == "none":
-        return _unchanged
+        return no_redaction
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"ledger.redact must be 'builtin', 'none' or 'module:function', got {spec!r}")

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from classifier.text import content_text
 from router.events import RequestEvent
 from router.prompts import with_candidates
 from router.providers.base import Usage
 from router.providers.pricing import Prices, estimate_tokens, prices_for
+from router.redaction import Redactor, load_redactor, no_redaction
 from router.stats_batch import BucketSums, StatsBatch, TopEntries, applied_key, write_batch
 from router.tasks import cancel_and_wait
 
@@ -195,18 +197,19 @@ def add_event_fields(event: RequestEvent, estimator: MixtureCostEstimator, field
     add(f"lat:{route}:{latency_bin(event.latency_s)}")
 
 
-def _preview(event: RequestEvent, limit: int = 120) -> str | None:
+def _preview(event: RequestEvent, redact: Redactor, limit: int = 120) -> str | None:
+    """The start of the last user turn, after the outcome log's redaction hook (the page shows it, and
+    Redis keeps it for a day); only events of a config that stores prompts carry their messages."""
     if not event.messages:
         return None
     for message in reversed(event.messages):
-        content = message.get("content")
-        if message.get("role") == "user" and isinstance(content, str):
-            text = " ".join(content.split())
+        if message.get("role") == "user":
+            text = " ".join(redact(content_text(message.get("content"))).split())
             return text if len(text) <= limit else text[: limit - 1] + "…"
     return None
 
 
-def expensive_entry(event: RequestEvent) -> dict[str, Any]:
+def expensive_entry(event: RequestEvent, redact: Redactor = no_redaction) -> dict[str, Any]:
     """What the dashboard's table of expensive requests shows of one request."""
     entry: dict[str, Any] = {
         "request_id": event.request_id,
@@ -221,7 +224,7 @@ def expensive_entry(event: RequestEvent) -> dict[str, Any]:
         "difficulty": event.difficulty,
         "stakes": event.stakes,
     }
-    preview = _preview(event)
+    preview = _preview(event, redact)
     if preview is not None:
         entry["preview"] = preview
     return entry
@@ -241,8 +244,10 @@ class StatsRecorder:
         flush_interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
         shadow_listener: Callable[[bool | None, float], None] | None = None,
+        redact: Redactor = no_redaction,
     ) -> None:
         self._redis = redis
+        self._redact = redact
         self._prefix = prefix
         self._estimator = estimator
         self._flush_interval_s = flush_interval_s
@@ -292,7 +297,7 @@ class StatsRecorder:
             key = top_key(self._prefix, resolution, start)
             kept = self._top.setdefault(key, (resolution.ttl_s, []))[1]
             for cost, event in heapq.nlargest(TOP_PER_BUCKET, found, key=lambda item: item[0]):
-                kept.append((cost, orjson.dumps(expensive_entry(event))))
+                kept.append((cost, orjson.dumps(expensive_entry(event, self._redact))))
             if len(kept) > TOP_PER_BUCKET:  # folded over several flushes while Redis is away: only the top survive
                 kept.sort(key=lambda item: item[0], reverse=True)
                 del kept[TOP_PER_BUCKET:]
@@ -362,7 +367,10 @@ async def start_stats(state: AppState, stack: AsyncExitStack) -> None:
         return
     estimator = MixtureCostEstimator.from_providers(state.providers, state.settings.mixture.layers)
     shadow_listener = getattr(state.components.get("metrics"), "shadow_run", None)
-    recorder = StatsRecorder(state.redis, state.settings.redis_prefix, estimator, shadow_listener=shadow_listener)
+    redact = load_redactor(state.settings.ledger.redact)  # the outcome log's hook: previews are prompt text
+    recorder = StatsRecorder(
+        state.redis, state.settings.redis_prefix, estimator, shadow_listener=shadow_listener, redact=redact
+    )
     state.components["stats"] = recorder
     state.sinks.append(recorder)
     task = asyncio.create_task(recorder.run(), name="stats-flush")

@@ -419,3 +419,24 @@ async def test_requests_before_the_hour_window_do_not_crowd_out_those_in_it(redi
     report = await stats_report(redis_client, prefix, WINDOWS["hour"], now=now, top=10)
     assert report["totals"]["requests"] == 1
     assert [entry["request_id"] for entry in report["expensive"]] == ["late"]
+
+
+def test_request_previews_pass_the_outcome_logs_redaction_and_read_text_parts(
+    make_service: Any, redis_url: str
+) -> None:
+    # A config that stores prompts lists the start of each expensive request's prompt on the dashboard (and
+    # keeps it in Redis for a day): it must be what the outcome log keeps, redacted, not the raw text.
+    base = make_service(redis_url=redis_url, ledger={"store_prompts": True})
+    parts = [
+        {"type": "text", "text": "mail jane.doe@example.com"},
+        {"type": "text", "text": "card 4111 1111 1111 1111"},
+    ]
+    reply = httpx.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": parts}], "temperature": 0},
+        headers={"x-moa-route": "cheap"},
+        timeout=30,
+    )
+    assert reply.status_code == 200
+    stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()
+    assert [entry["preview"] for entry in stats["expensive"]] == ["mail [email] card [number]"]
