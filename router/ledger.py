@@ -167,7 +167,7 @@ class _Pending:
 class LedgerCounters:
     recorded: int = 0  # events and outcomes handed to the log
     written: int = 0  # of those, written to Redis
-    dropped: int = 0  # lost: the buffer overflowed, or Redis stayed down through shutdown
+    dropped: int = 0  # lost: the buffer overflowed, Redis stayed down through shutdown, or no record could be made
     write_failures: int = 0  # batches that failed and were retried
 
 
@@ -266,7 +266,7 @@ class OutcomeLog:
                 return True
             self._in_flight = batch
             try:
-                await self._send(batch)
+                unwritable = await self._send(batch)
             except (RedisError, OSError) as exc:
                 self.counters.write_failures += 1
                 self._pending.extendleft(reversed(batch))
@@ -279,31 +279,49 @@ class OutcomeLog:
                 return False
             finally:
                 self._in_flight = []
-            self.counters.written += len(batch)
+            self.counters.written += len(batch) - unwritable
             return True
 
-    async def _send(self, batch: list[_Pending]) -> None:
+    async def _send(self, batch: list[_Pending]) -> int:
+        """Write the batch in one transaction; the number of its items that could not be made into records
+        (each logged and counted as dropped, so that one bad record costs itself, not the writer)."""
         event_keys, event_args, outcome_keys, outcome_args = [], [], [], []
+        unwritable = 0
         for index, item in enumerate(batch):
             if index and index % _RECORDS_PER_TURN == 0:
                 await asyncio.sleep(0)  # let requests in flight run between slices of the batch
-            if item.event is not None:
-                event = item.event
-                event_keys.append(self.keys.request(event.request_id))
-                event_args.append(_dumps(event_record(event, self._store_prompts, self._redact)))
-                event_args.append(orjson.dumps(index_summary(event)))
-            elif item.outcome is not None:
-                outcome_keys.append(self.keys.outcome(item.outcome["outcome_id"]))
-                outcome_args.append(_dumps(item.outcome))
+            try:
+                if item.event is not None:
+                    event = item.event
+                    record = [_dumps(event_record(event, self._store_prompts, self._redact))]
+                    record.append(orjson.dumps(index_summary(event)))
+                    event_keys.append(self.keys.request(event.request_id))
+                    event_args.extend(record)
+                elif item.outcome is not None:
+                    outcome = _dumps(item.outcome)
+                    outcome_keys.append(self.keys.outcome(item.outcome["outcome_id"]))
+                    outcome_args.append(outcome)
+            # An operator's redaction hook may raise anything, and a value orjson refuses (an int past 64
+            # bits) raises its own error: either would end the writer task and lose every later event.
+            except Exception as exc:  # counted, and logged by its type only (its text may quote a prompt)
+                unwritable += 1
+                self._unwritable(item, exc)
         if len(batch) > _RECORDS_PER_TURN:
             await asyncio.sleep(0)  # packing the command is a slice of its own
         settings = self._settings
         keys = [self.keys.events, self.keys.outcomes, *event_keys, *outcome_keys]
         args = [str(settings.retention), str(settings.feedback_window_s), str(len(event_keys))]
         # One transaction: the batch is written whole or not at all (and then retried whole).
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await self._script(keys=keys, args=[*args, *event_args, *outcome_args], client=pipe)
-            await pipe.execute()
+        if len(keys) > 2:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await self._script(keys=keys, args=[*args, *event_args, *outcome_args], client=pipe)
+                await pipe.execute()
+        return unwritable
+
+    def _unwritable(self, item: _Pending, exc: Exception) -> None:
+        self.counters.dropped += 1
+        what = f"request {item.event.request_id}" if item.event is not None else "an outcome"
+        logger.error("outcome log: %s could not be made into a record (%s); dropped", what, type(exc).__name__)
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Write everything buffered now; True when the buffer is empty at the end."""

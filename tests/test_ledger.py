@@ -365,3 +365,40 @@ async def test_a_large_batch_indexes_every_event_and_lets_the_loop_run(
     outcomes = await client.xrange(keys.outcomes)
     assert [orjson.loads(fields[b"o"])["request_id"] for _, fields in outcomes] == ["big0", "big100", "big200"]
     await client.aclose()
+
+
+def _refuses_codes(text: str) -> str:
+    """An operator's redaction hook with a bug: it raises on some texts."""
+    if "CODE-" in text:
+        raise RuntimeError(f"cannot redact {text}")
+    return text
+
+
+async def test_an_event_that_cannot_be_made_into_a_record_is_dropped_alone(
+    redis_url: str, tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A raising redaction hook (or a value orjson refuses) ended the writer task: every later event stayed
+    # in the buffer until it overflowed, and the batch with the bad record was lost whole.
+    from redis.asyncio import Redis as AsyncRedis
+
+    client: Any = AsyncRedis.from_url(redis_url)
+    data = settings_dict("http://127.0.0.1:9/v1", tmp_path, redis_prefix=prefix, ledger={"store_prompts": True})
+    log = OutcomeLog(client, settings_from_mapping(data), redact=_refuses_codes)
+    log.start()
+    for i, text in enumerate(["hello", "my CODE-1234", "bye"]):
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t", messages=[{"role": "user", "content": text}]))
+    log.record(RequestEvent(request_id="huge", tenant="t", extra={"tokens": 2**70}))
+    with caplog.at_level(logging.ERROR, logger="router.ledger"):
+        assert await log.flush(timeout_s=5)
+    assert log.counters.written == 2 and log.counters.dropped == 2
+    assert "request r1 could not be made into a record (RuntimeError)" in caplog.text
+    assert "CODE-1234" not in caplog.text  # the hook's message quotes the prompt
+    log.record(RequestEvent(request_id="later", tenant="t"))  # the writer still runs
+    deadline = time.monotonic() + 5
+    while log.counters.written < 3:
+        assert time.monotonic() < deadline, "the writer stopped"
+        await asyncio.sleep(0.01)
+    await log.close()
+    written = [orjson.loads(fields[b"e"])["request_id"] for _, fields in await client.xrange(LedgerKeys(prefix).events)]
+    assert written == ["r0", "r2", "later"]
+    await client.aclose()
