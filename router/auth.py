@@ -70,7 +70,8 @@ def parse_redis_keys(raw: Mapping[Any, Any]) -> dict[str, str]:
 
 class Authenticator:
     """Resolves the caller's tenant and checks the admin key. In open mode (the demo) any bearer token, or
-    none, is accepted on the client API, and on the admin endpoints too unless an admin key is configured."""
+    none, is accepted on the client API (an issued key still names its own tenant; any other caller is the
+    open tenant), and on the admin endpoints too unless an admin key is configured."""
 
     def __init__(self, settings: AuthSettings, open_mode: bool = False) -> None:
         self._open = open_mode or settings.open
@@ -112,7 +113,10 @@ class Authenticator:
     def tenant(self, headers: Mapping[str, str]) -> str:
         token = bearer_token(headers)
         if self._open:
-            return OPEN_TENANT
+            # A key that was issued keeps its tenant (its cache, budget and limits, e.g. while keys are
+            # rolled out to clients); anyone else shares the open tenant.
+            known = None if token is None else self._client_tenant(hash_key(token))
+            return OPEN_TENANT if known is None else known
         if token is None:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
         found = self._client_tenant(hash_key(token))
@@ -187,7 +191,7 @@ async def _refresh_forever(state: AppState, interval_s: float) -> None:
 async def watch_redis_keys(state: AppState, stack: AsyncExitStack) -> None:
     """Startup step: read the Redis key hash now (when Redis answers) and then every `redis_refresh_s`."""
     settings = state.settings.auth
-    if state.auth.is_open or not settings.redis_keys:
+    if not settings.redis_keys:
         return
     if state.redis is not None:
         try:

@@ -107,6 +107,7 @@ def test_open_mode_keeps_a_configured_admin_key(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, logger="router.auth"):
         auth = Authenticator(settings(open=True))
     assert auth.tenant({}) == OPEN_TENANT and auth.tenant(bearer("sk-wrong")) == OPEN_TENANT
+    assert auth.tenant(bearer("sk-acme")) == "acme"  # an issued key keeps its tenant's cache, budget and limits
     assert refused(lambda: auth.require_admin({})).status == 401
     assert refused(lambda: auth.require_admin(bearer("sk-wrong"))).code == "invalid_api_key"
     assert refused(lambda: auth.require_admin(bearer("sk-acme"))).status == 403
@@ -269,3 +270,35 @@ def test_checking_a_key_costs_the_same_however_many_keys_are_issued() -> None:
     assert many.tenant(bearer("sk-99999")) == "tenant-99" and many.tenant(bearer("sk-acme")) == "acme"
     for key in ("sk-made-up", "sk-acme"):
         assert _seconds_per_check(many, key) < 50 * _seconds_per_check(few, key)
+
+
+async def test_open_mode_keeps_issued_keys_apart_from_anyone_else(
+    make_service: Any, redis_url: str, redis: Redis
+) -> None:
+    # Open while keys are being rolled out: a caller with an issued key (config or Redis) is its own tenant,
+    # so it does not share cached answers (nor budget and limits) with everyone else, as it did.
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = await asyncio.to_thread(
+        make_service,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        auth={"open": True, "keys": [{"tenant": "acme", "key_sha256": hash_key("sk-acme")}], "redis_refresh_s": 0.1},
+    )
+    ask = {**CHAT, "temperature": 0}
+    await store_key(redis, prefix, "newco", "sk-new")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def cache_status(headers: dict[str, str]) -> str:
+            response = await client.post("/v1/chat/completions", json=ask, headers=headers)
+            assert response.status_code == 200
+            return response.headers["x-moa-cache"]
+
+        assert await cache_status({}) == "miss"
+        assert await cache_status(bearer("anything")) == "hit"  # every unknown caller is the open tenant
+        assert await cache_status(bearer("sk-acme")) == "miss"
+        assert await cache_status(bearer("sk-acme")) == "hit"
+        deadline = time.monotonic() + 10
+        while await cache_status(bearer("sk-new")) == "hit":  # until the Redis keys are read: the open tenant
+            assert time.monotonic() < deadline, "the key issued in Redis was never read in open mode"
+            await asyncio.sleep(0.05)
+        assert await cache_status(bearer("sk-new")) == "hit"  # newco's own entry now
