@@ -26,6 +26,7 @@ from router.stats import (
     DAY,
     HOUR,
     MINUTE,
+    TOP_PER_BUCKET,
     MixtureCostEstimator,
     StatsRecorder,
     bucket_key,
@@ -440,3 +441,13 @@ def test_request_previews_pass_the_outcome_logs_redaction_and_read_text_parts(
     assert reply.status_code == 200
     stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()
     assert [entry["preview"] for entry in stats["expensive"]] == ["mail [email] card [number]"]
+
+
+def test_top_asks_for_no_more_than_a_bucket_keeps(make_service: Any, redis_url: str) -> None:
+    # A bucket keeps its TOP_PER_BUCKET most expensive requests: `top=100` could miss some of the window's
+    # 100 costliest (all in one busy minute) and still look complete.
+    base = make_service(redis_url=redis_url)
+    at_most = httpx.get(f"{base}/v1/stats", params={"top": TOP_PER_BUCKET}, timeout=10)
+    assert at_most.status_code == 200
+    over = httpx.get(f"{base}/v1/stats", params={"top": TOP_PER_BUCKET + 1}, timeout=10)
+    assert over.status_code == 400 and over.json()["error"]["code"] == "invalid_top"

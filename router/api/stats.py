@@ -11,12 +11,14 @@ from starlette.responses import Response
 from router.api.errors import APIError
 from router.budget import BudgetGuard
 from router.state import get_state
-from router.stats import StatsRecorder
+from router.stats import TOP_PER_BUCKET, StatsRecorder
 from router.stats_query import WINDOWS, stats_report
 
 router = APIRouter()
 
-MAX_TOP = 100
+# Each bucket keeps only its most expensive TOP_PER_BUCKET requests: a longer list could leave out some
+# of the window's true top (all in one busy bucket) and still look complete.
+MAX_TOP = TOP_PER_BUCKET
 
 
 @router.get("/v1/stats", response_model=None)
