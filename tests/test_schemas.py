@@ -137,3 +137,16 @@ def test_identifiers_and_prompt_caching_hints_change_neither_the_upstream_call_n
 def test_a_token_limit_over_the_cap_is_refused_under_the_name_it_was_sent_as(name: str) -> None:
     error = refusal(**{name: LimitSettings().max_tokens_cap + 1})
     assert (error.code, error.param) == ("max_tokens_too_large", name) and error.message.startswith(f"{name} ")
+
+
+@pytest.mark.parametrize(
+    ("stop", "message"),
+    [
+        (["a", "b", "c", "d", "e"], "stop: List should have at most 4 items"),  # was "should be a valid string"
+        (["a", 1], "stop.1: Input should be a valid string"),
+        (7, "stop: Input should be a valid string"),
+    ],
+)
+def test_a_bad_stop_says_what_is_wrong_with_it(stop: Any, message: str) -> None:
+    error = refusal(stop=stop)
+    assert error.message.startswith(message) and error.param == message.split(":")[0]

@@ -204,8 +204,11 @@ def _client_loc(error: Any) -> list[str]:
 
 def _most_specific(errors: list[Any]) -> Any:
     """The error to report: the deepest one, so that a union's mismatch on its first member ("Input should
-    be a valid string") does not hide what is wrong with the member the client meant (an unknown field)."""
-    return max(errors, key=lambda error: len(_client_loc(error)))  # max keeps the first of equals
+    be a valid string") does not hide what is wrong with the member the client meant (an unknown field);
+    at equal depth, one that is not a type mismatch (five stop sequences: "at most 4 items", not "should
+    be a valid string")."""
+    # max keeps the first of equals
+    return max(errors, key=lambda error: (len(_client_loc(error)), not str(error.get("type", "")).endswith("_type")))
 
 
 def _describe(error: Any) -> tuple[str, str | None]:
