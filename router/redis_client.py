@@ -51,6 +51,10 @@ def make_redis_client(url: str, timeout_s: float) -> Redis:
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
+    # The service reads bytes everywhere (cached answers, Lua replies); a URL's `?decode_responses=true`
+    # would override the default and break the cache, stats and budget at their first reply.
+    if pool.connection_kwargs.pop("decode_responses", False):
+        logger.warning("REDIS_URL asks for decode_responses: ignored (the service decodes replies itself)")
     return Redis.from_pool(pool)
 
 

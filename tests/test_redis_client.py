@@ -128,3 +128,24 @@ async def test_two_processes_cannot_share_one_embedded_redis_directory(tmp_path:
         state = _State(settings)
         await connect_redis(cast(AppState, state), stack)
         assert await state.redis.ping() is True
+
+
+def test_a_redis_url_asking_for_decoded_replies_still_serves_cached_answers(
+    sim_url: str, redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # redis-py lets a URL's options override the client's: `?decode_responses=true` turned every reply into
+    # str, and the cache, stats and budget failed on their first read.
+    settings = settings_from_mapping(
+        settings_dict(sim_url, tmp_path / "data", redis_url=f"{redis_url}?decode_responses=true")
+    )
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "temperature": 0}
+    with caplog.at_level("WARNING", logger="router.redis_client"), BackgroundServer(create_app(settings)) as server:
+        statuses = []
+        for _ in range(2):
+            reply = httpx.post(
+                f"{server.url}/v1/chat/completions", json=chat, headers={"x-moa-route": "cheap"}, timeout=30
+            )
+            assert reply.status_code == 200
+            statuses.append(reply.headers["x-moa-cache"])
+    assert statuses == ["miss", "hit"]
+    assert "decode_responses: ignored" in caplog.text
