@@ -47,6 +47,23 @@ WINDOWS: dict[str, Window] = {
 }
 ROUTES = ("cheap", "mixture", "strong")
 PERCENTILES = (50, 95, 99)
+# The stats count errors by code, not by status (router.stats), so the codes of the router's 5xx answers are
+# listed here (tests/test_stats_query_errors.py checks that every code the router raises is in its class).
+# Any other code is a 4xx refusal, except a client that left before its answer (a 499): it was not refused.
+SERVER_ERROR_CODES = frozenset(
+    {
+        "internal_error",
+        "mixture_quorum_failed",
+        "request_timeout",
+        "upstream_error",
+        "upstream_rate_limited",
+        "upstream_stream_error",
+        "upstream_timeout",
+        "feedback_unavailable",
+        "stats_unavailable",
+    }
+)
+CLIENT_LEFT_CODE = "client_disconnected"
 
 Counters = dict[str, float]
 
@@ -103,6 +120,26 @@ def labelled(counters: Mapping[str, float], kind: str) -> dict[str, float]:
     return {name[len(head) :]: amount for name, amount in counters.items() if name.startswith(head)}
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorCodes:
+    """Error counts by code, by who ended the request: the router (5xx), the router refusing it (4xx), the
+    client leaving before its answer."""
+
+    failed: dict[str, int]
+    refused: dict[str, int]
+    client_left: int
+
+
+def split_error_codes(errors_by_code: Mapping[str, float]) -> ErrorCodes:
+    failed = {code: int(n) for code, n in errors_by_code.items() if code in SERVER_ERROR_CODES}
+    refused = {
+        code: int(n)
+        for code, n in errors_by_code.items()
+        if code not in SERVER_ERROR_CODES and code != CLIENT_LEFT_CODE
+    }
+    return ErrorCodes(failed, refused, int(errors_by_code.get(CLIENT_LEFT_CODE, 0)))
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
@@ -150,12 +187,19 @@ def summary(counters: Mapping[str, float]) -> dict[str, Any]:
     judged = get("shadow_judged", 0.0)
     tokens_in, tokens_out = labelled(counters, "tok_in"), labelled(counters, "tok_out")
     calls, call_errors = labelled(counters, "calls"), labelled(counters, "call_err")
+    errors_by_code = labelled(counters, "err")
+    codes = split_error_codes(errors_by_code)
+    client_errors = int(get("client_errors", 0.0))  # every 4xx status, 499 (the client left) too
     return {
         "requests": int(requests),
         "errors": int(get("errors", 0.0)),
-        "client_errors": int(get("client_errors", 0.0)),
+        "client_errors": client_errors,
+        "refused": client_errors - codes.client_left,
+        "client_left": codes.client_left,
         "error_rate": _ratio(get("errors", 0.0), requests),
-        "errors_by_code": {code: int(n) for code, n in labelled(counters, "err").items()},
+        "errors_by_code": {code: int(n) for code, n in errors_by_code.items()},
+        "failed_by_code": codes.failed,
+        "refused_by_code": codes.refused,
         "routes": {route: int(n) for route, n in routes.items()},
         "reasons": {reason: int(n) for reason, n in labelled(counters, "reason").items()},
         "escalation_rate": _ratio(routes.get("mixture", 0.0), routed),

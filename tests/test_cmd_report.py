@@ -199,3 +199,86 @@ def test_names_are_printed_as_they_are(
     assert "acme[prod]" in out and "team[/x]" in out and "openai/[bold]cheap" in out
     assert "\x1b]0;" not in out and "\x07" not in out
     assert "evil" in out
+
+
+async def _record_errors_and_shadow(redis_url: str, prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        recorder = StatsRecorder(client, prefix, MixtureCostEstimator([Prices(1e-6, 2e-6)], Prices(1e-6, 2e-6)))
+        outcomes = [(200, None), (502, "upstream_error"), (400, "invalid_request"), (400, "invalid_request")]
+        outcomes += [(429, "rate_limit_exceeded"), (499, "client_disconnected")]
+        for i, (status, error) in enumerate(outcomes):
+            event = RequestEvent(request_id=f"chatcmpl-{i}", tenant="acme", route="cheap", status=status, error=error)
+            event.calls.append(CallRecord("openai/cheap", "cheap", "ok", 0.2, Usage(100, 40), 0.001))
+            recorder.record(event)
+        recorder.record_shadow(mixture_needed=False, cost_usd=0.0125)
+        await recorder.flush()
+    finally:
+        await client.aclose()
+
+
+def _row(out: str, title: str) -> str:
+    return next(line for line in out.splitlines() if title in line)
+
+
+def test_errors_are_listed_by_who_ended_the_request(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")
+    prefix = f"treport{uuid.uuid4().hex[:8]}"
+    asyncio.run(_record_errors_and_shadow(redis_url, prefix))
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--window", "hour"]) == 0
+    out = capsys.readouterr().out
+    # The 5xx row listed the 4xx codes (and the clients that left) among the failures.
+    five = _row(out, "5xx error rate")
+    assert "upstream_error 1" in five and "invalid_request" not in five and "client_disconnected" not in five
+    assert "invalid_request 2, rate_limit_exceeded 1" in _row(out, "Refused (4xx)")
+    # A client that left mid-answer (499) was counted as refused by the router: 4 refused, where 3 were.
+    assert "1 failed (5xx), 3 refused (4xx), 1 left before their answer" in _row(out, "Requests")
+
+
+def test_the_spend_by_model_adds_up_to_the_spend_with_shadow_runs(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MOA_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")
+    prefix = f"treport{uuid.uuid4().hex[:8]}"
+    asyncio.run(_record_errors_and_shadow(redis_url, prefix))
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--window", "hour", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals["spend_usd"] == pytest.approx(0.006 + 0.0125)
+    assert main(["report", "--redis-url", redis_url, "--prefix", prefix, "--window", "hour"]) == 0
+    table = capsys.readouterr().out.split("Spend by model")[1]
+    # The table listed the models' $0.0060 only, under a total spend of $0.0185.
+    assert usd(0.0125) in _row(table, "shadow evaluations (1 run)")
+    assert usd(totals["spend_usd"]) in _row(table, "total")
+
+
+def test_a_report_from_an_older_service_splits_its_errors_the_same_way(redis_url: str) -> None:
+    from redis.asyncio import Redis
+    from rich.console import Console
+
+    from router.commands.report import render
+
+    prefix = f"treport{uuid.uuid4().hex[:8]}"
+    asyncio.run(_record_errors_and_shadow(redis_url, prefix))
+
+    async def read() -> dict[str, Any]:
+        client = Redis.from_url(redis_url)
+        try:
+            return await stats_report(client, prefix, WINDOWS["hour"])
+        finally:
+            await client.aclose()
+
+    report = asyncio.run(read())
+    for key in ("refused", "client_left", "failed_by_code", "refused_by_code"):  # not sent before they were split
+        del report["totals"][key]
+    console = Console(width=250, record=True)
+    for table in render(report):
+        console.print(table)
+    out = console.export_text()
+    assert "1 failed (5xx), 3 refused (4xx), 1 left before their answer" in _row(out, "Requests")
+    assert "invalid_request" not in _row(out, "5xx error rate")

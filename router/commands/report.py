@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from router.commands.argtypes import int_within
-from router.stats_query import WINDOWS
+from router.stats_query import WINDOWS, split_error_codes
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 WINDOW_TITLES = {"hour": "last hour", "day": "last 24 hours", "week": "last 7 days", "30d": "last 30 days"}
@@ -136,6 +136,46 @@ def load_report(args: argparse.Namespace) -> dict[str, Any]:
     return asyncio.run(_from_redis(redis_url, prefix or "moa", args.window, args.top))
 
 
+def _error_codes(totals: dict[str, Any]) -> dict[str, Any]:
+    """The errors split by who ended the request. A service older than this command sends only all the
+    codes together (and counts a client that left among the 4xx): they are split here the same way."""
+    if "failed_by_code" in totals:
+        return totals
+    codes = split_error_codes(totals["errors_by_code"])
+    return {
+        "failed_by_code": codes.failed,
+        "refused_by_code": codes.refused,
+        "refused": totals["client_errors"] - codes.client_left,
+        "client_left": codes.client_left,
+    }
+
+
+def _by_code(counts: dict[str, int]) -> str:
+    return ", ".join(f"{code} {count(n)}" for code, n in sorted(counts.items(), key=lambda item: -item[1])) or "none"
+
+
+def _models_table(totals: dict[str, Any]) -> Any:
+    """Spend by model, then shadow evaluations (their calls are not counted by model) and the total: the
+    rows add up to the spend shown above them."""
+    from rich.table import Table
+
+    table = Table(title="Spend by model", title_justify="left")
+    for name in ("model", "calls", "failed", "prompt tok", "output tok", "spend"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    models = sorted(totals["models"].items(), key=lambda item: -item[1]["spend_usd"])
+    for model, m in models:
+        figures = (m["calls"], m["errors"], m["prompt_tokens"], m["completion_tokens"])
+        table.add_row(*map(plain, (model, *map(count, figures), usd(m["spend_usd"]))))
+    shadow = totals["shadow"]
+    if shadow["runs"] or shadow["cost_usd"]:
+        runs = f"shadow evaluations ({count(shadow['runs'])} run{'' if shadow['runs'] == 1 else 's'})"
+        table.add_row(*map(plain, (runs, "—", "—", "—", "—", usd(shadow["cost_usd"]))))
+    table.add_section()
+    sums = [sum(m[key] for _, m in models) for key in ("calls", "errors", "prompt_tokens", "completion_tokens")]
+    table.add_row(*map(plain, ("total", *map(count, sums), usd(totals["spend_usd"]))), style="bold")
+    return table
+
+
 def render(report: dict[str, Any]) -> list[Any]:
     """Rich tables: the headline numbers, spend by model, the most expensive requests."""
     from rich.table import Table
@@ -149,8 +189,14 @@ def render(report: dict[str, Any]) -> list[Any]:
     routes = ", ".join(f"{route} {usd(v)}" for route, v in sorted(t["spend_by_route"].items())) or "none"
     lat = t["latency_ms"]
     by_route = ", ".join(f"{r} p95 {ms(lat[r]['p95'])}" for r in ("cheap", "mixture", "strong") if r in lat)
+    codes = _error_codes(t)
     rows = [
-        ("Requests", count(t["requests"]), f"{count(t['errors'])} failed, {count(t['client_errors'])} refused (4xx)"),
+        (
+            "Requests",
+            count(t["requests"]),
+            f"{count(t['errors'])} failed (5xx), {count(codes['refused'])} refused (4xx), "
+            f"{count(codes['client_left'])} left before their answer",
+        ),
         ("Spend", usd(t["spend_usd"]), routes),
         ("Mixture on everything", usd(t["counterfactual_usd"]), "every request through the mixture (estimate)"),
         ("Saved vs mixture", usd(t["saved_usd"]), pct(t["saved_rate"]) + " of it"),
@@ -165,7 +211,8 @@ def render(report: dict[str, Any]) -> list[Any]:
             pct(t["escalation_rate"]),
             f"{count(t['routes'].get('mixture', 0))} requests; {count(t['budget_degraded'])} held back by the budget",
         ),
-        ("5xx error rate", pct(t["error_rate"]), ", ".join(f"{c} {n}" for c, n in t["errors_by_code"].items())),
+        ("5xx error rate", pct(t["error_rate"]), _by_code(codes["failed_by_code"])),
+        ("Refused (4xx)", count(codes["refused"]), _by_code(codes["refused_by_code"])),
         ("Latency p50 · p95", f"{ms(lat['all']['p50'])} · {ms(lat['all']['p95'])}", by_route),
         (
             "Proposer failures",
@@ -207,23 +254,7 @@ def render(report: dict[str, Any]) -> list[Any]:
             )
     for row in rows:
         headline.add_row(*map(plain, row))
-    models = Table(title="Spend by model", title_justify="left")
-    for name in ("model", "calls", "failed", "prompt tok", "output tok", "spend"):
-        models.add_column(name, justify="left" if name == "model" else "right")
-    for model, m in sorted(t["models"].items(), key=lambda item: -item[1]["spend_usd"]):
-        models.add_row(
-            *map(
-                plain,
-                (
-                    model,
-                    count(m["calls"]),
-                    count(m["errors"]),
-                    count(m["prompt_tokens"]),
-                    count(m["completion_tokens"]),
-                    usd(m["spend_usd"]),
-                ),
-            )
-        )
+    models = _models_table(t)
     expensive = Table(title="Most expensive requests", title_justify="left")
     for name in ("cost", "route", "latency", "tenant", "request id"):
         expensive.add_column(name, justify="right" if name in ("cost", "latency") else "left")
