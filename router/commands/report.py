@@ -23,7 +23,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 WINDOW_TITLES = {"hour": "last hour", "day": "last 24 hours", "week": "last 7 days", "30d": "last 30 days"}
 
 
-# The dashboard (router/dashboard/static/dashboard.js) formats numbers by the same rules.
+# The dashboard (router/dashboard/static/format.js) formats numbers by the same rules.
 def fixed(value: float, digits: int, grouped: bool = False) -> str:
     """Like JavaScript's `toFixed`: the exact value rounded half away from zero (Python's own format
     rounds half to even), optionally with thousands separators."""

@@ -1,4 +1,5 @@
-// The dashboard: fetches /v1/stats and draws it. No build step; uPlot is vendored beside this file.
+// The dashboard: fetches /v1/stats and draws it. No build step; uPlot is vendored beside this file, and
+// format.js (number formats) and describe.js (the charts in words) are loaded before this one.
 "use strict";
 
 const REFRESH_MS = 15000;
@@ -8,25 +9,7 @@ const WINDOW_LABELS = { hour: "last hour", day: "last 24 hours", week: "last 7 d
 const charts = {};
 let current = null; // the last stats shown
 let lastGood = null;
-
-// ---- formatting (tests/test_dashboard_browser.py mirrors these rules) ----
-function withCommas(text) {
-  const [whole, frac] = text.split(".");
-  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return frac === undefined ? grouped : grouped + "." + frac;
-}
-function usd(v) {
-  if (v === null || v === undefined) return "—";
-  const a = Math.abs(v);
-  const digits = a === 0 || a >= 1 ? 2 : a >= 0.01 ? 4 : 6;
-  return (v < 0 ? "−$" : "$") + withCommas(a.toFixed(digits));
-}
-function pct(r) { return r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%"; }
-function count(n) { return n === null || n === undefined ? "—" : withCommas(String(Math.round(n))); }
-function ms(v) {
-  if (v === null || v === undefined) return "—";
-  return v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms";
-}
+let announced = ""; // the last message for screen readers
 
 // ---- fetching ----
 function windowName() {
@@ -34,6 +17,14 @@ function windowName() {
   return m && WINDOW_LABELS[m[1]] ? m[1] : "hour";
 }
 function adminKey() { return sessionStorage.getItem("moa-admin-key") || ""; }
+
+// Screen readers hear the page's state when it changes (stats shown for a window, unavailable, a key
+// needed), not the status line rewritten by every refresh.
+function announce(text) {
+  if (text === announced) return;
+  announced = text;
+  document.getElementById("announce").textContent = text;
+}
 
 async function load() {
   const wanted = windowName();
@@ -52,6 +43,7 @@ async function load() {
     document.getElementById("keyform").hidden = false;
     document.getElementById("keyerror").textContent = adminKey() ? "that key was refused" : "";
     status.textContent = "admin key needed";
+    announce(adminKey() ? "the admin key was refused" : "this service needs its admin key to show stats");
     return;
   }
   const body = await response.json().catch(() => null);
@@ -65,6 +57,7 @@ async function load() {
   status.classList.remove("stale");
   status.textContent = "updated " + lastGood.toLocaleTimeString() + " · classifier " + body.classifier_version +
     " · refreshes every " + REFRESH_MS / 1000 + " s";
+  announce("showing the " + WINDOW_LABELS[body.window]);
 }
 
 function showStale(reason) {
@@ -75,6 +68,7 @@ function showStale(reason) {
   const kept = current !== null && current.window === windowName();
   if (!kept) clearShown();
   status.textContent = "stats unavailable: " + reason + (kept ? " — showing " + lastGood.toLocaleTimeString() : "");
+  announce("stats unavailable: " + reason + (kept ? "; showing those of " + lastGood.toLocaleTimeString() : ""));
 }
 
 function clearShown() {
@@ -117,7 +111,9 @@ function renderFigures(stats) {
     count(t.cache.bypass) + " bypassed");
   setFigure("requests", t.requests, count);
   setFigure("error_rate", t.error_rate, pct);
-  setText("errors-sub", count(t.errors) + " failed, " + count(t.client_errors) + " refused (4xx)");
+  // A client that left before its answer (499) was not refused: it is counted apart.
+  setText("errors-sub", count(t.errors) + " failed, " + count(t.refused) + " refused (4xx), " +
+    count(t.client_left) + " left before their answer");
   setFigure("escalation_rate", t.escalation_rate, pct);
   // The rate's own denominator: requests that were routed (not those refused or failed before routing).
   const routed = Object.entries(t.routes).reduce((sum, [r, n]) => (r === "none" ? sum : sum + n), 0);
@@ -252,6 +248,7 @@ function renderCharts(stats) {
       .map((r) => ({ label: "p95 " + r, color: COLORS[r], key: [r, "p95"] }))];
   draw("latency", stats, latency.map((l) => ({ ...l, values: s.map((p) => p.latency_ms[l.key[0]][l.key[1]]) })),
     ms, axisMs);
+  describeCharts(stats);
 }
 
 // ---- tables ----
@@ -296,23 +293,35 @@ function renderTables(stats) {
   }
   const models = document.querySelector("#models tbody");
   models.replaceChildren();
-  const entries = Object.entries(stats.totals.models).sort((a, b) => b[1].spend_usd - a[1].spend_usd);
-  for (const [name, m] of entries) {
-    const row = models.insertRow();
-    cell(row, name);
-    cell(row, count(m.calls), "num");
-    cell(row, count(m.errors), "num");
-    cell(row, count(m.prompt_tokens), "num");
-    cell(row, count(m.completion_tokens), "num");
-    cell(row, usd(m.spend_usd), "num");
-  }
   const t = stats.totals;
+  const entries = Object.entries(t.models).sort((a, b) => b[1].spend_usd - a[1].spend_usd);
+  const modelRow = (section, name, figures, spend) => {
+    const row = section.insertRow();
+    cell(row, name);
+    for (const n of figures) cell(row, n === null ? "—" : count(n), "num");
+    cell(row, usd(spend), "num");
+    return row;
+  };
+  for (const [name, m] of entries) {
+    modelRow(models, name, [m.calls, m.errors, m.prompt_tokens, m.completion_tokens], m.spend_usd);
+  }
+  // Shadow evaluations are spend too, but their calls are not counted by model: a row of their own, so
+  // that the rows add up to the total (the spend figure).
+  if (t.shadow.runs || t.shadow.cost_usd) {
+    const runs = "shadow evaluations (" + count(t.shadow.runs) + (t.shadow.runs === 1 ? " run)" : " runs)");
+    modelRow(models, runs, [null, null, null, null], t.shadow.cost_usd).className = "shadow";
+  }
+  const footer = document.querySelector("#models tfoot");
+  footer.replaceChildren();
+  const sum = (key) => entries.reduce((total, [, m]) => total + m[key], 0);
+  modelRow(footer, "Total", ["calls", "errors", "prompt_tokens", "completion_tokens"].map(sum), t.spend_usd);
   const facts = [
     ["Routes", joinCounts(t.routes, count)],
     ["Reasons", joinCounts(t.reasons, count)],
     ["Held back by the budget", count(t.budget_degraded)],
     ["Cache", count(t.cache.hit) + " hits · " + count(t.cache.miss) + " misses · " + count(t.cache.bypass) + " bypassed"],
-    ["Errors by code", joinCounts(t.errors_by_code, count)],
+    ["Failed (5xx) by code", joinCounts(t.failed_by_code, count)],
+    ["Refused (4xx) by code", joinCounts(t.refused_by_code, count)],
     ["Proposer failures", count(t.proposer_failures) + " · quorum failures " + count(t.quorum_failures)],
     ["Shadow evaluations", t.shadow.runs ? count(t.shadow.runs) + " runs, " + count(t.shadow.judged) + " judged · cheap answer enough " +
       pct(t.shadow.cheap_enough_rate) + " · cost " + usd(t.shadow.cost_usd) : "none in this window"],
