@@ -7,9 +7,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from router.config import MixtureSettings, ModelEntry
+# Re-exported: the request path and its events import these from here (they live in router.calls).
+from router.calls import CallRecord as CallRecord
+from router.calls import replaced_calls
+from router.calls import total_usage as total_usage
+from router.config import MixtureSettings
 from router.prompts import with_candidates
 from router.providers.base import (
     CallMeter,
@@ -21,9 +24,7 @@ from router.providers.base import (
     StreamItem,
     Usage,
 )
-from router.providers.pricing import UnknownPriceError, estimate_prompt_tokens, estimate_tokens, prices_for
 
-CallStatus = Literal["ok", "error", "late"]
 # Time kept back from the aggregator at the end of the request's deadline, so that when it is too slow
 # its own timeout fires first and a proposer's answer is returned, rather than the request timing out.
 # A share of a short deadline at most, or a deadline under the margin would never reach the aggregator.
@@ -42,68 +43,6 @@ def fallback_margin(timeout_s: float) -> float:
     return min(FALLBACK_MARGIN_S, FALLBACK_MARGIN_SHARE * timeout_s)
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One upstream call of a request, for cost accounting and the outcome log."""
-
-    model: str
-    role: str  # cheap | proposer | aggregator | strong | judge
-    status: CallStatus
-    latency_s: float
-    usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
-    layer: int = 0
-    error: str | None = None
-    usage_estimated: bool = False  # tokens counted by the router: the upstream reported none (or never could)
-
-    @classmethod
-    def from_result(cls, result: CallResult, role: str, layer: int = 0, error: str | None = None) -> CallRecord:
-        """A call that answered; with `error`, one whose answer could not be used (still billed)."""
-        status: CallStatus = "ok" if error is None else "error"
-        usage, cost, estimated = result.usage, result.cost_usd, result.usage_estimated
-        return cls(result.model, role, status, result.latency_s, usage, cost, layer, error, estimated)
-
-    @classmethod
-    def from_error(
-        cls, exc: ProviderError, role: str, latency_s: float, layer: int = 0, meter: CallMeter | None = None
-    ) -> CallRecord:
-        """A failed call. One whose stream failed mid-answer is logged with what it was billed (its partial);
-        one timed out after it was sent, as the call's `meter` tells, with the prompt it was sent (estimated:
-        see cut_off), as is a call cut off by a deadline; any other failure was not billed."""
-        part = exc.partial
-        if part is None:
-            sent = _timed_out_request(exc, meter)
-            if sent is not None:
-                entry, request = sent
-                return cls.cut_off(entry, role, "error", latency_s, request, layer=layer, error=exc.kind)
-            return cls(exc.model, role, "error", latency_s, layer=layer, error=exc.kind)
-        usage, cost, estimated = part.usage, part.cost_usd, part.usage_estimated
-        return cls(part.model, role, "error", part.latency_s, usage, cost, layer, exc.kind, estimated)
-
-    @classmethod
-    def cut_off(
-        cls,
-        entry: ModelEntry,
-        role: str,
-        status: CallStatus,
-        latency_s: float,
-        sent: CompletionRequest,
-        text: str = "",
-        *,
-        layer: int = 0,
-        error: str,
-    ) -> CallRecord:
-        """A call the router stopped waiting for (a deadline, the request's timeout, a client that left)
-        before it reported its usage. The upstream still billed the prompt it was sent (`sent`) and the
-        text it generated so far (`text`, when known): those tokens are estimated, priced as `entry`."""
-        usage = Usage(estimate_prompt_tokens(sent), estimate_tokens(text))
-        try:
-            cost = prices_for(entry).cost(usage)
-        except UnknownPriceError:  # every configured model is priced at startup: only a hand-made entry is not
-            cost = 0.0
-        return cls(entry.model, role, status, latency_s, usage, cost, layer, error, usage_estimated=True)
-
-
 @dataclass(slots=True)
 class MixtureResult:
     text: str = ""
@@ -119,14 +58,6 @@ class MixtureResult:
     @property
     def cost_usd(self) -> float:
         return sum(call.cost_usd for call in self.calls)
-
-
-def total_usage(calls: Sequence[CallRecord]) -> Usage:
-    """The tokens of several upstream calls, summed."""
-    total = Usage()
-    for call in calls:
-        total = total + call.usage
-    return total
 
 
 class QuorumError(Exception):
@@ -208,8 +139,10 @@ class MixtureEngine:
                 if not done:
                     break  # the deadline passed
                 for task in done:
-                    record, answer = _proposer_outcome(task, meters[tasks[task]], self._clock() - started, layer)
-                    calls.append(record)
+                    meter = meters[tasks[task]]
+                    record, answer = _proposer_outcome(task, meter, self._clock() - started, layer)
+                    # A primary that timed out before its fallback entry took over was billed too.
+                    calls.extend([*replaced_calls(meter, "proposer", layer), record])
                     if answer is None:
                         failures += 1
                     else:
@@ -218,11 +151,13 @@ class MixtureEngine:
             # Cut off at the deadline, or by the request's timeout cancelling this layer: that one may find a
             # proposer that had answered but was not yet looked at, which is logged as it reported.
             for task in pending:
+                meter = meters[tasks[task]]
                 if task.done() and not task.cancelled() and _reported(task):
-                    calls.append(_proposer_outcome(task, meters[tasks[task]], self._clock() - started, layer)[0])
-                    continue
-                task.cancel()
-                calls.append(_late(tasks[task], meters[tasks[task]], self._clock() - started, layer))
+                    record = _proposer_outcome(task, meter, self._clock() - started, layer)[0]
+                else:
+                    task.cancel()
+                    record = _late(tasks[task], meter, self._clock() - started, layer)
+                calls.extend([*replaced_calls(meter, "proposer", layer), record])
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         if len(answers) < quorum:
@@ -274,6 +209,7 @@ class MixtureEngine:
         meter: CallMeter | None = None,
     ) -> None:
         """The aggregator failed or had no time left: the proposer answer the others agree with most stands."""
+        result.calls.extend(replaced_calls(meter, "aggregator"))
         if error is not None:  # named as the model that failed: the aggregator's fallback entry, if it took over
             result.calls.append(CallRecord.from_error(error, "aggregator", self._clock() - started, meter=meter))
         chosen = answers[consensus_pick([answer.text for answer in answers])]
@@ -299,6 +235,8 @@ class MixtureEngine:
         except ProviderError as exc:
             self._fall_back(result, answers, started, exc, meter)
             return result
+        finally:  # an aggregator that timed out before its fallback entry took over was billed too
+            result.calls.extend(replaced_calls(meter, "aggregator"))
         result.calls.append(CallRecord.from_result(final, "aggregator"))
         result.text, result.finish_reason, result.model = final.text, final.finish_reason, final.model
         return result
@@ -325,6 +263,7 @@ class MixtureEngine:
         items = self._aggregator.stream(self._aggregator_request(request, answers, request.timeout_s), meter)
         try:
             async for item in _first_within(items, timeout_s, self._aggregator.name, meter):
+                result.calls.extend(replaced_calls(meter, "aggregator"))  # logged before a client may leave
                 if isinstance(item, str):
                     sent_any = True
                     yield item
@@ -338,17 +277,9 @@ class MixtureEngine:
             else:  # its first delta did not come in time (it was cut off), or it failed
                 self._fall_back(result, answers, started, exc, meter)
                 yield result.text
+        finally:  # however the stream ends: the client left, or the request's timeout cut it off
+            result.calls.extend(replaced_calls(meter, "aggregator"))
         yield result
-
-
-def _timed_out_request(exc: ProviderError, meter: CallMeter | None) -> tuple[ModelEntry, CompletionRequest] | None:
-    """The entry and the request of a call that timed out after it was sent (not while it waited for a free
-    upstream connection), when `meter` followed that call; else None."""
-    if exc.kind != "timeout" or not exc.reached_upstream or meter is None:
-        return None
-    if meter.entry is None or meter.request is None or meter.entry.model != exc.model:
-        return None
-    return meter.entry, meter.request
 
 
 def _proposer_outcome(
@@ -372,11 +303,14 @@ def _reported(task: asyncio.Task[CallResult]) -> bool:
 
 def _late(provider: Provider, meter: CallMeter, latency_s: float, layer: int) -> CallRecord:
     """A proposer cut off at its layer's deadline, named as the model the meter says was answering (a
-    fallback entry may have taken over) and billed for the prompt it was sent; what a call that is not
-    streamed had generated is unknown."""
-    if meter.entry is None or meter.request is None:  # it never began a call: nothing was sent
-        return CallRecord(provider.name, "proposer", "late", latency_s, layer=layer, error="deadline")
-    return CallRecord.cut_off(meter.entry, "proposer", "late", latency_s, meter.request, layer=layer, error="deadline")
+    fallback entry may have taken over) and billed for the prompt it was sent, once it was on the wire;
+    what a call that is not streamed had generated is unknown."""
+    sent = meter.sent_call()
+    if sent is None:  # it never began a call, or it waited for a free upstream connection: nothing was sent
+        model = provider.name if meter.entry is None else meter.entry.model
+        return CallRecord(model, "proposer", "late", latency_s, layer=layer, error="deadline")
+    entry, request = sent
+    return CallRecord.cut_off(entry, "proposer", "late", latency_s, request, layer=layer, error="deadline")
 
 
 async def _first_within(

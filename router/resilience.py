@@ -199,12 +199,23 @@ class ResilientProvider:
         await self._sleep(delay)
         return True
 
-    def _fallback_for(self, exc: ProviderError, request: CompletionRequest, deadline: float) -> Provider | None:
-        """The fallback provider, when it may take over the failed call in the time that is left."""
-        if self._fallback is None or not fallback_helps(exc) or deadline <= self._clock():
+    def _hand_over(
+        self, exc: ProviderError, request: CompletionRequest, deadline: float, meter: CallMeter | None
+    ) -> tuple[Provider, CompletionRequest] | None:
+        """The fallback provider and its request, when it may take over the failed call in the time that is
+        left. The failed call's record would be lost (the caller hears only of the fallback's): when it was
+        billed (it timed out after it was sent), the meter keeps it for the caller to log."""
+        fallback_request = self._within(request, deadline)
+        if self._fallback is None or not fallback_helps(exc) or fallback_request is None:
             return None
         logger.warning("model %s failed (%s): its fallback %s answers", self.name, exc.kind, self._fallback.name)
-        return self._fallback
+        if meter is not None:
+            meter.hand_over(exc)
+        return self._fallback, fallback_request
+
+    def _deadline_passed(self) -> ProviderError:
+        # No call was made: an estimate of what was billed must not follow the meter to an earlier attempt.
+        return ProviderError(self.name, "timeout", "the request deadline passed before a retry", reached_upstream=False)
 
     async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         deadline = self._deadline(request)
@@ -217,17 +228,17 @@ class ResilientProvider:
             attempt += 1
             attempt_request = self._within(request, deadline)
             if attempt_request is None:
-                raise ProviderError(self.name, "timeout", "the request deadline passed before a retry")
+                raise self._deadline_passed()
             try:
                 result = await self._inner.complete(attempt_request, meter)
             except ProviderError as exc:
                 self._note_failure(exc, attempt)
                 if await self._wait_to_retry(exc, attempt, deadline):
                     continue
-                fallback = self._fallback_for(exc, request, deadline)
-                fallback_request = self._within(request, deadline)
-                if fallback is None or fallback_request is None:
+                taking_over = self._hand_over(exc, request, deadline, meter)
+                if taking_over is None:
                     raise
+                fallback, fallback_request = taking_over
                 return await fallback.complete(fallback_request, meter)
             self._breaker.record_success()
             return result
@@ -246,7 +257,7 @@ class ResilientProvider:
             attempt += 1
             attempt_request = self._within(request, deadline)
             if attempt_request is None:
-                raise ProviderError(self.name, "timeout", "the request deadline passed before a retry")
+                raise self._deadline_passed()
             sent_text = False
             try:
                 async with _closing(self._inner.stream(attempt_request, meter)) as items:
@@ -259,10 +270,10 @@ class ResilientProvider:
                     raise  # part of the answer is with the client: neither retry nor fall back (exc.partial kept)
                 if await self._wait_to_retry(exc, attempt, deadline):
                     continue
-                fallback = self._fallback_for(exc, request, deadline)
-                fallback_request = self._within(request, deadline)
-                if fallback is None or fallback_request is None:
+                taking_over = self._hand_over(exc, request, deadline, meter)
+                if taking_over is None:
                     raise
+                fallback, fallback_request = taking_over
                 async with _closing(fallback.stream(fallback_request, meter)) as items:
                     async for item in items:
                         yield item

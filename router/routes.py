@@ -6,8 +6,9 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+from router.calls import CallRecord, replaced_calls
 from router.config import ModelEntry
-from router.mixture import CallRecord, MixtureEngine, MixtureResult
+from router.mixture import MixtureEngine, MixtureResult
 from router.providers.base import CallMeter, CallResult, CompletionRequest, Provider
 from router.providers.registry import ProviderSet
 
@@ -57,7 +58,10 @@ async def run_route(
         return out
     provider = _single(route, providers)
     out.model = provider.name
-    result = await provider.complete(request, out.meter)
+    try:
+        result = await provider.complete(request, out.meter)
+    finally:  # a call that timed out before its fallback entry took over was billed too (once, however this ends)
+        out.calls.extend(replaced_calls(out.meter, route))
     out.text, out.finish_reason, out.model = result.text, result.finish_reason, result.model
     out.calls.append(CallRecord.from_result(result, route))
     return out
@@ -82,13 +86,19 @@ async def stream_route(
         return
     provider = _single(route, providers)
     out.model = provider.name
-    async for part in provider.stream(request, out.meter):
-        if isinstance(part, CallResult):
-            out.text, out.finish_reason = part.text, part.finish_reason
-            out.calls.append(CallRecord.from_result(part, route))
-        else:
-            out.model = _answering(out, provider)
-            yield part
+    try:
+        async for part in provider.stream(request, out.meter):
+            # A call that timed out before its fallback entry took over was billed too: logged before the first
+            # words, after which the client may leave.
+            out.calls.extend(replaced_calls(out.meter, route))
+            if isinstance(part, CallResult):
+                out.text, out.finish_reason = part.text, part.finish_reason
+                out.calls.append(CallRecord.from_result(part, route))
+            else:
+                out.model = _answering(out, provider)
+                yield part
+    finally:
+        out.calls.extend(replaced_calls(out.meter, route))
 
 
 def stand_in(route: str, providers: ProviderSet, out: RouteResult) -> str | None:
@@ -114,9 +124,9 @@ def answered_as_configured(route: str, providers: ProviderSet, out: RouteResult)
 def _still_answering(route: str, out: RouteResult) -> tuple[str, ModelEntry | None] | None:
     """The role of the call a cut-off route left unfinished (the single model's, or the aggregator's)
     and the entry the meter says was answering; None when that call finished or a proposer's answer
-    stood in for the aggregator's."""
+    stood in for the aggregator's. (A call its fallback entry took over is logged, but did not finish it.)"""
     role = "aggregator" if route == "mixture" else route
-    if out.fallback is not None or any(call.role == role for call in out.calls):
+    if out.fallback is not None or any(call.role == role and not call.replaced_by_fallback for call in out.calls):
         return None
     return role, out.meter.entry
 
@@ -132,19 +142,22 @@ def call_latency(out: RouteResult, now: float) -> float:
 def timed_out_call(route: str, providers: ProviderSet, out: RouteResult, now: float) -> CallRecord | None:
     """The call still answering when the request's timeout cancelled the route at `now` (a perf_counter
     reading), which never reported back; None also when the mixture had not reached its aggregator
-    (closing it logs its proposers). It was billed for the prompt it was sent (the meter's request:
-    the aggregator's shows the proposers' answers), estimated and priced as the entry the meter names;
-    a stream cut off here had sent no text. A call whose provider had not begun it was sent nothing."""
+    (closing it logs its proposers). Once on the wire it was billed for the prompt it was sent (the meter's
+    request: the aggregator's shows the proposers' answers), estimated and priced as the entry the meter
+    names; a stream cut off here had sent no text. A call whose provider had not begun it, or that still
+    waited for a free upstream connection, was sent nothing."""
     found = _still_answering(route, out)
     if found is None:
         return None
     role, entry = found
     latency = call_latency(out, now)
-    if entry is not None and out.meter.request is not None:
-        return CallRecord.cut_off(entry, role, "error", latency, out.meter.request, error="timeout")
-    if route == "mixture":
+    sent = out.meter.sent_call()
+    if sent is not None:
+        return CallRecord.cut_off(sent[0], role, "error", latency, sent[1], error="timeout")
+    if entry is None and route == "mixture":
         return None
-    return CallRecord(_single(route, providers).name, role, "error", latency, error="timeout")
+    model = _single(route, providers).name if entry is None else entry.model
+    return CallRecord(model, role, "error", latency, error="timeout")
 
 
 def _answering(out: RouteResult, provider: Provider) -> str:
@@ -158,12 +171,15 @@ def abandoned_call(
     """The upstream call a client cut off by leaving mid-stream at `now`, which was still billed for what it
     generated. Its usage comes only at the end of a stream, so the tokens are estimated from what the
     answering model was sent (the aggregator: with the proposers' answers it was shown) and the text
-    sent so far, priced as that model (a fallback's, when it took over), as the meter says."""
+    sent so far, priced as that model (a fallback's, when it took over), as the meter says. A call that sent
+    no text and was not yet on the wire (it waited for a free upstream connection) was billed nothing."""
     found = _still_answering(route, out)
     if found is None:
         return None
     role, entry = found
     answering = entry or (providers.aggregator if route == "mixture" else _single(route, providers)).entry
-    sent = out.meter.request or request
     latency = call_latency(out, now)
+    if not streamed and not out.meter.sent:
+        return CallRecord(answering.model, role, "late", latency, error="client_disconnected")
+    sent = out.meter.request or request
     return CallRecord.cut_off(answering, role, "late", latency, sent, streamed, error="client_disconnected")

@@ -37,8 +37,9 @@ class FakeProvider:
         return self._entry.model
 
     async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
-        if meter is not None:  # as the real providers do
+        if meter is not None:  # as the real providers do: called, and sent at once
             meter.start(self.entry, request)
+            meter.sent = True
         self.seen.append(request)
         await asyncio.sleep(self.delay)
         if self.fail:
@@ -46,8 +47,9 @@ class FakeProvider:
         return CallResult(self.name, self.answer, Usage(10, 5), self.cost, self.delay)
 
     async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
-        if meter is not None:  # as the real providers do
+        if meter is not None:  # as the real providers do: called, and sent at once
             meter.start(self.entry, request)
+            meter.sent = True
         self.seen.append(request)
         await asyncio.sleep(self.delay)
         if self.fail:

@@ -87,6 +87,7 @@ async def test_the_meter_is_told_of_each_call_as_it_begins(client: UpstreamClien
         meter = CallMeter()
         await call(REQUEST, meter)
         assert meter.entry is provider.entry and meter.request is REQUEST and meter.started is not None
+        assert meter.sent  # it left the router: a call cut off from now on was billed for its prompt
 
 
 async def test_max_tokens_cuts_the_answer_with_finish_reason_length(client: UpstreamClient, sim_url: str) -> None:
@@ -210,12 +211,12 @@ async def test_the_lean_path_and_litellm_agree_on_the_same_answer(sim_url: str) 
     session = make_upstream_session()
     try:
         fast = OpenAICompatibleProvider(model_entry, prices_for(model_entry), session)
-        meters = CallMeter(), CallMeter()
+        meters = CallMeter(), CallMeter(), CallMeter(), CallMeter()
         pairs = [(await fast.complete(REQUEST, meters[0]), await general.complete(REQUEST, meters[1]))]
-        pairs.append(((await streamed(fast))[1], (await streamed(general))[1]))
+        pairs.append(((await streamed(fast, meter=meters[2]))[1], (await streamed(general, meter=meters[3]))[1]))
     finally:
         await session.close()
-    assert all(meter.entry is model_entry and meter.request is REQUEST for meter in meters)
+    assert all(meter.entry is model_entry and meter.request is REQUEST and meter.sent for meter in meters)
     for mine, theirs in pairs:
         assert (mine.model, mine.text, mine.finish_reason) == (theirs.model, theirs.text, theirs.finish_reason)
         assert (mine.usage, mine.usage_estimated) == (theirs.usage, theirs.usage_estimated)

@@ -56,16 +56,18 @@ class ScriptedProvider:
         return self.outcomes.pop(0) if self.outcomes else "ok"
 
     async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
-        if meter is not None:  # as the real providers do: the model called is the one answering
+        if meter is not None:  # as the real providers do: the model called is the one answering, sent at once
             meter.start(self._entry, request)
+            meter.sent = True
         outcome = self._next(request)
         if isinstance(outcome, ProviderError):
             raise outcome
         return CallResult(self.name, outcome, Usage(3, 2), 0.0, 0.0)
 
     async def stream(self, request: CompletionRequest, meter: CallMeter | None = None) -> AsyncIterator[StreamItem]:
-        if meter is not None:  # as the real providers do: the model called is the one answering
+        if meter is not None:  # as the real providers do: the model called is the one answering, sent at once
             meter.start(self._entry, request)
+            meter.sent = True
         outcome = self._next(request)
         try:
             if isinstance(outcome, ProviderError):
@@ -312,6 +314,81 @@ async def test_a_stream_falls_back_before_its_first_delta() -> None:
     fallback = ScriptedProvider("b", ["from fallback"])
     items = await collect(make(primary, clock, fallback).stream(REQUEST))
     assert isinstance(items[-1], CallResult) and items[-1].model == "openai/b"
+
+
+class OversleepingClock(FakeClock):
+    """A loop so busy that a wait ends a second later than asked."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + 1.0)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_deadline_that_passed_before_a_retry_made_no_call(streaming: bool) -> None:
+    clock = OversleepingClock()
+    primary = ScriptedProvider("a", [err("upstream", 503, model="openai/a")])  # sent, failed, not billed
+    provider = make(primary, clock)
+    request = CompletionRequest(REQUEST.messages, timeout_s=0.5)  # the retry's wait fits, the oversleep does not
+    meter = CallMeter()
+    with pytest.raises(ProviderError) as raised:
+        if streaming:
+            await collect(provider.stream(request, meter))
+        else:
+            await provider.complete(request, meter)
+    assert len(primary.timeouts) == 1 and raised.value.kind == "timeout"
+    assert not raised.value.reached_upstream  # it made no call: nothing to cool down, nothing billed
+    # The meter still follows the 503'd attempt (sent): that one must not be billed for this timeout.
+    assert meter.sent and meter.billed_prompt(raised.value) is None
+
+
+def timed_out(name: str, reached_upstream: bool = True) -> ProviderError:
+    return ProviderError(f"openai/{name}", "timeout", "simulated", reached_upstream=reached_upstream)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_primary_that_timed_out_after_it_was_sent_is_kept_for_the_caller_when_its_fallback_answers(
+    streaming: bool,
+) -> None:
+    clock = FakeClock()
+    primary, fallback = ScriptedProvider("a", [timed_out("a")]), ScriptedProvider("b", ["from b"])
+    provider = make(primary, clock, fallback)
+    meter = CallMeter()
+    if streaming:
+        items = await collect(provider.stream(REQUEST, meter))
+        assert isinstance(items[-1], CallResult) and items[-1].model == "openai/b"
+    else:
+        assert (await provider.complete(REQUEST, meter)).model == "openai/b"
+    # The caller hears only of the fallback's call; the primary's billed prompt waits on the meter for it.
+    [replaced] = meter.take_replaced()
+    assert (replaced.entry, replaced.error, replaced.latency_s >= 0) == (primary.entry, "timeout", True)
+    assert replaced.request.messages == REQUEST.messages
+    assert meter.entry is fallback.entry and meter.take_replaced() == []  # handed out once
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        timed_out("a", reached_upstream=False),
+        err("upstream", 500, model="openai/a"),
+        err("connection", model="openai/a"),
+    ],
+    ids=["never-sent", "5xx", "connection"],
+)
+async def test_a_primary_that_was_not_billed_is_not_kept_when_its_fallback_answers(failure: ProviderError) -> None:
+    clock = FakeClock()
+    primary, fallback = ScriptedProvider("a", [failure]), ScriptedProvider("b", ["from b"])
+    meter = CallMeter()
+    assert (await make(primary, clock, fallback, max_attempts=1).complete(REQUEST, meter)).model == "openai/b"
+    assert meter.replaced == []
+
+
+async def test_a_primary_that_timed_out_with_no_fallback_is_left_to_its_caller() -> None:
+    clock = FakeClock()
+    meter = CallMeter()
+    with pytest.raises(ProviderError) as raised:
+        await make(ScriptedProvider("a", [timed_out("a")]), clock).complete(REQUEST, meter)
+    # Its caller logs it from the error it raised (estimated from the meter): not kept twice.
+    assert meter.replaced == [] and meter.billed_prompt(raised.value) is not None
 
 
 async def test_an_abandoned_stream_closes_the_upstream_stream() -> None:

@@ -4,6 +4,7 @@ connection before its deadline is the router's limit, not its model's failure.""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -11,13 +12,15 @@ import httpx
 import pytest
 
 from router.config import ModelEntry, ResilienceSettings
-from router.providers.base import CallResult, CompletionRequest, ProviderError
+from router.providers.base import CallMeter, CallResult, CompletionRequest, ProviderError, Usage
 from router.providers.openai_compat import OpenAICompatibleProvider, UpstreamClient, make_upstream_session
 from router.providers.pricing import Prices
 from router.resilience import Breakers, ResilientProvider
+from router.routes import RouteResult, timed_out_call
 from router.simulator.runner import SimulatorServer
 from tests.conftest import entry, sim_stats
 from tests.test_chat_api import ASK, calls_by_model, chat, logged_event, patch_model
+from tests.test_routes import providers
 
 POOL_SIZE = 2
 CONFIG = ResilienceSettings(failure_threshold=2, backoff_base_s=0.0)
@@ -83,6 +86,42 @@ async def test_a_call_that_waited_for_a_connection_has_only_the_rest_of_its_dead
         assert isinstance(await first, CallResult)
     finally:
         await session.close()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_call_cut_off_while_it_waited_for_a_connection_was_sent_nothing(
+    sim: SimulatorServer, sim_url: str, streaming: bool
+) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.patch(f"{sim.root_url}/_sim/models/cheap-1", json={"hang_rate": 1.0})).raise_for_status()
+    session = make_upstream_session(max_connections=1)
+    provider = OpenAICompatibleProvider(ModelEntry.model_validate(entry(sim_url, "cheap-1")), Prices(0, 0), session)
+
+    async def call(meter: CallMeter) -> None:
+        if streaming:
+            async for _ in provider.stream(request(10.0), meter):
+                pass
+        else:
+            await provider.complete(request(10.0), meter)
+
+    holding, waiting = RouteResult(), RouteResult()
+    first = asyncio.create_task(call(holding.meter))
+    await asyncio.sleep(0)  # its first step takes the one connection (free: no wait), for a call that hangs upstream
+    second = asyncio.create_task(call(waiting.meter))
+    try:
+        await asyncio.sleep(0.05)
+        assert session.slots.locked() and waiting.meter.entry is provider.entry and not second.done()
+    finally:  # the request's timeout cuts both off
+        for task in (first, second):
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        await session.close()
+    now = time.perf_counter()
+    sent = timed_out_call("cheap", providers(), holding, now)
+    assert sent is not None and sent.usage_estimated and sent.usage.prompt_tokens > 0 and sent.cost_usd > 0
+    unsent = timed_out_call("cheap", providers(), waiting, now)  # was billed for the prompt too
+    assert unsent is not None and (unsent.model, unsent.error) == ("openai/cheap-1", "timeout")
+    assert (unsent.usage, unsent.cost_usd, unsent.usage_estimated) == (Usage(), 0.0, False)
 
 
 async def test_many_concurrent_streams_share_a_small_pool_and_give_every_connection_back(

@@ -87,20 +87,66 @@ class ProviderError(Exception):
 StreamItem = str | CallResult
 
 
+@dataclass(frozen=True, slots=True)
+class ReplacedCall:
+    """A call that timed out after it was sent and whose fallback entry then took over: no caller hears of
+    it, yet the upstream billed the prompt it was sent (`request`), which its caller logs (CallMeter)."""
+
+    entry: ModelEntry
+    request: CompletionRequest
+    latency_s: float
+    error: ErrorKind
+
+
 @dataclass(slots=True)
 class CallMeter:
     """Told by the provider that makes a call which model entry is answering, what it was sent (for the
-    mixture's aggregator, the proposers' answers too) and when it began: what a call cut off before it
-    reported back (a client that left, the request's timeout) is named, timed and priced from."""
+    mixture's aggregator, the proposers' answers too), when it began and once it is on the wire: what a
+    call cut off before it reported back (a client that left, the request's timeout) is named, timed and
+    priced from. A call that was billed and then replaced by its fallback entry is kept in `replaced`."""
 
     entry: ModelEntry | None = None
     request: CompletionRequest | None = None
     started: float | None = None  # time.perf_counter() when this entry was first called (retries count)
+    # Set by the provider once the request has left the router; until then (waiting for a free connection
+    # of the upstream pool) a call that is cut off was sent nothing and billed nothing. Each attempt resets it.
+    sent: bool = False
+    replaced: list[ReplacedCall] = field(default_factory=list)
 
     def start(self, entry: ModelEntry, request: CompletionRequest, at: float | None = None) -> None:
         if self.entry is None or self.entry.model != entry.model:  # a retry of the same entry goes on timing
             self.started = time.perf_counter() if at is None else at
-        self.entry, self.request = entry, request
+        self.entry, self.request, self.sent = entry, request, False
+
+    def sent_call(self) -> tuple[ModelEntry, CompletionRequest] | None:
+        """The entry called and the request it was sent, once that is on the wire; None before."""
+        if not self.sent or self.entry is None or self.request is None:
+            return None
+        return self.entry, self.request
+
+    def billed_prompt(self, exc: ProviderError) -> tuple[ModelEntry, CompletionRequest] | None:
+        """The entry and the request of the call followed here that `exc` ended, when the upstream billed
+        it for that prompt with no usage to show: it timed out after it was sent. Any other failure was not
+        billed (a stream that failed mid-answer carries its bill: `exc.partial`)."""
+        sent = self.sent_call()
+        if sent is None or exc.kind != "timeout" or not exc.reached_upstream or sent[0].model != exc.model:
+            return None
+        return sent
+
+    def hand_over(self, exc: ProviderError, at: float | None = None) -> None:
+        """`exc` ended the call and a fallback entry takes over (and restarts the meter): a call that was
+        billed for its prompt is kept in `replaced`, for the caller to log apart from the fallback's."""
+        billed = self.billed_prompt(exc)
+        if billed is None:
+            return
+        now = time.perf_counter() if at is None else at
+        latency = 0.0 if self.started is None else max(0.0, now - self.started)
+        self.replaced.append(ReplacedCall(billed[0], billed[1], latency, exc.kind))
+
+    def take_replaced(self) -> list[ReplacedCall]:
+        """The replaced calls not yet taken, each handed out once."""
+        taken, self.replaced = self.replaced, []
+        return taken
 
 
 class Provider(Protocol):

@@ -86,6 +86,8 @@ class LiteLLMProvider:
             meter.start(self._entry, request)
         litellm = _litellm()
         started = time.perf_counter()
+        if meter is not None:  # no pool of the router's holds it back: once handed to litellm it is sent
+            meter.sent = True
         try:
             response = await litellm.acompletion(**self._kwargs(request, stream=False))
         except openai.APIError as exc:
@@ -108,6 +110,8 @@ class LiteLLMProvider:
         parts: list[str] = []
         usage: Usage | None = None
         finish = "stop"
+        if meter is not None:  # as in complete
+            meter.sent = True
         try:
             response = await litellm.acompletion(**self._kwargs(request, stream=True))
             async for chunk in response:

@@ -159,17 +159,21 @@ async def _exchange(
     headers: dict[str, str],
     timeout_s: float,
     proxy: str | None,
+    meter: CallMeter | None = None,
 ) -> AsyncIterator[_Reply]:
-    """POSTs `content`; transport failures while sending or reading become ProviderErrors of `model`."""
+    """POSTs `content`; transport failures while sending or reading become ProviderErrors of `model`. The
+    `meter` is told once the call has its slot of the pool (CallMeter.sent): it no longer waits to be sent."""
     if isinstance(client, UpstreamSession):
         waited = await _take_slot(client.slots, model, timeout_s)
         try:
             left = max(0.001, timeout_s - waited)
-            async with _exchange(client.http, model, url, content, headers, left, proxy) as reply:
+            async with _exchange(client.http, model, url, content, headers, left, proxy, meter) as reply:
                 yield reply
         finally:
             client.slots.release()
         return
+    if meter is not None:  # a bare client (tests hand one in) may queue in its own pool: only httpx tells so
+        meter.sent = True
     try:
         if isinstance(client, aiohttp.ClientSession):
             timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -255,16 +259,18 @@ class OpenAICompatibleProvider:
             return self._entry.timeout_s
         return max(0.001, min(self._entry.timeout_s, request.timeout_s))
 
-    def _post(self, request: CompletionRequest, stream: bool) -> AbstractAsyncContextManager[_Reply]:
+    def _post(
+        self, request: CompletionRequest, stream: bool, meter: CallMeter | None
+    ) -> AbstractAsyncContextManager[_Reply]:
         content = orjson.dumps(request_body(self._upstream_model, request, stream))
         timeout = self._timeout(request)
-        return _exchange(self._client, self.name, self._url, content, self._headers(), timeout, self._proxy)
+        return _exchange(self._client, self.name, self._url, content, self._headers(), timeout, self._proxy, meter)
 
     async def complete(self, request: CompletionRequest, meter: CallMeter | None = None) -> CallResult:
         if meter is not None:
             meter.start(self._entry, request)
         started = time.perf_counter()
-        async with self._post(request, stream=False) as reply:
+        async with self._post(request, stream=False, meter=meter) as reply:
             body = await reply.read()
         if reply.status != 200:
             raise _error_for_status(self.name, reply, body)
@@ -289,7 +295,7 @@ class OpenAICompatibleProvider:
         usage: Usage | None = None
         finish = "stop"
         try:
-            async with self._post(request, stream=True) as reply:
+            async with self._post(request, stream=True, meter=meter) as reply:
                 if reply.status != 200:
                     raise _error_for_status(self.name, reply, await reply.read())
                 try:
