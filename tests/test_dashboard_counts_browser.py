@@ -62,3 +62,18 @@ def test_the_spend_by_model_adds_up_to_the_spend_shown(
     assert total.nth(1).inner_text() == "3"  # calls
     assert errors == []
     page.close()
+
+
+def test_a_negative_saving_is_not_shown_as_a_saving(
+    browser: Any, make_service: Callable[..., str], redis_url: str
+) -> None:
+    prefix = f"tdash{uuid.uuid4().hex[:8]}"
+    base = make_service(redis_url=redis_url, redis_prefix=prefix)
+    record_outcomes(redis_url, prefix, [(200, None)], shadow_costs=[0.5])  # shadow spend, no mixture saved
+    assert httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()["totals"]["saved_usd"] < 0
+    page, errors = open_page(browser, base, "hour")
+    saved = page.locator("[data-figure='saved_usd']")
+    assert "warn" in (saved.get_attribute("class") or "").split()  # it was in the green of a saving
+    assert saved.evaluate("el => getComputedStyle(el).color") != "rgb(31, 122, 77)"  # --good, #1f7a4d
+    assert errors == []
+    page.close()

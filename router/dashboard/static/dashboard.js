@@ -103,6 +103,8 @@ function renderFigures(stats) {
   setFigure("spend_usd", t.spend_usd, usd);
   setText("spend-sub", joinCounts(t.spend_by_route, usd));
   setFigure("saved_usd", t.saved_usd, usd);
+  // A loss (shadow runs, or a mixture costlier than its estimate) must not look like a saving.
+  document.querySelector('[data-figure="saved_usd"]').classList.toggle("warn", t.saved_usd < 0);
   setFigure("saved_rate", t.saved_rate, pct);
   setFigure("counterfactual_usd", t.counterfactual_usd, usd);
   setFigure("cache_saved_usd", t.cache.saved_usd, usd);
