@@ -137,6 +137,8 @@ def event_record(event: RequestEvent, store_prompts: bool, redact: Redactor) -> 
                 "cost_usd": call.cost_usd,
                 "layer": call.layer,
                 "error": call.error,
+                "usage_estimated": call.usage_estimated,  # tokens counted by the router, not the upstream
+                "replaced_by_fallback": call.replaced_by_fallback,
             }
             for call in event.calls
         ],

@@ -142,7 +142,8 @@ def counterfactual_usd(event: RequestEvent, estimator: MixtureCostEstimator) -> 
     if event.route in ("cheap", "strong"):
         answered = Usage()
         for call in event.calls:
-            if call.role == event.route:
+            # A primary its fallback replaced is billed, but the mixture would have answered once too.
+            if call.role == event.route and not call.replaced_by_fallback:
                 answered = answered + call.usage
         return estimator.estimate(answered)
     return event.cost_usd

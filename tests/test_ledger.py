@@ -4,6 +4,7 @@ path, no loss on a normal shutdown under load, and no loss across a Redis outage
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -122,6 +123,17 @@ def test_event_record_keeps_transient_fields_out() -> None:
     shown = event_record(event, store_prompts=True, redact=redact_common_secrets)
     assert shown["messages"] == [{"role": "user", "content": "hi"}] and shown["answer"] == "hello"
     orjson.dumps(shown)  # serialisable as it is
+    assert hidden["calls"][0]["usage_estimated"] is False and hidden["calls"][0]["replaced_by_fallback"] is False
+
+
+def test_an_estimated_or_replaced_call_says_so_in_the_log() -> None:
+    # Tokens the router counted itself (a call cut off, or an upstream that reported none) and a primary
+    # that its fallback replaced were indistinguishable from billed calls in the outcome log.
+    event = RequestEvent(request_id="r1", tenant="acme", route="cheap")
+    replaced = CallRecord("openai/cheap-1", "cheap", "error", 2.0, Usage(30, 0), 1e-6, error="timeout")
+    event.calls.append(dataclasses.replace(replaced, usage_estimated=True, replaced_by_fallback=True))
+    [call] = event_record(event, store_prompts=False, redact=redact_common_secrets)["calls"]
+    assert call["usage_estimated"] is True and call["replaced_by_fallback"] is True
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ computed by hand from the simulator's prices and token counts."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -107,6 +108,17 @@ def test_the_counterfactual_of_a_cut_off_answer_counts_what_it_was_billed() -> N
     failed = RequestEvent(request_id="f", tenant="t", route="cheap", status=504, error="upstream_timeout")
     failed.calls.append(CallRecord("openai/cheap-1", "cheap", "error", 0.6, error="timeout"))
     assert counterfactual_usd(failed, estimator) == 0.0  # nothing billed, nothing to compare with
+
+
+def test_the_counterfactual_of_an_answer_a_fallback_gave_counts_one_answer() -> None:
+    # The primary timed out after it was sent (its prompt is billed), then the fallback answered: a mixture
+    # would have been asked the question once, not once per attempt.
+    estimator = MixtureCostEstimator([Prices(*price(m)) for m in PROPOSERS], Prices(*price("agg-1")))
+    event = RequestEvent(request_id="r", tenant="t", route="cheap", fallback="entry")
+    replaced = CallRecord("openai/cheap-1", "cheap", "error", 2.0, Usage(120, 0), 1e-4, error="timeout")
+    event.calls.append(dataclasses.replace(replaced, usage_estimated=True, replaced_by_fallback=True))
+    event.calls.append(CallRecord("openai/judge-1", "cheap", "ok", 0.3, Usage(120, 30), 2e-4))
+    assert counterfactual_usd(event, estimator) == pytest.approx(mixture_estimate(120, 30), rel=1e-12)
 
 
 # ---- the recorder against a real Redis ----
