@@ -282,3 +282,11 @@ def test_a_report_from_an_older_service_splits_its_errors_the_same_way(redis_url
     out = console.export_text()
     assert "1 failed (5xx), 3 refused (4xx), 1 left before their answer" in _row(out, "Requests")
     assert "invalid_request" not in _row(out, "5xx error rate")
+
+
+def test_the_help_of_top_gives_the_range_it_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    from router.api.stats import MAX_TOP
+
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert f"(0..{MAX_TOP}," in " ".join(capsys.readouterr().out.split())  # it said 0..100 after the cap became 25

@@ -75,7 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--url", help=f"ask a running service's /v1/stats instead (default when no Redis: {DEFAULT_URL})"
     )
     parser.add_argument("--admin-key", help="for --url (default: $MOA_ROUTER_ADMIN_KEY)")
-    parser.add_argument("--top", type=_top, default=5, help="most expensive requests to list (0..100)")
+    parser.add_argument(
+        "--top", type=_top, default=5, help="most expensive requests to list (0..25, what /v1/stats takes)"
+    )
     parser.add_argument("--json", action="store_true", help="print the stats as JSON instead of tables")
 
 
