@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,8 +16,10 @@ logger = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors: a typo in a config file must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are errors: a typo in a config file must not be silently ignored. So are NaN and
+    # infinities (YAML's .nan, .inf): no setting means "never" or "unlimited" by them, and a NaN fails
+    # every comparison (a NaN threshold would silently stop escalation).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelEntry(_Section):
@@ -60,10 +64,12 @@ class ModelEntry(_Section):
         return self.api_key
 
 
+# The numbers that decide routes and spend are strict: YAML's `true`/`yes` is not 1, nor "30" 30 (an
+# integer is still a valid float).
 class MixtureSettings(_Section):
-    layers: int = Field(default=1, ge=1, le=4)
-    proposer_deadline_s: float = Field(default=30.0, gt=0)
-    quorum: int = Field(default=2, ge=1)
+    layers: int = Field(default=1, ge=1, le=4, strict=True)
+    proposer_deadline_s: float = Field(default=30.0, gt=0, strict=True)
+    quorum: int = Field(default=2, ge=1, strict=True)
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float = Field(default=0.7, ge=0, le=2)
     aggregator_temperature: float = Field(default=0.3, ge=0, le=2)
@@ -72,9 +78,9 @@ class MixtureSettings(_Section):
 class PolicySettings(_Section):
     """Thresholds override the classifier version's calibrated ones when set."""
 
-    difficulty: float | None = Field(default=None, ge=0, le=1)
-    stakes: float | None = Field(default=None, ge=0, le=1)
-    stakes_min_difficulty: float | None = Field(default=None, ge=0, le=1)
+    difficulty: float | None = Field(default=None, ge=0, le=1, strict=True)
+    stakes: float | None = Field(default=None, ge=0, le=1, strict=True)
+    stakes_min_difficulty: float | None = Field(default=None, ge=0, le=1, strict=True)
 
 
 class LimitSettings(_Section):
@@ -130,15 +136,15 @@ class ShadowSettings(_Section):
 
 
 class BudgetSettings(_Section):
-    mixture_daily_usd: float | None = Field(default=None, ge=0)
-    mixture_daily_usd_per_tenant: float | None = Field(default=None, ge=0)
+    mixture_daily_usd: float | None = Field(default=None, ge=0, strict=True)
+    mixture_daily_usd_per_tenant: float | None = Field(default=None, ge=0, strict=True)
     # Per UTC calendar month (resets on the 1st at 00:00 UTC), beside the daily caps: any cap reached
     # sends escalations to the fallback.
-    mixture_monthly_usd: float | None = Field(default=None, ge=0)
-    mixture_monthly_usd_per_tenant: float | None = Field(default=None, ge=0)
+    mixture_monthly_usd: float | None = Field(default=None, ge=0, strict=True)
+    mixture_monthly_usd_per_tenant: float | None = Field(default=None, ge=0, strict=True)
     fallback: Literal["cheap", "strong"] = "cheap"
     # How often each replica adds its mixture spend to the shared totals in Redis and reads them back.
-    sync_interval_s: float = Field(default=1.0, gt=0)
+    sync_interval_s: float = Field(default=1.0, gt=0, strict=True)
 
 
 class TenantKey(_Section):
@@ -229,6 +235,46 @@ class Settings(_Section):
             )
         return None
 
+    def duplicate_proposers_warning(self) -> str | None:
+        """A proposer listed more than once (same model, same api_base): its answers count that many times
+        toward the quorum, and one outage of it (one circuit breaker) fails them all. Sampling one model
+        several times can be meant, so this warns rather than refuses."""
+        counts = Counter((entry.model, entry.api_base) for entry in self.proposers)
+        repeated = [f"{model} {count} times" for (model, _), count in counts.items() if count > 1]
+        if not repeated:
+            return None
+        return (
+            f"proposers list {', '.join(repeated)}: its answers count that many times toward mixture.quorum "
+            f"({self.mixture.quorum}) and one outage of it fails them all"
+        )
+
+    def _entries(self) -> Iterator[tuple[str, ModelEntry]]:
+        """Every configured model entry with its place in the file, fallbacks included."""
+        roots: list[tuple[str, ModelEntry | None]] = [
+            ("cheap", self.cheap),
+            *((f"proposers.{i}", entry) for i, entry in enumerate(self.proposers)),
+            ("aggregator", self.aggregator),
+            ("judge", self.judge),
+            ("strong", self.strong),
+        ]
+        for where, root in roots:
+            entry = root
+            while entry is not None:
+                yield where, entry
+                where, entry = f"{where}.fallback", entry.fallback
+
+    def check_api_keys(self) -> None:
+        """Raise ConfigError naming every `api_key_env` whose variable is unset or empty. For `serve` only
+        (the commands that read the log or score need no upstream key): without it the service starts and
+        every call to such a model fails upstream, from the first request on."""
+        unset = [
+            f"  {where}.api_key_env: ${entry.api_key_env} is not set (calls to {entry.model} need it)"
+            for where, entry in self._entries()
+            if entry.api_key_env and not os.environ.get(entry.api_key_env)
+        ]
+        if unset:
+            raise ConfigError("\n".join(["upstream API keys missing from the environment:", *unset]))
+
     def deadline_warning(self) -> str | None:
         """The mixture's time plan cannot fit the request timeout: it still answers (a layer is cut to
         the request's deadline, a later layer is skipped, the aggregator falls back), but not as configured."""
@@ -273,7 +319,7 @@ def settings_from_mapping(data: dict[str, Any], source: str = "config") -> Setti
         settings = Settings.model_validate({**data, **env_overrides})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from exc
-    for warning in (settings.diversity_warning(), settings.deadline_warning()):
+    for warning in (settings.diversity_warning(), settings.duplicate_proposers_warning(), settings.deadline_warning()):
         if warning:
             logger.warning(warning)
     return settings

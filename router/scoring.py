@@ -64,13 +64,25 @@ class ScoredQuery:
 def thresholds_for(meta: Mapping[str, Any], policy: PolicySettings) -> Thresholds:
     """The version's calibrated thresholds, each overridden by the config when the config sets it."""
     base = Thresholds.from_meta(meta.get("thresholds"))
-    return Thresholds(
+    chosen = Thresholds(
         difficulty=base.difficulty if policy.difficulty is None else policy.difficulty,
         stakes=base.stakes if policy.stakes is None else policy.stakes,
         stakes_min_difficulty=(
             base.stakes_min_difficulty if policy.stakes_min_difficulty is None else policy.stakes_min_difficulty
         ),
     )
+    overridden = [name for name, value in policy.model_dump().items() if value is not None]
+    # A stakes threshold above 1 is calibrate's "never by stakes"; at or below it, it should be able to act.
+    if overridden and chosen.stakes <= 1.0 and chosen.stakes_min_difficulty >= chosen.difficulty:
+        logger.warning(
+            "the stakes threshold has no effect: stakes_min_difficulty (%g) is not below difficulty (%g), so "
+            "every query it would escalate is escalated by difficulty already (the config sets %s over the "
+            "classifier version's thresholds)",
+            chosen.stakes_min_difficulty,
+            chosen.difficulty,
+            ", ".join(f"policy.{name}" for name in overridden),
+        )
+    return chosen
 
 
 class ActiveClassifier:

@@ -166,3 +166,115 @@ def test_an_upstream_pool_cap_that_is_not_a_positive_integer_is_a_config_error_n
 ) -> None:
     with pytest.raises(ConfigError, match=rf"limits\.max_upstream_in_flight: .*{said}"):
         settings_from_mapping({**BASE, "limits": {"max_upstream_in_flight": value}})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("policy", "difficulty", float("nan")),  # was refused as "less than or equal to 1", which it is not about
+        ("budget", "mixture_daily_usd", float("inf")),
+        ("budget", "sync_interval_s", float("inf")),  # the replicas would never share their spend
+        ("mixture", "proposer_deadline_s", float("inf")),
+        ("limits", "request_timeout_s", float("inf")),
+        ("cache", "timeout_ms", float("inf")),  # a Redis that hangs would hang every request
+        ("ledger", "feedback_weight", float("inf")),  # an infinite sample weight breaks training
+        ("shadow", "daily_budget_usd", float("nan")),
+        ("resilience", "backoff_max_s", float("inf")),
+    ],
+)
+def test_nan_and_infinity_are_config_errors_naming_the_key(section: str, key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: Input should be a finite number"):
+        settings_from_mapping({**BASE, section: {key: value}})
+
+
+def test_an_infinite_model_price_or_timeout_in_a_yaml_file_is_a_config_error(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "inf.yaml"
+    path.write_text(
+        yaml.safe_dump(BASE)
+        + "judge: {model: openai/judge, timeout_s: .inf, input_cost_per_token: .inf, output_cost_per_token: 1.0e-6}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "judge.timeout_s: Input should be a finite number" in message
+    assert "judge.input_cost_per_token: Input should be a finite number" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("policy", "difficulty", True),  # YAML's `true` (or `yes`) was taken as 1.0: never escalate by difficulty
+        ("policy", "stakes", "0.4"),  # a quoted number is a mistake in the file
+        ("policy", "stakes_min_difficulty", False),
+        ("mixture", "quorum", True),  # was a quorum of 1
+        ("mixture", "layers", 2.0),
+        ("mixture", "proposer_deadline_s", "30"),
+        ("budget", "mixture_daily_usd", True),  # was a cap of $1
+        ("budget", "mixture_monthly_usd_per_tenant", "100"),
+    ],
+    ids=repr,
+)
+def test_a_routing_number_given_as_a_boolean_or_a_string_is_a_config_error(
+    section: str, key: str, value: object
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: Input should be a valid (number|integer)"):
+        settings_from_mapping({**BASE, section: {key: value}})
+
+
+def test_whole_numbers_are_still_accepted_where_a_fraction_may_be_given() -> None:
+    settings = settings_from_mapping(
+        {**BASE, "policy": {"difficulty": 1, "stakes": 0}, "budget": {"mixture_daily_usd": 50}}
+    )
+    assert settings.policy.difficulty == 1.0 and settings.policy.stakes == 0.0
+    assert settings.budget.mixture_daily_usd == 50.0
+
+
+def test_warns_when_a_proposer_is_listed_twice(caplog: pytest.LogCaptureFixture) -> None:
+    twice = {**BASE, "proposers": [*BASE["proposers"], {"model": "gemini/gemini-2.5-pro"}]}  # type: ignore[misc]
+    with caplog.at_level(logging.WARNING):
+        settings = settings_from_mapping(twice)
+    warning = settings.duplicate_proposers_warning()
+    assert warning is not None and warning in caplog.text
+    assert "gemini/gemini-2.5-pro" in warning and "2 times" in warning and "quorum" in warning
+    # The same model behind two deployments (another api_base) is not a repeat.
+    two_bases = [
+        {"model": "openai/llama-3-70b", "api_base": "http://a:8000/v1"},
+        {"model": "openai/llama-3-70b", "api_base": "http://b:8000/v1"},
+        {"model": "gemini/gemini-2.5-pro"},
+    ]
+    assert settings_from_mapping({**BASE, "proposers": two_bases}).duplicate_proposers_warning() is None
+    assert settings_from_mapping(BASE).duplicate_proposers_warning() is None
+
+
+def test_unset_api_key_variables_are_named_before_the_service_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the check the service started, and every call to such a model failed upstream (a 502 "failed
+    # (auth)") from the first request on.
+    monkeypatch.delenv("MOA_TEST_UNSET_KEY", raising=False)
+    monkeypatch.setenv("MOA_TEST_EMPTY_KEY", "")
+    monkeypatch.setenv("MOA_TEST_SET_KEY", "sk-test")
+    settings = settings_from_mapping(
+        {
+            **BASE,
+            "cheap": {"model": "openai/gpt-4o-mini", "api_key_env": "MOA_TEST_SET_KEY"},
+            "proposers": [
+                {"model": "anthropic/claude-sonnet-4-5", "api_key_env": "MOA_TEST_UNSET_KEY"},
+                {"model": "gemini/gemini-2.5-pro"},
+            ],
+            "aggregator": {
+                "model": "openai/gpt-4o",
+                "api_key_env": "MOA_TEST_SET_KEY",
+                "fallback": {"model": "openai/gpt-4o-mini", "api_key_env": "MOA_TEST_EMPTY_KEY"},
+            },
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        settings.check_api_keys()
+    message = str(info.value)
+    assert "proposers.0.api_key_env: $MOA_TEST_UNSET_KEY is not set" in message
+    assert "aggregator.fallback.api_key_env: $MOA_TEST_EMPTY_KEY is not set" in message
+    assert "MOA_TEST_SET_KEY" not in message and "sk-test" not in message
+    monkeypatch.setenv("MOA_TEST_UNSET_KEY", "sk-1")
+    monkeypatch.setenv("MOA_TEST_EMPTY_KEY", "sk-2")
+    settings.check_api_keys()  # every key is there
