@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 logger = logging.getLogger(__name__)
 
 
+# An environment variable's name as a config gives it (`$NAME` or an empty name would name none).
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class _Section(BaseModel):
     # Unknown keys are errors: a typo in a config file must not be silently ignored. So are NaN and
     # infinities (YAML's .nan, .inf): no setting means "never" or "unlimited" by them, and a NaN fails
@@ -28,7 +32,7 @@ class ModelEntry(_Section):
     model: str = Field(min_length=3)
     api_base: str | None = None
     api_key: str | None = Field(default=None, repr=False)
-    api_key_env: str | None = None
+    api_key_env: Annotated[str, Field(min_length=1, pattern=_ENV_NAME)] | None = None
     timeout_s: float = Field(default=60.0, gt=0)
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
@@ -38,7 +42,8 @@ class ModelEntry(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> ModelEntry:
-        if "/" not in self.model:
+        provider, _, name = self.model.partition("/")
+        if not provider or not name:
             raise ValueError(f"model {self.model!r} needs litellm's 'provider/model' form")
         if self.api_key and self.api_key_env:
             raise ValueError("give api_key or api_key_env, not both")
@@ -120,7 +125,7 @@ class LedgerSettings(_Section):
     # The environment variable holding the key of the logged prompt hashes (router/prompt_hash.py),
     # read by the service only (commands that read the log never hash); unset: a key generated once
     # and shared through Redis.
-    prompt_hash_key_env: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    prompt_hash_key_env: Annotated[str, Field(min_length=1, pattern=_ENV_NAME)] | None = None
 
 
 class ShadowSettings(_Section):

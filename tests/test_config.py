@@ -278,3 +278,16 @@ def test_unset_api_key_variables_are_named_before_the_service_starts(monkeypatch
     monkeypatch.setenv("MOA_TEST_UNSET_KEY", "sk-1")
     monkeypatch.setenv("MOA_TEST_EMPTY_KEY", "sk-2")
     settings.check_api_keys()  # every key is there
+
+
+@pytest.mark.parametrize("model", ["/gpt-4o", "openai/", "ab/"], ids=repr)
+def test_a_model_without_its_provider_or_its_name_is_a_config_error(model: str) -> None:
+    with pytest.raises(ConfigError, match=r"cheap: .*'provider/model'"):
+        settings_from_mapping({**BASE, "cheap": {"model": model}})
+
+
+@pytest.mark.parametrize("name", ["", "$OPENAI_API_KEY", "OPENAI API KEY"], ids=repr)
+def test_an_api_key_env_that_cannot_name_a_variable_is_a_config_error(name: str) -> None:
+    # `$OPENAI_API_KEY` names no variable: calls went out without a key. An empty name was taken as unset.
+    with pytest.raises(ConfigError, match=r"cheap\.api_key_env: String should"):
+        settings_from_mapping({**BASE, "cheap": {"model": "openai/gpt-4o-mini", "api_key_env": name}})
