@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 # An environment variable's name as a config gives it (`$NAME` or an empty name would name none).
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Before a model's family in its name: a fine-tune's "ft:", Bedrock's vendor (and region) such as "us.anthropic.".
+_BEFORE_FAMILY = re.compile(r"^(?:ft:)?(?:[a-z]+\.)*")
+_FAMILY = re.compile(r"[a-z]+")  # the family is the name's leading letters: gpt-4o, llama3.1, qwen2.5, claude-...
 
 
 class _Section(BaseModel):
@@ -60,8 +64,9 @@ class ModelEntry(_Section):
         """The model family (e.g. gpt, claude, gemini, llama), to warn about near-identical proposers."""
         if self.family:
             return self.family.lower()
-        name = self.model.split("/", 1)[1].lower().rsplit("/", 1)[-1]
-        return name.split("-")[0] if "-" in name else name
+        name = _BEFORE_FAMILY.sub("", self.model.split("/", 1)[1].lower().rsplit("/", 1)[-1], count=1)
+        family = _FAMILY.match(name)
+        return family.group() if family else name.split("-")[0]
 
     def resolved_api_key(self) -> str | None:
         if self.api_key_env:

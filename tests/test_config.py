@@ -291,3 +291,35 @@ def test_an_api_key_env_that_cannot_name_a_variable_is_a_config_error(name: str)
     # `$OPENAI_API_KEY` names no variable: calls went out without a key. An empty name was taken as unset.
     with pytest.raises(ConfigError, match=r"cheap\.api_key_env: String should"):
         settings_from_mapping({**BASE, "cheap": {"model": "openai/gpt-4o-mini", "api_key_env": name}})
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        # Bedrock names a model after its vendor ("anthropic.claude-..."), with a region before it at times.
+        ["bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic/claude-sonnet-4-5", "vertex_ai/claude-opus-4"],
+        ["bedrock/us.anthropic.claude-3-7-sonnet-20250219-v1:0", "anthropic/claude-opus-4-1"],
+        # A version glued to the name (llama3.1, Qwen2.5) is still that family.
+        [
+            "ollama/llama3.1",
+            "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "bedrock/meta.llama3-1-70b-instruct-v1:0",
+        ],
+        ["together_ai/Qwen/Qwen2.5-72B-Instruct-Turbo", "openai/qwen-max"],
+        ["openai/ft:gpt-4o-mini-2024-07-18:acme::abc123", "openai/gpt-4o"],  # a fine-tuned GPT
+    ],
+)
+def test_warns_when_proposers_are_one_family_however_their_provider_names_them(
+    caplog: pytest.LogCaptureFixture, models: list[str]
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings_from_mapping({**BASE, "proposers": [{"model": model} for model in models]})
+    assert "one model family" in caplog.text
+
+
+def test_diverse_proposers_and_an_explicit_family_give_no_family_warning() -> None:
+    assert settings_from_mapping(BASE).diversity_warning() is None
+    mixed = [{"model": "openai/gpt-4o"}, {"model": "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0"}]
+    assert settings_from_mapping({**BASE, "proposers": mixed}).diversity_warning() is None
+    named = [{"model": "openai/my-model-a", "family": "mistral"}, {"model": "openai/my-model-b", "family": "qwen"}]
+    assert settings_from_mapping({**BASE, "proposers": named}).diversity_warning() is None
