@@ -297,3 +297,38 @@ def test_monthly_caps_in_the_config() -> None:
         with pytest.raises(ConfigError) as info:
             settings_from_mapping({**base, "budget": {field: -1}})
         assert f"budget.{field}" in str(info.value)
+
+
+def test_the_strong_fallback_answers_escalations_once_the_cap_is_reached_and_is_not_counted_as_mixture_spend(
+    make_service: Any, sim_url: str, redis_url: str
+) -> None:
+    from tests.conftest import entry
+
+    admin = "key-admin"
+    base = make_service(
+        redis_url=redis_url,
+        strong=entry(sim_url, "judge-1"),  # a model of its own, to tell its answers apart
+        budget={"mixture_daily_usd": 1e-9, "fallback": "strong"},  # the first mixture run uses it all
+        auth={"open": True, "admin_key_sha256": hashlib.sha256(admin.encode()).hexdigest()},
+    )
+    first = chat_on_mixture(base, "any", "Explain the proof of the four colour theorem.")
+    assert first.headers["x-moa-route"] == "mixture"
+
+    def spent() -> float:
+        stats = httpx.get(f"{base}/v1/stats?window=hour", headers={"authorization": f"Bearer {admin}"}, timeout=10)
+        return float(stats.json()["budget"]["mixture_spent_usd"])
+
+    spent_on_mixture = spent()
+    assert spent_on_mixture == pytest.approx(float(first.headers["x-moa-cost-usd"]), abs=1e-8)
+    # The client asks for the mixture: it cannot spend past the cap; the strong model answers.
+    forced = chat_on_mixture(base, "any", "Explain the proof of the four colour theorem, again.")
+    assert (forced.headers["x-moa-route"], forced.headers["x-moa-route-reason"]) == ("strong", "budget")
+    assert forced.json()["model"] == "openai/judge-1" and float(forced.headers["x-moa-cost-usd"]) > 0
+    easy = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"x-moa-route": "auto"},
+        json={"model": "moa-router", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert easy.headers["x-moa-route"] == "cheap"  # a query that was not escalated is not sent to the strong model
+    assert spent() == spent_on_mixture  # what the strong model cost is not mixture spend
