@@ -20,6 +20,8 @@ def app_from_env() -> FastAPI:
     from router.app import create_app
     from router.config import load_settings
     from router.prompt_hash import configured_key
+    from router.providers.pricing import UnknownPriceError, check_prices
+    from router.redaction import load_redactor
 
     if not logging.getLogger().handlers:  # a fresh worker process: the parent's logging setup is not inherited
         logging.basicConfig(
@@ -29,7 +31,13 @@ def app_from_env() -> FastAPI:
     try:
         settings = load_settings()
         configured_key(settings)  # read by the service only: checked here as `serve` checks it
-    except ValueError as exc:  # a ConfigError, or the prompt hash key: said as `serve` says it, not a traceback
+        settings.check_api_keys()
+        check_prices(settings)
+        load_redactor(settings.ledger.redact)
+        return create_app(settings)
+    except (ValueError, UnknownPriceError) as exc:  # said as `serve` says it, not as a traceback
         print(f"moa-router: {exc}", file=sys.stderr, flush=True)
         sys.exit(WORKER_STARTUP_FAILURE)
-    return create_app(settings)
+    except Exception:  # anything else fails the same way in every restart: stop, with its traceback
+        logging.getLogger(__name__).exception("moa-router: this worker could not build its app")
+        sys.exit(WORKER_STARTUP_FAILURE)

@@ -62,7 +62,10 @@ def load_redactor(spec: str) -> Redactor:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"ledger.redact must be 'builtin', 'none' or 'module:function', got {spec!r}")
-    function = getattr(importlib.import_module(module_name), attribute)
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:  # a config error, said before serving (router.commands.serve)
+        raise ValueError(f"ledger.redact: cannot load {spec}: {exc}") from None
     if not callable(function):
         raise ValueError(f"ledger.redact: {spec} is not callable")
     redactor: Redactor = function

@@ -12,6 +12,8 @@ from typing import Any
 from router.commands.argtypes import port_number
 from router.config import Settings, load_settings, settings_from_mapping
 from router.prompt_hash import configured_key
+from router.providers.pricing import UnknownPriceError, check_prices
+from router.redaction import load_redactor
 
 logger = logging.getLogger("router.serve")
 
@@ -76,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 settings = load_settings(args.config)
             configured_key(settings)  # read by the service only: checked here, not with the config
-        except ValueError as exc:  # a ConfigError, or the prompt hash key
+            settings.check_api_keys()  # serve only: the other commands need no upstream key
+            check_prices(settings)
+            load_redactor(settings.ledger.redact)  # the outcome log's hook, loaded at its startup
+        except (ValueError, UnknownPriceError) as exc:  # a ConfigError, the prompt hash key, a model's price
             print(f"moa-router: {exc}", file=sys.stderr)
             return 2
         if args.workers > 1:
@@ -110,6 +115,8 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     from router.asgi import LOG_LEVEL_ENV
     from router.redis_server import EmbeddedRedis
@@ -126,7 +133,16 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             redis = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis", persist=True))
             os.environ["REDIS_URL"] = redis.url
         print(f"moa-router serving at http://{args.host}:{args.port}/v1 with {args.workers} workers", flush=True)
-        uvicorn.run("router.asgi:app_from_env", factory=True, workers=args.workers, **_server_options(args, settings))
+        config = uvicorn.Config(
+            "router.asgi:app_from_env", factory=True, workers=args.workers, **_server_options(args, settings)
+        )
+        # uvicorn.run() ends with status 0 when a worker failed to start and it stopped the others; a
+        # supervisor restarting the service only on failure must see one.
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+            print("moa-router: a worker could not start (see above); the server stopped", file=sys.stderr)
+            return STARTUP_FAILURE
     return 0
 
 

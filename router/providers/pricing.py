@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.text import content_text
-from router.config import ModelEntry
+from router.config import ModelEntry, Settings
 from router.providers.base import CallResult, CompletionRequest, Usage
 
 _COST_MAP_FILE = "model_prices_and_context_window_backup.json"
@@ -58,6 +58,22 @@ def prices_for(entry: ModelEntry) -> Prices:
         f"no price for {entry.model}: litellm's cost map does not know it; "
         "set input_cost_per_token and output_cost_per_token on the entry"
     )
+
+
+def check_prices(settings: Settings) -> None:
+    """Price every configured model, fallbacks included, before serving: an unknown price is a config
+    error said in one line, not a traceback from the app's startup (or a worker's, restarted)."""
+    roles = {"cheap": [settings.cheap], "proposers": settings.proposers, "aggregator": [settings.aggregator]}
+    roles |= {"judge": [settings.judge_entry], "strong": [settings.strong_entry]}
+    for role, entries in roles.items():
+        for entry in entries:
+            chain: ModelEntry | None = entry
+            while chain is not None:
+                try:
+                    prices_for(chain)
+                except UnknownPriceError as exc:
+                    raise UnknownPriceError(f"{role}: {exc}") from None
+                chain = chain.fallback
 
 
 def cost_usd(prices: Prices, usage: Usage) -> float:
