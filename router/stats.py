@@ -61,6 +61,9 @@ RESOLUTIONS: tuple[Resolution, ...] = (MINUTE, HOUR, DAY)
 # a window's list is read from the same buckets as its totals.
 TOP_RESOLUTIONS: tuple[Resolution, ...] = RESOLUTIONS
 TOP_PER_BUCKET = 25
+# Prompt previews (only with ledger.store_prompts) are kept in the top sets of buckets kept up to this long:
+# the hour buckets' 9 days, not the day buckets' 400 (the 30-day window lists its requests without them).
+PREVIEW_TTL_S = HOUR.ttl_s
 
 # Latency histogram: bin i holds latencies in (LATENCY_BASE_S * GROWTH**(i-1), LATENCY_BASE_S * GROWTH**i];
 # bin 0 everything up to 1 ms, the last bin everything beyond ~10 minutes. A percentile read from it is
@@ -210,7 +213,7 @@ def _preview(event: RequestEvent, redact: Redactor, limit: int = 120) -> str | N
     return None
 
 
-def expensive_entry(event: RequestEvent, redact: Redactor = no_redaction) -> dict[str, Any]:
+def expensive_entry(event: RequestEvent, redact: Redactor = no_redaction, with_preview: bool = True) -> dict[str, Any]:
     """What the dashboard's table of expensive requests shows of one request."""
     entry: dict[str, Any] = {
         "request_id": event.request_id,
@@ -225,7 +228,7 @@ def expensive_entry(event: RequestEvent, redact: Redactor = no_redaction) -> dic
         "difficulty": event.difficulty,
         "stakes": event.stakes,
     }
-    preview = _preview(event, redact)
+    preview = _preview(event, redact) if with_preview else None
     if preview is not None:
         entry["preview"] = preview
     return entry
@@ -297,8 +300,9 @@ class StatsRecorder:
         for (resolution, start), found in candidates.items():
             key = top_key(self._prefix, resolution, start)
             kept = self._top.setdefault(key, (resolution.ttl_s, []))[1]
+            with_preview = resolution.ttl_s <= PREVIEW_TTL_S
             for cost, event in heapq.nlargest(TOP_PER_BUCKET, found, key=lambda item: item[0]):
-                kept.append((cost, orjson.dumps(expensive_entry(event, self._redact))))
+                kept.append((cost, orjson.dumps(expensive_entry(event, self._redact, with_preview))))
             if len(kept) > TOP_PER_BUCKET:  # folded over several flushes while Redis is away: only the top survive
                 kept.sort(key=lambda item: item[0], reverse=True)
                 del kept[TOP_PER_BUCKET:]

@@ -453,6 +453,9 @@ def test_request_previews_pass_the_outcome_logs_redaction_and_read_text_parts(
     assert reply.status_code == 200
     stats = httpx.get(f"{base}/v1/stats", params={"window": "hour"}, timeout=10).json()
     assert [entry["preview"] for entry in stats["expensive"]] == ["mail [email] card [number]"]
+    # Prompt text is not kept for the day buckets' 400 days: the 30-day window lists the request without it.
+    month = httpx.get(f"{base}/v1/stats", params={"window": "30d"}, timeout=10).json()
+    assert len(month["expensive"]) == 1 and "preview" not in month["expensive"][0]
 
 
 def test_top_asks_for_no_more_than_a_bucket_keeps(make_service: Any, redis_url: str) -> None:
