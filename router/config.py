@@ -113,6 +113,13 @@ class CacheSettings(_Section):
     timeout_ms: float = Field(default=50.0, gt=0)
     single_flight_wait_s: float = Field(default=60.0, gt=0)
 
+    @model_validator(mode="after")
+    def _max_ttl_at_least_the_default(self) -> CacheSettings:
+        # Below the default, a client asking for longer would get less than a client asking for nothing.
+        if self.max_ttl_s is not None and self.max_ttl_s < self.ttl_s:
+            raise ValueError(f"max_ttl_s ({self.max_ttl_s}) is below ttl_s ({self.ttl_s}), the default it caps")
+        return self
+
 
 class LedgerSettings(_Section):
     store_prompts: bool = False

@@ -323,3 +323,10 @@ def test_diverse_proposers_and_an_explicit_family_give_no_family_warning() -> No
     assert settings_from_mapping({**BASE, "proposers": mixed}).diversity_warning() is None
     named = [{"model": "openai/my-model-a", "family": "mistral"}, {"model": "openai/my-model-b", "family": "qwen"}]
     assert settings_from_mapping({**BASE, "proposers": named}).diversity_warning() is None
+
+
+def test_a_client_ttl_cap_below_the_default_ttl_is_a_config_error() -> None:
+    # A client asking for longer than max_ttl_s got less than one asking for nothing (the default ttl_s).
+    with pytest.raises(ConfigError, match=r"cache: .*max_ttl_s \(60\) is below ttl_s \(3600\)"):
+        settings_from_mapping({**BASE, "cache": {"ttl_s": 3600, "max_ttl_s": 60}})
+    assert settings_from_mapping({**BASE, "cache": {"ttl_s": 60, "max_ttl_s": 60}}).cache.max_ttl_s == 60
