@@ -268,3 +268,24 @@ def test_a_service_with_only_openai_compatible_upstreams_never_imports_litellm(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("reported", "usage"),
+    [
+        ((12, 3), Usage(12, 3)),
+        ((12.0, 3), Usage(12, 3)),
+        ((10**30, 3), None),  # a count past 64 bits could not be logged
+        ((-5, 3), None),  # a refund
+        (("12", 3), None),
+        ((None, 3), None),
+    ],
+    ids=["ints", "whole float", "huge", "negative", "string", "missing"],
+)
+def test_litellms_usage_is_taken_only_when_it_can_be_real(reported: tuple[Any, Any], usage: Usage | None) -> None:
+    from types import SimpleNamespace
+
+    from router.providers.litellm_provider import _usage
+
+    response = SimpleNamespace(usage=SimpleNamespace(prompt_tokens=reported[0], completion_tokens=reported[1]))
+    assert _usage(response) == usage

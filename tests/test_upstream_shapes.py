@@ -3,6 +3,7 @@ event inside a stream (OpenAI, vLLM) and content as a list of parts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,3 +114,42 @@ async def test_content_that_is_not_text_is_malformed(upstream: CannedUpstream) -
     with pytest.raises(ProviderError) as raised:
         await call(upstream, stream=False)
     assert raised.value.kind == "malformed"
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        {"prompt_tokens": 10**30, "completion_tokens": 5},  # past 64 bits: the outcome log could not hold it
+        {"prompt_tokens": -1000, "completion_tokens": 5},  # a refund
+        {"prompt_tokens": 12.5, "completion_tokens": 5},
+        {"prompt_tokens": "12", "completion_tokens": 5},
+        {"prompt_tokens": True, "completion_tokens": 5},
+    ],
+    ids=["huge", "negative", "fraction", "string", "boolean"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_usage_that_cannot_be_real_is_counted_by_the_router(
+    upstream: CannedUpstream, reported: dict[str, Any], stream: bool
+) -> None:
+    # It was taken as it came (int() of it): 10**30 prompt tokens were billed, and then the outcome log and
+    # the cache could not store the call; -1000 made the call pay back.
+    message = {"role": "assistant", "content": "Hello world"}
+    answer = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": reported}
+    if stream:  # the standard library's JSON: orjson refuses an int past 64 bits
+        events = [delta("Hello world", "stop"), {"choices": [], "usage": reported}]
+        upstream.body = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+    else:
+        upstream.body = json.dumps(answer).encode()
+    _, result = await call(upstream, stream=stream)
+    assert result.usage_estimated and result.usage.prompt_tokens == 1  # "hi": the router's own estimate
+    assert 0 < result.cost_usd < 1e-3
+
+
+async def test_whole_numbers_sent_as_floats_are_usage(upstream: CannedUpstream) -> None:
+    message = {"role": "assistant", "content": "Hello world"}
+    usage = {"prompt_tokens": 12.0, "completion_tokens": 3}
+    upstream.body = orjson.dumps(
+        {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+    )
+    _, result = await call(upstream, stream=False)
+    assert not result.usage_estimated and (result.usage.prompt_tokens, result.usage.completion_tokens) == (12, 3)

@@ -13,6 +13,10 @@ Message = Mapping[str, Any]
 ErrorKind = Literal["timeout", "rate_limit", "upstream", "connection", "malformed", "bad_request", "auth"]
 
 
+# Far beyond any model's context window and output; a larger count is a broken upstream, not usage.
+MAX_REPORTED_TOKENS = 100_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
@@ -24,6 +28,20 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    @classmethod
+    def reported(cls, prompt_tokens: object, completion_tokens: object) -> Usage | None:
+        """The usage an upstream reported, or None (the router then counts the tokens itself) when it is not
+        two whole numbers in a believable range: a negative count would be a refund, a huge one a bill (and
+        a number past 64 bits cannot even be logged)."""
+        counts = []
+        for value in (prompt_tokens, completion_tokens):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPORTED_TOKENS:
+                return None
+            counts.append(value)
+        return cls(counts[0], counts[1])
 
     def as_openai(self) -> dict[str, int]:
         return {

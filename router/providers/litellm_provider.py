@@ -49,10 +49,7 @@ def _usage(obj: Any) -> Usage | None:
     usage = getattr(obj, "usage", None)
     if usage is None:
         return None
-    try:
-        return Usage(int(usage.prompt_tokens), int(usage.completion_tokens))
-    except (AttributeError, TypeError, ValueError):
-        return None
+    return Usage.reported(getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
 
 
 class LiteLLMProvider:

@@ -224,10 +224,7 @@ def _text_of(content: Any) -> str:
 def _usage_from(payload: Mapping[str, Any] | None) -> Usage | None:
     if not isinstance(payload, dict):
         return None
-    try:
-        return Usage(int(payload["prompt_tokens"]), int(payload["completion_tokens"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+    return Usage.reported(payload.get("prompt_tokens"), payload.get("completion_tokens"))
 
 
 class OpenAICompatibleProvider:
