@@ -285,7 +285,7 @@ class Settings(_Section):
         (the commands that read the log or score need no upstream key): without it the service starts and
         every call to such a model fails upstream, from the first request on."""
         unset = [
-            f"  {where}.api_key_env: ${entry.api_key_env} is not set (calls to {entry.model} need it)"
+            f"  {where}.api_key_env: ${entry.api_key_env} is not set or is empty (calls to {entry.model} need it)"
             for where, entry in self._entries()
             if entry.api_key_env and not os.environ.get(entry.api_key_env)
         ]

@@ -273,7 +273,7 @@ def test_unset_api_key_variables_are_named_before_the_service_starts(monkeypatch
         settings.check_api_keys()
     message = str(info.value)
     assert "proposers.0.api_key_env: $MOA_TEST_UNSET_KEY is not set" in message
-    assert "aggregator.fallback.api_key_env: $MOA_TEST_EMPTY_KEY is not set" in message
+    assert "aggregator.fallback.api_key_env: $MOA_TEST_EMPTY_KEY is not set or is empty" in message
     assert "MOA_TEST_SET_KEY" not in message and "sk-test" not in message
     monkeypatch.setenv("MOA_TEST_UNSET_KEY", "sk-1")
     monkeypatch.setenv("MOA_TEST_EMPTY_KEY", "sk-2")
