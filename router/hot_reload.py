@@ -203,15 +203,15 @@ class Announcement:
     message: str
 
 
-def announce_promotion(version: str) -> Announcement:
-    """Set the Redis key when a Redis is configured (REDIS_URL or the config file) or the embedded one
-    holds data under the data directory; otherwise replicas sharing the data directory follow the ACTIVE
-    file."""
+def announce_promotion(version: str, config: str | None = None) -> Announcement:
+    """Set the Redis key when a Redis is configured (REDIS_URL or the config file: `config`, else
+    MOA_ROUTER_CONFIG, the one whose data directory holds the registry) or the embedded one holds data under
+    the data directory; otherwise replicas sharing the data directory follow the ACTIVE file."""
     from router.config import ConfigError
     from router.outcomes import LogLocation, connect
 
     try:
-        location = LogLocation.from_environment()
+        location = LogLocation.from_environment(config)
     except ConfigError as exc:
         return Announcement(False, f"could not announce {version}: {exc}")
     if location.redis_url is None and not (location.data_dir / "redis").is_dir():

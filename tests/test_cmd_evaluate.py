@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from classifier.registry import SEED_VERSION, ModelRegistry
 from router.cli import main
+from tests.conftest import settings_dict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classifier_rows.jsonl"
 
@@ -143,3 +146,32 @@ def test_a_line_that_is_not_utf8_is_named(
     line = FIXTURE.read_text(encoding="utf-8").count("\n") + 1
     assert main(["train", "--data", str(data), "--no-promote"]) == 2
     assert f"{data}:{line}: not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("named_by", ["flag", "env"])
+def test_evaluate_uses_the_active_version_and_data_directory_of_the_services_config(
+    named_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The service with this config serves the version promoted under its data_dir; evaluate used ./.moa-router's.
+    for name in ("MOA_ROUTER_DATA_DIR", "MOA_ROUTER_CONFIG", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    data_dir = tmp_path / "data"
+    registry = ModelRegistry(data_dir / "models")
+    seed = registry.load(SEED_VERSION)
+    promoted = registry.save(seed.scorer, {k: v for k, v in seed.meta.items() if k not in ("version", "created_at")})
+    registry.promote(promoted)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings_dict("http://127.0.0.1:9/v1", data_dir)), encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    if named_by == "env":
+        monkeypatch.setenv("MOA_ROUTER_CONFIG", str(config))
+    args = ["evaluate", "--data", str(FIXTURE), "--routing-data", str(routing_file(tmp_path / "r.jsonl"))]
+    args += ["--cheap", "cheap-model", "--strong", "strong-model", "--json"]
+    assert main([*args, "--config", str(config)] if named_by == "flag" else args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["version"] == promoted
+    plot = data_dir / "reports" / "routing-curve.png"
+    assert result["routing"]["plot"] == str(plot) and plot.is_file()
+    assert not (elsewhere / ".moa-router").exists()

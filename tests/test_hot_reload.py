@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -24,6 +25,7 @@ from router.config import PolicySettings
 from router.hot_reload import RETRY_FIRST_S, RETRY_MAX_S, HotReloader, active_version_key, announce_active_version
 from router.redis_server import EmbeddedRedis, free_port
 from router.scoring import ActiveClassifier
+from tests.conftest import settings_dict
 
 Service = Callable[..., str]
 
@@ -264,3 +266,27 @@ async def test_a_missing_version_is_loaded_once_its_directory_arrives(tmp_path: 
     assert registry.loads == {version: 1} and classifier.failure is not None
     shutil.move(tmp_path / version, tmp_path / "models" / version)
     assert await reloader.check() and classifier.version == version
+
+
+def test_a_promotion_is_announced_in_the_redis_of_the_config_given(
+    tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A command's --config names the registry's data directory; MOA_ROUTER_CONFIG may name another service,
+    # whose Redis was told instead (here it does not answer).
+    from router.hot_reload import announce_promotion
+
+    other = tmp_path / "other.yaml"
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    other.write_text(yaml.safe_dump(settings_dict("http://127.0.0.1:9/v1", tmp_path, redis_url=unreachable)))
+    monkeypatch.setenv("MOA_ROUTER_CONFIG", str(other))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    config = tmp_path / "config.yaml"
+    settings = settings_dict("http://127.0.0.1:9/v1", tmp_path, redis_url=redis_url, redis_prefix=prefix)
+    config.write_text(yaml.safe_dump(settings))
+    announcement = announce_promotion("v-announced", str(config))
+    assert announcement.ok, announcement.message
+    client: Any = Redis.from_url(redis_url)
+    try:
+        assert client.get(active_version_key(prefix)) == b"v-announced"
+    finally:
+        client.close()

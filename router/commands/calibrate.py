@@ -17,8 +17,9 @@ from pathlib import Path
 from classifier.artifacts import ArtifactError
 from classifier.calibration import choose_thresholds
 from classifier.dataset import DatasetError, load_rows, split_rows
-from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.registry import ModelRegistry, VersionNotFoundError
 from classifier.training import LabelledData
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir
 from router.commands.promotion import promote_and_announce
 
 DEFAULT_DATA = Path("training_data")
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--stakes-weight", type=float, default=0.5, help="value of escalating a high-stakes query")
     parser.add_argument("--no-promote", action="store_true", help="do not activate the calibrated version")
+    add_config_option(parser, "its data directory (the versions) and Redis (promotions)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.held_back_fraction is not None and not 0.0 < args.held_back_fraction < 1.0:
         # 1 would calibrate on the rows the version was trained on, whose scores are over-confident.
         return _usage_error("--held-back-fraction must be between 0 and 1 (exclusive)")
-    registry = ModelRegistry(default_models_dir())
+    directory = models_dir("calibrate", args.config)
+    if directory is None:
+        return EXIT_BAD_CONFIG
+    registry = ModelRegistry(directory)
     try:
         model = registry.load(args.model)
         rows = load_rows(args.data)
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"saved as {stored} (weights of {model.version})")
     if was_active and not args.no_promote:
         retry = f"promote with: moa-router models promote {stored}"
-        return promote_and_announce(registry, stored, model.version, "calibrate", retry)
+        return promote_and_announce(registry, stored, model.version, "calibrate", retry, args.config)
     return 0
 
 

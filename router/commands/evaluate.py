@@ -17,7 +17,7 @@ from typing import Any
 
 from classifier.artifacts import ArtifactError
 from classifier.dataset import DatasetError, load_rows, split_rows
-from classifier.registry import VersionNotFoundError, default_models_dir, load_model
+from classifier.registry import VersionNotFoundError, load_model
 from classifier.report import labelled_table, routing_table
 from classifier.routing_data import (
     DEFAULT_CHEAP,
@@ -28,6 +28,7 @@ from classifier.routing_data import (
 )
 from classifier.routing_eval import RANK_BY, evaluate_routers, router_scores
 from classifier.training import labelled_metrics
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir
 
 DEFAULT_DATA = Path("training_data")
 
@@ -61,11 +62,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--plot", type=Path, help="PNG path (default: <data dir>/reports/routing-curve.png)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    add_config_option(parser, "its data directory (the active version, the default plot's place)")
 
 
 def run(args: argparse.Namespace) -> int:
+    directory = models_dir("evaluate", args.config)
+    if directory is None:
+        return EXIT_BAD_CONFIG
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, directory)
     except (VersionNotFoundError, ArtifactError) as exc:
         print(f"moa-router evaluate: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         if data is not None:
             result["labelled"] = _labelled(model.scorer, model.meta, data, args.split)
         if routing_data is not None:
-            result["routing"] = _routing(model.scorer, model.version, routing_data, args)
+            plot = None if args.no_plot else args.plot or directory.parent / "reports" / "routing-curve.png"
+            result["routing"] = _routing(model.scorer, model.version, routing_data, args, plot)
     except (DatasetError, ValueError, OSError) as exc:
         print(f"moa-router evaluate: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +120,7 @@ def _labelled(scorer: Any, meta: dict[str, Any], data: Path, split: str) -> dict
     return {"data": str(data), "split": split, "metrics": labelled_metrics(scorer, rows)}
 
 
-def _routing(scorer: Any, version: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _routing(scorer: Any, version: str, path: Path, args: argparse.Namespace, plot: Path | None) -> dict[str, Any]:
     outcomes = routing_outcomes(read_routing_rows(path), args.cheap, args.strong)
     results = evaluate_routers(outcomes, {version: router_scores(scorer, outcomes.texts, args.rank_by)})
     curve = results[version].curve
@@ -133,10 +139,9 @@ def _routing(scorer: Any, version: str, path: Path, args: argparse.Namespace) ->
             "cost_usd": curve.cost.tolist(),
         },
     }
-    if not args.no_plot:
+    if plot is not None:
         from classifier.plot import plot_routing_curves
 
-        plot_path = args.plot or default_models_dir().parent / "reports" / "routing-curve.png"
         title = f"{outcomes.cheap_model} vs {'+'.join(outcomes.strong_models)} ({len(outcomes.texts)} prompts)"
-        output["plot"] = str(plot_routing_curves({n: r.curve for n, r in results.items()}, plot_path, title))
+        output["plot"] = str(plot_routing_curves({n: r.curve for n, r in results.items()}, plot, title))
     return output

@@ -7,22 +7,31 @@ import sys
 from typing import Any
 
 from classifier.artifacts import ArtifactError
-from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError, default_models_dir
+from classifier.registry import ModelRegistry, VersionInfo, VersionNotFoundError
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir
 from router.commands.promotion import report_announcement
 from router.hot_reload import announce_promotion
+
+_CONFIG_USES = "its data directory (the versions) and Redis (promotions)"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("models", help="list, promote or roll back classifier versions")
+    add_config_option(parser, _CONFIG_USES)
     actions = parser.add_subparsers(dest="models_action", required=True)
-    actions.add_parser("list", help="list versions (the active one is marked *)")
+    listing = actions.add_parser("list", help="list versions (the active one is marked *)")
     promote = actions.add_parser("promote", help="make a version the active one")
     promote.add_argument("version")
-    actions.add_parser("rollback", help="re-activate the version active before the last promotion")
+    rollback = actions.add_parser("rollback", help="re-activate the version active before the last promotion")
+    for action in (listing, promote, rollback):
+        add_config_option(action, _CONFIG_USES, default=argparse.SUPPRESS)  # `models promote V --config F` too
 
 
 def run(args: argparse.Namespace) -> int:
-    registry = ModelRegistry(default_models_dir())
+    directory = models_dir("models", args.config)
+    if directory is None:
+        return EXIT_BAD_CONFIG
+    registry = ModelRegistry(directory)
     if args.models_action == "list":
         print(_table(registry.list_versions()))
         return 0
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         except (VersionNotFoundError, ArtifactError) as exc:
             print(f"moa-router models: {exc}", file=sys.stderr)
             return 1
-        announcement = announce_promotion(version)
+        announcement = announce_promotion(version, args.config)
     return report_announcement(announcement, "models")
 
 

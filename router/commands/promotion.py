@@ -11,11 +11,14 @@ if TYPE_CHECKING:
     from router.hot_reload import Announcement
 
 
-def promote_and_announce(registry: ModelRegistry, version: str, expected_active: str, command: str, retry: str) -> int:
+def promote_and_announce(
+    registry: ModelRegistry, version: str, expected_active: str, command: str, retry: str, config: str | None
+) -> int:
     """Promote `version` if `expected_active` (what the command compared with or derived from) is still the
     active version, and announce it, under the registry's lock as `models promote` does, so that Redis
-    ends up naming the version ACTIVE names. 0, or 1 when another version was promoted meanwhile (`retry`
-    says what to do) or Redis could not be told."""
+    ends up naming the version ACTIVE names. The announcement goes to the Redis of `config` (the command's
+    `--config`, else MOA_ROUTER_CONFIG), the config whose data directory holds `registry`. 0, or 1 when
+    another version was promoted meanwhile (`retry` says what to do) or Redis could not be told."""
     from router.hot_reload import announce_promotion
 
     with registry.lock():
@@ -25,7 +28,7 @@ def promote_and_announce(registry: ModelRegistry, version: str, expected_active:
             print(f"not promoted: {exc}; {retry}")
             return 1
         print(f"promoted {version}")
-        announcement = announce_promotion(version)
+        announcement = announce_promotion(version, config)
     return report_announcement(announcement, command)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -26,15 +25,15 @@ import orjson
 from pydantic import ValidationError
 
 from classifier.artifacts import ArtifactError
-from classifier.registry import LoadedModel, VersionNotFoundError, default_models_dir, load_model
+from classifier.registry import LoadedModel, VersionNotFoundError, load_model
 from classifier.text import messages_to_text
-from router.config import ConfigError, PolicySettings, load_settings
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir_of, service_settings
+from router.config import ConfigError, PolicySettings
 from router.policy import decide
 from router.scoring import thresholds_for
 
 EXIT_INVALID_LINES = 1
 EXIT_NO_MODEL = 2
-EXIT_BAD_CONFIG = 2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,24 +48,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help="a classifier version id or version directory (default: the active version)",
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="the service's YAML config (default: $MOA_ROUTER_CONFIG): its policy thresholds and data directory",
-    )
+    add_config_option(parser, "its policy thresholds and data directory")
 
 
 def run(args: argparse.Namespace) -> int:
-    policy, models_dir = PolicySettings(), default_models_dir()
-    if args.config or os.environ.get("MOA_ROUTER_CONFIG"):  # the file the service would read
-        try:
-            settings = load_settings(args.config)
-        except ConfigError as exc:
-            print(f"moa-router score: {exc}", file=sys.stderr)
-            return EXIT_BAD_CONFIG
-        policy, models_dir = settings.policy, settings.data_dir / "models"
     try:
-        model = load_model(args.model, models_dir)
+        settings = service_settings(args.config)  # the file the service would read, if any
+    except ConfigError as exc:
+        print(f"moa-router score: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    policy = PolicySettings() if settings is None else settings.policy
+    try:
+        model = load_model(args.model, models_dir_of(settings))
     except (VersionNotFoundError, ArtifactError) as exc:
         print(f"moa-router score: {exc}", file=sys.stderr)
         return EXIT_NO_MODEL

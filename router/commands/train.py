@@ -17,7 +17,7 @@ from pathlib import Path
 from classifier import artifacts
 from classifier.artifacts import ArtifactError
 from classifier.dataset import DatasetError, Row, load_rows, split_rows
-from classifier.registry import ModelRegistry, VersionNotFoundError, default_models_dir
+from classifier.registry import ModelRegistry, VersionNotFoundError
 from classifier.report import labelled_table
 from classifier.training import (
     DEFAULT_ESCALATION_RATE,
@@ -26,6 +26,7 @@ from classifier.training import (
     not_worse,
     train_version,
 )
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir
 from router.commands.promotion import promote_and_announce
 
 DEFAULT_DATA = Path("training_data")
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSON-lines file or directory of them")
     parser.add_argument("--no-promote", action="store_true", help="save the version but do not activate it")
     parser.add_argument("--from-log", action="store_true", help="also train on the outcome log (REDIS_URL / config)")
+    add_config_option(parser, "its data directory (where versions are saved) and Redis (outcome log, promotions)")
     parser.add_argument("--held-back-fraction", type=float, default=DEFAULT_HELD_BACK_FRACTION)
     parser.add_argument(
         "--target-escalation-rate",
@@ -62,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
         rows = load_rows(args.data)
     except DatasetError as exc:
         return _usage_error(str(exc))
+    directory = models_dir("train", args.config)  # before training: a bad config costs no training run
+    if directory is None:
+        return EXIT_BAD_CONFIG
     logged: list[Row] = []
     if args.from_log:
-        from router.outcomes import read_logged_rows
-
-        read = read_logged_rows()
+        read = _read_logged_rows(args.config)
         if read is None:
             return 1
         logged = read
-    registry = ModelRegistry(default_models_dir())
     try:
         scorer, meta = train_version(
             rows,
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(labelled_table({args.output.name: meta["metrics"]["held_back"]}))
         print(f"thresholds: {meta['thresholds']}")
         return 0
+    registry = ModelRegistry(directory)
     version = registry.save(scorer, meta)
     print(f"trained {version} on {meta['n_train']} rows; held back {meta['n_held_back']}")
 
@@ -126,7 +129,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # Another run may have promoted while this one trained: the gate then compared with the wrong version.
     retry = f"compare again with: moa-router train, or moa-router models promote {version}"
-    return promote_and_announce(registry, version, active_name, "train", retry)
+    return promote_and_announce(registry, version, active_name, "train", retry, args.config)
+
+
+def _read_logged_rows(config: str | None) -> list[Row] | None:
+    """The outcome log's training rows, from the Redis of the config that names the registry (printing how
+    many), or None (with the reason on stderr) when the log cannot be read."""
+    from redis.exceptions import RedisError
+
+    from router.config import ConfigError
+    from router.outcomes import LogLocation, load_logged_rows
+
+    try:
+        logged, stats = load_logged_rows(LogLocation.from_environment(config))
+    except (ConfigError, RedisError, OSError, RuntimeError) as exc:  # RuntimeError: embedded Redis failed
+        print(f"moa-router train: cannot read the outcome log: {exc}", file=sys.stderr)
+        return None
+    print(stats.describe())
+    return logged
 
 
 def _usage_error(message: str) -> int:
