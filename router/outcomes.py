@@ -337,15 +337,15 @@ def export_lines(records: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
         yield orjson.dumps(record) + b"\n"
 
 
-def read_logged_rows() -> list[dict[str, Any]] | None:
-    """For `train --from-log`: the logged outcomes' training rows (printing how many), or None (with
-    the reason on stderr) when the log cannot be read."""
+def read_logged_rows(config: str | None = None) -> list[dict[str, Any]] | None:
+    """For `train --from-log`: the training rows of the outcome log of `config` (else MOA_ROUTER_CONFIG's,
+    else REDIS_URL's), printing how many, or None (with the reason on stderr) when it cannot be read."""
     import sys
 
     from redis.exceptions import RedisError
 
     try:
-        logged, stats = load_logged_rows()
+        logged, stats = load_logged_rows(LogLocation.from_environment(config))
     except (ConfigError, RedisError, OSError, RuntimeError) as exc:  # RuntimeError: embedded Redis failed
         print(f"moa-router train: cannot read the outcome log: {exc}", file=sys.stderr)
         return None

@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_CONFIG
     logged: list[Row] = []
     if args.from_log:
-        read = _read_logged_rows(args.config)
+        from router.outcomes import read_logged_rows  # Redis and the log's reader: only when asked for
+
+        read = read_logged_rows(args.config)
         if read is None:
             return 1
         logged = read
@@ -130,23 +132,6 @@ def run(args: argparse.Namespace) -> int:
     # Another run may have promoted while this one trained: the gate then compared with the wrong version.
     retry = f"compare again with: moa-router train, or moa-router models promote {version}"
     return promote_and_announce(registry, version, active_name, "train", retry, args.config)
-
-
-def _read_logged_rows(config: str | None) -> list[Row] | None:
-    """The outcome log's training rows, from the Redis of the config that names the registry (printing how
-    many), or None (with the reason on stderr) when the log cannot be read."""
-    from redis.exceptions import RedisError
-
-    from router.config import ConfigError
-    from router.outcomes import LogLocation, load_logged_rows
-
-    try:
-        logged, stats = load_logged_rows(LogLocation.from_environment(config))
-    except (ConfigError, RedisError, OSError, RuntimeError) as exc:  # RuntimeError: embedded Redis failed
-        print(f"moa-router train: cannot read the outcome log: {exc}", file=sys.stderr)
-        return None
-    print(stats.describe())
-    return logged
 
 
 def _usage_error(message: str) -> int:
