@@ -203,12 +203,22 @@ def add_event_fields(event: RequestEvent, estimator: MixtureCostEstimator, field
 
 def _preview(event: RequestEvent, redact: Redactor, limit: int = 120) -> str | None:
     """The start of the last user turn, after the outcome log's redaction hook (the page shows it, and
-    Redis keeps it for a day); only events of a config that stores prompts carry their messages."""
+    Redis keeps it up to PREVIEW_TTL_S); only events of a config that stores prompts carry their messages."""
     if not event.messages:
         return None
     for message in reversed(event.messages):
         if message.get("role") == "user":
-            text = " ".join(redact(content_text(message.get("content"))).split())
+            try:
+                text = " ".join(redact(content_text(message.get("content"))).split())
+            # An operator's hook may raise anything (the outcome log drops that one record): here the
+            # request is listed without a preview, rather than the error ending the stats' flush task.
+            except Exception as exc:  # logged by its type only: its text may quote the prompt
+                logger.error(
+                    "stats: request %s listed without a preview: the redaction hook raised %s",
+                    event.request_id,
+                    type(exc).__name__,
+                )
+                return None
             return text if len(text) <= limit else text[: limit - 1] + "…"
     return None
 
