@@ -268,7 +268,7 @@ class OutcomeLog:
                 return True
             self._in_flight = batch
             try:
-                unwritable = await self._send(batch)
+                await self._send(batch)
             except (RedisError, OSError) as exc:
                 self.counters.write_failures += 1
                 self._pending.extendleft(reversed(batch))
@@ -281,14 +281,15 @@ class OutcomeLog:
                 return False
             finally:
                 self._in_flight = []
-            self.counters.written += len(batch) - unwritable
+            self.counters.written += len(batch)
             return True
 
-    async def _send(self, batch: list[_Pending]) -> int:
-        """Write the batch in one transaction; the number of its items that could not be made into records
-        (each logged and counted as dropped, so that one bad record costs itself, not the writer)."""
+    async def _send(self, batch: list[_Pending]) -> None:
+        """Write the batch in one transaction. Its items that cannot be made into records are taken out of
+        it (each logged and counted as dropped, once: a failed write puts back only the others), so that one
+        bad record costs itself, not the writer."""
         event_keys, event_args, outcome_keys, outcome_args = [], [], [], []
-        unwritable = 0
+        unwritable: list[int] = []
         for index, item in enumerate(batch):
             if index and index % _RECORDS_PER_TURN == 0:
                 await asyncio.sleep(0)  # let requests in flight run between slices of the batch
@@ -306,8 +307,10 @@ class OutcomeLog:
             # An operator's redaction hook may raise anything, and a value orjson refuses (an int past 64
             # bits) raises its own error: either would end the writer task and lose every later event.
             except Exception as exc:  # counted, and logged by its type only (its text may quote a prompt)
-                unwritable += 1
+                unwritable.append(index)
                 self._unwritable(item, exc)
+        for index in reversed(unwritable):
+            del batch[index]
         if len(batch) > _RECORDS_PER_TURN:
             await asyncio.sleep(0)  # packing the command is a slice of its own
         settings = self._settings
@@ -318,7 +321,6 @@ class OutcomeLog:
             async with self._redis.pipeline(transaction=True) as pipe:
                 await self._script(keys=keys, args=[*args, *event_args, *outcome_args], client=pipe)
                 await pipe.execute()
-        return unwritable
 
     def _unwritable(self, item: _Pending, exc: Exception) -> None:
         self.counters.dropped += 1

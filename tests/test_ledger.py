@@ -414,3 +414,26 @@ async def test_an_event_that_cannot_be_made_into_a_record_is_dropped_alone(
     written = [orjson.loads(fields[b"e"])["request_id"] for _, fields in await client.xrange(LedgerKeys(prefix).events)]
     assert written == ["r0", "r2", "later"]
     await client.aclose()
+
+
+async def test_an_event_that_cannot_be_made_into_a_record_is_counted_once_while_redis_is_down(
+    tmp_path: Path,
+) -> None:
+    # The batch of a failed write goes back to the buffer: a record that could not be made was counted as
+    # dropped (and logged) again at every retry, and once more at shutdown, so `dropped` (and the
+    # moa_events_dropped metric) grew through a Redis outage past the events ever recorded.
+    from redis.asyncio import Redis as AsyncRedis
+
+    unreachable = AsyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    data = settings_dict("http://127.0.0.1:9/v1", tmp_path, ledger={"store_prompts": True, "shutdown_timeout_s": 0.3})
+    log = OutcomeLog(unreachable, settings_from_mapping(data), redact=_refuses_codes)
+    for i, text in enumerate(["hello", "my CODE-1234"]):
+        log.record(RequestEvent(request_id=f"r{i}", tenant="t", messages=[{"role": "user", "content": text}]))
+    for _ in range(3):  # each flush tries the write at least once, and it fails
+        assert not await log.flush(timeout_s=0.3)
+    assert log.counters.write_failures >= 3
+    assert log.counters.dropped == 1 and log.pending == 1
+    await log.close()  # Redis still down: the good event is lost, once
+    assert log.counters.dropped == 2 and log.counters.written == 0
+    assert log.counters.recorded == log.counters.written + log.counters.dropped
+    await unreachable.aclose()
