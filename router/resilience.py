@@ -192,10 +192,14 @@ class ResilientProvider:
         # Model, kind and status only: an upstream's error text may echo the prompt.
         logger.info("upstream %s failed (%s, status %s) on attempt %d", self.name, exc.kind, exc.status, attempt)
 
-    async def _wait_to_retry(self, exc: ProviderError, attempt: int, deadline: float) -> bool:
+    async def _wait_to_retry(self, exc: ProviderError, attempt: int, deadline: float, meter: CallMeter | None) -> bool:
         delay = self.retry_delay(exc, attempt)
         if delay is None or self._clock() + delay >= deadline:
             return False
+        if meter is not None:
+            # The failed attempt was not billed (a timeout is never retried) and the retry is not sent yet: a
+            # call cut off during the wait (a deadline, the request's timeout, a client that left) cost nothing.
+            meter.sent = False
         await self._sleep(delay)
         return True
 
@@ -233,7 +237,7 @@ class ResilientProvider:
                 result = await self._inner.complete(attempt_request, meter)
             except ProviderError as exc:
                 self._note_failure(exc, attempt)
-                if await self._wait_to_retry(exc, attempt, deadline):
+                if await self._wait_to_retry(exc, attempt, deadline, meter):
                     continue
                 taking_over = self._hand_over(exc, request, deadline, meter)
                 if taking_over is None:
@@ -268,7 +272,7 @@ class ResilientProvider:
                 self._note_failure(exc, attempt)
                 if sent_text:
                     raise  # part of the answer is with the client: neither retry nor fall back (exc.partial kept)
-                if await self._wait_to_retry(exc, attempt, deadline):
+                if await self._wait_to_retry(exc, attempt, deadline, meter):
                     continue
                 taking_over = self._hand_over(exc, request, deadline, meter)
                 if taking_over is None:

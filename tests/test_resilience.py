@@ -337,8 +337,8 @@ async def test_a_deadline_that_passed_before_a_retry_made_no_call(streaming: boo
             await provider.complete(request, meter)
     assert len(primary.timeouts) == 1 and raised.value.kind == "timeout"
     assert not raised.value.reached_upstream  # it made no call: nothing to cool down, nothing billed
-    # The meter still follows the 503'd attempt (sent): that one must not be billed for this timeout.
-    assert meter.sent and meter.billed_prompt(raised.value) is None
+    # The 503'd attempt was not billed, and nothing was on the wire while the retry waited.
+    assert not meter.sent and meter.billed_prompt(raised.value) is None
 
 
 def timed_out(name: str, reached_upstream: bool = True) -> ProviderError:
