@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import RedisError
 
+from router.calls import CallRecord, replaced_calls
 from router.config import Settings
 from router.events import RequestEvent
 from router.ledger import RECORD_VERSION, OutcomeLog
 from router.mixture import MixtureEngine, QuorumError
 from router.outcomes import shadow_label
-from router.providers.base import CompletionRequest, Message, ProviderError
+from router.providers.base import CallMeter, CallResult, CompletionRequest, Message, ProviderError
 from router.providers.registry import ProviderSet
 from router.redaction import redact_messages
-from router.routes import RouteResult, run_route, stand_in
+from router.routes import RouteResult, call_latency, run_route, stand_in
 from router.shadow_budget import ShadowBudget
 from router.tasks import cancel_and_wait
 
@@ -238,7 +239,7 @@ class ShadowEvaluator:
     async def _compare(self, job: _Job, run: _Run) -> None:
         """Runs the other route and the judge, filling `run`; a failure is noted in `run.error`."""
         try:
-            result = await run_route(job.other_route, job.request, self._providers, self._engine, run.route)
+            result = await self._run_other_route(job, run)
             fallback = stand_in(job.other_route, self._providers, result)
             if fallback is not None:  # not the route's own answer to judge
                 raise _NotJudged(f"{job.other_route}: a stand-in answered ({fallback} fallback)")
@@ -247,12 +248,11 @@ class ShadowEvaluator:
                 (result.text, job.answer) if job.other_route == "mixture" else (job.answer, result.text)
             )
             a, b = (mixture_answer, cheap_answer) if mixture_is_a else (cheap_answer, mixture_answer)
-            judged = await self._providers.judge.complete(
-                CompletionRequest(
-                    judge_messages(job.request.messages, a, b), self._settings.judge_max_tokens, 0.0, {}, None
-                )
+            judge_request = CompletionRequest(
+                judge_messages(job.request.messages, a, b), self._settings.judge_max_tokens, 0.0, {}, None
             )
-            run.judge_cost, run.judge_text = judged.cost_usd, judged.text
+            judged = await self._judge(judge_request, run)
+            run.judge_cost, run.judge_text = run.judge_cost + judged.cost_usd, judged.text
             run.verdict = mixture_verdict(parse_verdict(judged.text), mixture_is_a)
         except ProviderError as exc:
             run.error = f"{exc.model}: {exc.kind}"
@@ -260,6 +260,25 @@ class ShadowEvaluator:
             run.error = str(exc)
         except QuorumError as exc:  # its calls, paid for, are in run.route.calls
             run.error = f"mixture: {exc}"
+
+    async def _run_other_route(self, job: _Job, run: _Run) -> RouteResult:
+        try:
+            return await run_route(job.other_route, job.request, self._providers, self._engine, run.route)
+        except ProviderError as exc:  # the single model failed: one that timed out once sent was billed its prompt
+            latency = call_latency(run.route, time.perf_counter())
+            run.route.calls.append(CallRecord.from_error(exc, job.other_route, latency, meter=run.route.meter))
+            raise
+
+    async def _judge(self, request: CompletionRequest, run: _Run) -> CallResult:
+        """The judge's answer; what its calls that timed out once sent were billed is in `run.judge_cost`."""
+        meter, started = CallMeter(), time.perf_counter()
+        try:
+            return await self._providers.judge.complete(request, meter)
+        except ProviderError as exc:
+            run.judge_cost += CallRecord.from_error(exc, "judge", time.perf_counter() - started, meter=meter).cost_usd
+            raise
+        finally:  # a judge that timed out before its fallback entry took over
+            run.judge_cost += sum(call.cost_usd for call in replaced_calls(meter, "judge"))
 
     def _outcome(self, job: _Job, run: _Run) -> dict[str, Any]:
         event = job.event
