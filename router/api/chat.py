@@ -166,6 +166,9 @@ async def _complete(ex: Exchange, chat: ChatRequest, session: CacheSession, upst
         error = ex.failed(exc, result)  # before any await: a cancel may follow
         await session.abandon()
         raise error from exc
+    except asyncio.CancelledError:
+        ex.cancelled(result)  # recorded as the handler ends; the cancel is repeated at each await
+        raise
     ex.note_result(result)
     usage = ex.event.usage
     if result.finish_reason in STORABLE_FINISH and answered_as_configured(ex.event.route, state.providers, result):

@@ -41,9 +41,13 @@ async def start_stream(ex: Exchange, chat: ChatRequest, session: CacheSession, u
     except StopAsyncIteration:
         first = None
     except (ProviderError, QuorumError, TimeoutError) as exc:
+        await deltas.aclose()  # first: closing records the proposers it cut off as "late" (it ended: no wait)
+        error = ex.failed(exc, result)  # before waiting on the cache: a cancel may follow
         await session.abandon()
-        await deltas.aclose()  # first: closing records the proposers it cut off as "late"
-        raise ex.failed(exc, result) from exc
+        raise error from exc
+    except asyncio.CancelledError:  # the route was cancelled with it: its proposers are logged
+        ex.cancelled(result)
+        raise
     fallback = stand_in(ex.event.route, state.providers, result)  # known with the first delta
     if fallback:  # said before the body starts
         ex.headers["x-moa-fallback"] = fallback

@@ -4,6 +4,7 @@ client's error for a route that failed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 import uuid
@@ -107,6 +108,17 @@ class Exchange:
             if cut_off is not None:
                 self.event.calls.append(cut_off)
         return upstream_error(exc, self.event, call_latency(result, now), result.meter)
+
+    def cancelled(self, result: RouteResult) -> None:
+        """The route was cancelled before its answer (the service stopped and the request outlasted its
+        shutdown grace): the client gets none, which the event says (it kept its default 200), and the calls
+        that finished, or were cut off on the wire, were paid for, as when the request's timeout cuts it off."""
+        now = time.perf_counter()
+        self.event.calls.extend(result.calls)
+        cut_off = timed_out_call(self.event.route, self.state.providers, result, now)
+        if cut_off is not None:
+            self.event.calls.append(dataclasses.replace(cut_off, error="cancelled"))
+        self.event.status, self.event.error = 500, "internal_error"
 
     def extra(self) -> dict[str, Any]:
         return {
