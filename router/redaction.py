@@ -64,8 +64,10 @@ def load_redactor(spec: str) -> Redactor:
         raise ValueError(f"ledger.redact must be 'builtin', 'none' or 'module:function', got {spec!r}")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:  # a config error, said before serving (router.commands.serve)
-        raise ValueError(f"ledger.redact: cannot load {spec}: {exc}") from None
+    # The operator's module may fail to import in any way (a syntax error, an exception of its own): all of
+    # them are this config's error, said in one line before serving (router.commands.serve).
+    except Exception as exc:
+        raise ValueError(f"ledger.redact: cannot load {spec}: {type(exc).__name__}: {exc}") from None
     if not callable(function):
         raise ValueError(f"ledger.redact: {spec} is not callable")
     redactor: Redactor = function

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,22 @@ def test_a_long_run_without_an_at_sign_is_redacted_in_one_pass(run: str) -> None
         "assert r(text).endswith(' [email]')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=15, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ("def redact(text:\n", "SyntaxError"),
+        ("raise RuntimeError('no licence file')\n", "RuntimeError: no licence file"),
+    ],
+    ids=["syntax error", "raises on import"],
+)
+def test_a_hook_module_that_cannot_be_imported_is_a_config_error(
+    source: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a missing module or function was a config error; these were a traceback from `serve`.
+    module = f"hook_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"^ledger\.redact: cannot load {module}:redact: {named}"):
+        load_redactor(f"{module}:redact")
