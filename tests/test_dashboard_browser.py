@@ -4,37 +4,20 @@ and its headline figures equal /v1/stats; without traffic it shows its empty sta
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from router.commands.report import count, ms, pct, usd
-from tests.support.browser import CHROMIUM, launch_chromium
+from tests.support.dashboard_browser import BROWSER_MARKS, browser
 
-pytestmark = [
-    pytest.mark.browser,
-    # Skipped only off CI: CI installs Chromium (.ci/run), so there a missing browser is a failure.
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium at /usr/bin/chromium"
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
+pytestmark = BROWSER_MARKS
+__all__ = ["browser"]  # the fixture, used by name
 
 
 def _chat(base: str, content: str, route: str = "auto", temperature: float = 0.0) -> None:

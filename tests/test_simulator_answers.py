@@ -3,8 +3,6 @@ aggregations that name their candidates, token limits and the judge's verdict li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import orjson
 import pytest
@@ -14,23 +12,14 @@ from router.simulator.answers import count_tokens, find_candidates, prompt_token
 from tests.support.simulator import (
     QUESTION,
     answer_text,
+    client,
     faulty_fleet,
-    reset_client,
+    faulty_sim,
     sim_chat,
     stream_events,
 )
 
-
-@pytest.fixture(scope="module")
-def faulty_sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(faulty_fleet()) as server:
-        yield server
-
-
-@pytest.fixture
-def client(faulty_sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with reset_client(faulty_sim) as http:
-        yield http
+__all__ = ["client", "faulty_sim"]  # fixtures, used by name
 
 
 def test_completion_has_openai_shape_and_consistent_usage(client: httpx.Client) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,25 +16,15 @@ from tests.support.simulator import (
     QUESTION,
     WAIT_LIMIT_S,
     answer_text,
-    faulty_fleet,
+    client,
+    faulty_sim,
     model_stats,
-    reset_client,
     sim_chat,
     stream_events,
     wait_until,
 )
 
-
-@pytest.fixture(scope="module")
-def faulty_sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(faulty_fleet()) as server:
-        yield server
-
-
-@pytest.fixture
-def client(faulty_sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with reset_client(faulty_sim) as http:
-        yield http
+__all__ = ["client", "faulty_sim"]  # fixtures, used by name
 
 
 def test_error_rate_gives_500_in_openai_error_shape(client: httpx.Client) -> None:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,23 +21,14 @@ from tests.support.simulator import (
     QUESTION,
     WAIT_LIMIT_S,
     answer_text,
+    client,
     faulty_fleet,
-    reset_client,
+    faulty_sim,
     sim_chat,
     wait_until,
 )
 
-
-@pytest.fixture(scope="module")
-def faulty_sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(faulty_fleet()) as server:
-        yield server
-
-
-@pytest.fixture
-def client(faulty_sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with reset_client(faulty_sim) as http:
-        yield http
+__all__ = ["client", "faulty_sim"]  # fixtures, used by name
 
 
 def test_unknown_model_is_404(client: httpx.Client) -> None:

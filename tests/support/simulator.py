@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from router.simulator import FleetConfig, SimModel, SimulatorServer
 
@@ -77,3 +78,17 @@ def wait_until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition did not come true"
         time.sleep(0.01)
+
+
+# The faulty fleet for a test module, and a client to it whose models are reset for each test (import both
+# into the module: `__all__ = ["client", "faulty_sim"]`).
+@pytest.fixture(scope="module")
+def faulty_sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(faulty_fleet()) as server:
+        yield server
+
+
+@pytest.fixture
+def client(faulty_sim: SimulatorServer) -> Iterator[httpx.Client]:
+    with reset_client(faulty_sim) as http:
+        yield http
