@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,44 @@ def test_a_request_cancelled_by_the_stopping_service_is_logged_as_failed_with_it
     assert (call["model"], call["status"]) == ("openai/cheap-1", "error")
     assert call["prompt_tokens"] > 0 and call["cost_usd"] == pytest.approx(call["prompt_tokens"] * price_in)
     assert event["cost_usd"] == call["cost_usd"]
+
+
+async def test_a_request_cancelled_before_its_route_ran_is_not_logged_as_answered(
+    sim_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # Cancelled while it still read its body (or waited in single flight for an identical request): it was
+    # logged as a 200 with no calls, an answer that no client got.
+    import asyncio
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    app = create_app(
+        settings_from_mapping(settings_dict(sim_url, tmp_path / "data", redis_url=redis_url, redis_prefix=prefix))
+    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "root_path": ""}
+    scope["headers"] = headers
+    scope |= {"query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "app": app}
+    body_read = asyncio.Event()
+
+    async def receive() -> MutableMapping[str, Any]:  # the body never comes
+        body_read.set()
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        raise AssertionError(f"nothing is sent to a cancelled request: {message}")
+
+    async with app.router.lifespan_context(app):
+        handling = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(body_read.wait(), 10)
+        handling.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await handling
+    # Leaving the lifespan flushed the outcome log.
+    client: Any = Redis.from_url(redis_url)
+    try:
+        [event] = [orjson.loads(fields[b"e"]) for _, fields in client.xrange(LedgerKeys(prefix).events)]
+    finally:
+        client.close()
+    assert (event["status"], event["error"]) == (500, "internal_error")  # was (200, None)
+    assert event["calls"] == [] and event["cost_usd"] == 0

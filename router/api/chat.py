@@ -141,6 +141,13 @@ async def chat_completions(request: Request) -> Response:
         ex.event.status, ex.event.error = exc.status, exc.code
         exc.headers.update(ex.headers)
         return error_response(exc)
+    except asyncio.CancelledError:
+        # Only the server cancels this handler (a client that leaves does not: pure ASGI), at the end of its
+        # shutdown grace. Before its route ran (reading the body, waiting in single flight) nothing was paid
+        # for, but there was no answer either: the event must not keep its default 200.
+        if ex.event.error is None:  # (a route that ran recorded its calls and this already: _complete)
+            ex.event.status, ex.event.error = 500, "internal_error"
+        raise
     except Exception:
         # A bug or an unexpected upstream exception: the app's handler answers 500, and the event must
         # say so rather than keep its default 200.
