@@ -208,3 +208,21 @@ def test_a_config_that_cannot_be_read_is_one_line_and_status_2(
         assert captured.err.startswith(f"moa-router {command[0]}: ") and str(config) in captured.err
         assert "Traceback" not in captured.err and captured.err.count("moa-router") == 1  # one message
     assert_nothing_in_the_working_directory()
+
+
+def test_calibrate_warns_when_the_configs_policy_overrides_what_it_chose(
+    tmp_path: Path, sim_url: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The service takes the config's policy over the version's thresholds: calibrate's rates said nothing
+    # of it, so an operator saw a 0.3 escalation rate the service would not route at.
+    config = tmp_path / "config.yaml"
+    data = settings_dict(sim_url, tmp_path / "data", redis_url=redis_url, policy={"difficulty": 0.9})
+    config.write_text(yaml.safe_dump(data), "utf-8")
+    args = ["calibrate", "--target-escalation-rate", "0.3", "--data", str(FIXTURE), "--held-back-fraction", "0.5"]
+    assert main([*args, "--no-promote", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the config's policy sets {'difficulty': 0.9}; the service uses those" in err
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(settings_dict(sim_url, tmp_path / "data", redis_url=redis_url)), "utf-8")
+    assert main([*args, "--no-promote", "--config", str(plain)]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -19,8 +19,9 @@ from classifier.calibration import choose_thresholds
 from classifier.dataset import DatasetError, load_rows, split_rows
 from classifier.registry import ModelRegistry, VersionNotFoundError
 from classifier.training import LabelledData
-from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir
+from router.commands.locations import EXIT_BAD_CONFIG, add_config_option, models_dir_of, service_settings
 from router.commands.promotion import promote_and_announce
+from router.config import ConfigError
 
 DEFAULT_DATA = Path("training_data")
 
@@ -55,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if args.held_back_fraction is not None and not 0.0 < args.held_back_fraction < 1.0:
         # 1 would calibrate on the rows the version was trained on, whose scores are over-confident.
         return _usage_error("--held-back-fraction must be between 0 and 1 (exclusive)")
-    directory = models_dir("calibrate", args.config)
-    if directory is None:
+    try:
+        settings = service_settings(args.config)
+    except ConfigError as exc:
+        print(f"moa-router calibrate: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    directory = models_dir_of(settings)
     registry = ModelRegistry(directory)
     try:
         model = registry.load(args.model)
@@ -104,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         f"escalation rate {choice.escalation_rate:.3f}, difficult recall {choice.difficult_recall:.3f}, "
         f"high-stakes recall {choice.stakes_recall:.3f}"
     )
+    overridden = {} if settings is None else settings.policy.model_dump(exclude_none=True)
+    if overridden:  # the service takes these over the version's: the rates above are not what it will do
+        print(
+            f"warning: the config's policy sets {overridden}; the service uses those, not the thresholds "
+            "chosen here (remove them from the config to route by these)",
+            file=sys.stderr,
+        )
     print(f"saved as {stored} (weights of {model.version})")
     if was_active and not args.no_promote:
         retry = f"promote with: moa-router models promote {stored}"
