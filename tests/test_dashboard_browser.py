@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from router.commands.report import count, ms, pct, usd
-from tests.support.dashboard_browser import BROWSER_MARKS, browser
+from tests.support.dashboard_browser import BROWSER_MARKS, browser, open_page
 
 pytestmark = BROWSER_MARKS
 __all__ = ["browser"]  # the fixture, used by name
@@ -66,22 +66,12 @@ _INKED_PIXELS = """(el) => {
 }"""
 
 
-def open_dashboard(browser: Any, base: str, window: str) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(f"{base}/dashboard#window={window}")
-    page.wait_for_selector("body[data-ready='1']", timeout=15_000)
-    return page, errors
-
-
 def test_dashboard_after_traffic_matches_stats(
     browser: Any, make_service: Callable[..., str], redis_url: str, tmp_path: Path
 ) -> None:
     base = make_service(redis_url=redis_url, demo=True)
     send_traffic(base)
-    page, errors = open_dashboard(browser, base, "hour")
+    page, errors = open_page(browser, base, "hour")
     page.wait_for_selector("#chart-latency[data-rendered]", timeout=15_000)
     stats = httpx.get(f"{base}/v1/stats", params={"window": "hour", "top": 10}, timeout=10).json()
     assert stats["totals"]["requests"] == 8
@@ -117,7 +107,7 @@ def test_dashboard_shows_an_empty_state_without_traffic(
     browser: Any, make_service: Callable[..., str], redis_url: str
 ) -> None:
     base = make_service(redis_url=redis_url)
-    page, errors = open_dashboard(browser, base, "day")
+    page, errors = open_page(browser, base, "day")
     assert page.locator("#empty").is_visible()
     assert "No requests" in page.locator("#empty").inner_text()
     assert page.locator("#charts").is_hidden()
@@ -138,7 +128,7 @@ def test_dashboard_shows_the_monthly_budget(browser: Any, make_service: Callable
         if budget["month"]["mixture_spent_usd"] > 0 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    page, errors = open_dashboard(browser, base, "day")
+    page, errors = open_page(browser, base, "day")
     assert budget["day_mixture_allowed"] and not budget["month"]["mixture_allowed"]
     assert not budget["mixture_allowed"]  # the caps of both periods together
     sub = page.locator("#budget-sub").inner_text()
@@ -199,7 +189,7 @@ def test_dashboard_counts_every_tenant_over_its_cap(
             break
         time.sleep(0.05)
     assert len(budget["tenants"]) == 10 and budget["tenants_over_cap"] == 12
-    page, errors = open_dashboard(browser, base, "day")
+    page, errors = open_page(browser, base, "day")
     assert f"{usd(0.5)} per tenant, 12 over" in page.locator("#budget-sub").inner_text()
     assert errors == []
     page.close()
@@ -228,7 +218,7 @@ def test_a_failed_load_of_another_window_does_not_show_the_previous_ones_numbers
 ) -> None:
     base = make_service(redis_url=redis_url, demo=True)
     send_traffic(base)
-    page, errors = open_dashboard(browser, base, "hour")
+    page, errors = open_page(browser, base, "hour")
     assert page.locator("[data-figure='requests']").inner_text() == "8"
     page.route(
         "**/v1/stats?window=30d*",
