@@ -91,6 +91,9 @@ class PolicySettings(_Section):
     difficulty: float | None = Field(default=None, ge=0, le=1, strict=True)
     stakes: float | None = Field(default=None, ge=0, le=1, strict=True)
     stakes_min_difficulty: float | None = Field(default=None, ge=0, le=1, strict=True)
+    # The routes a client may force with `x-moa-route` (`auto` is always allowed). Without a mixture budget,
+    # a client allowed `mixture` can send every request through it, at several times the cost.
+    client_overrides: tuple[Literal["cheap", "mixture"], ...] = ("cheap", "mixture")
 
 
 class LimitSettings(_Section):

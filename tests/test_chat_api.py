@@ -291,6 +291,22 @@ def test_bad_input_is_a_clear_4xx(make_service: Service, sim: SimulatorServer) -
     assert sim_stats(sim)["total_calls"] == 0  # nothing bad reached an upstream
 
 
+def test_routes_a_client_may_not_force_are_a_403(make_service: Service, sim: SimulatorServer) -> None:
+    # Any client could send every request through the mixture with x-moa-route, at several times the cost.
+    base = make_service(policy={"client_overrides": ["cheap"]})
+    forced = chat(base, "Mixture")
+    assert forced.status_code == 403
+    error = forced.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "permission_error",
+        "route_override_not_allowed",
+        "x-moa-route",
+    )
+    assert sim_stats(sim)["total_calls"] == 0
+    assert chat(base, "cheap").headers["x-moa-route"] == "cheap"  # allowed
+    assert chat(base, "auto").status_code == 200  # the policy's own choice is always allowed
+
+
 def test_non_ascii_digits_in_headers_are_a_400(make_service: Service, sim: SimulatorServer) -> None:
     base = make_service()
     payload = orjson.dumps({"model": "m", "temperature": 0, "messages": ASK})

@@ -330,3 +330,9 @@ def test_a_client_ttl_cap_below_the_default_ttl_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"cache: .*max_ttl_s \(60\) is below ttl_s \(3600\)"):
         settings_from_mapping({**BASE, "cache": {"ttl_s": 3600, "max_ttl_s": 60}})
     assert settings_from_mapping({**BASE, "cache": {"ttl_s": 60, "max_ttl_s": 60}}).cache.max_ttl_s == 60
+
+
+def test_client_overrides_name_routes_a_client_may_force() -> None:
+    assert settings_from_mapping({**BASE, "policy": {"client_overrides": []}}).policy.client_overrides == ()
+    with pytest.raises(ConfigError, match=r"policy\.client_overrides\.0"):
+        settings_from_mapping({**BASE, "policy": {"client_overrides": ["strong"]}})

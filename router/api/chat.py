@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -47,12 +48,17 @@ def _chat_openapi() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
 
 
-def parse_override(value: str | None) -> RouteOverride:
+def parse_override(value: str | None, allowed: Collection[str] = ("cheap", "mixture")) -> RouteOverride:
+    """The route a client asks for with `x-moa-route`; forcing one the operator did not allow
+    (`policy.client_overrides`) is a 403."""
     if value is None or value == "":
         return "auto"
     lowered = value.strip().lower()
     for option in ROUTE_OVERRIDES:
         if lowered == option:
+            if option != "auto" and option not in allowed:
+                message = f"this service does not let clients force the {option} route (x-moa-route)"
+                raise APIError(403, message, "route_override_not_allowed", "x-moa-route")
             return option
     raise APIError(400, f"x-moa-route must be one of {', '.join(ROUTE_OVERRIDES)}", "invalid_route", "x-moa-route")
 
@@ -99,7 +105,7 @@ async def chat_completions(request: Request) -> Response:
         chat = parse_chat_request(
             await read_limited_body(request, state.settings.limits.max_body_bytes), state.settings.limits
         )
-        override = parse_override(request.headers.get("x-moa-route"))
+        override = parse_override(request.headers.get("x-moa-route"), state.settings.policy.client_overrides)
         ex.event.stream = chat.stream
         messages = chat.upstream_messages()
         hasher = state.prompt_hasher
