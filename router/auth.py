@@ -76,7 +76,6 @@ class Authenticator:
     def __init__(self, settings: AuthSettings, open_mode: bool = False) -> None:
         self._open = open_mode or settings.open
         self._config_keys = {entry.key_sha256: entry.tenant for entry in settings.keys}
-        self._redis_key_count = 0
         self._tenants_by_digest = dict(self._config_keys)
         self._admin_hash = settings.admin_key_sha256
         if self._open and self._admin_hash is not None:
@@ -99,16 +98,11 @@ class Authenticator:
     def is_open(self) -> bool:
         return self._open
 
-    @property
-    def key_count(self) -> int:
-        return len(self._config_keys) + self._redis_key_count
-
     def set_redis_keys(self, keys: Mapping[str, str]) -> None:
         """Replace the keys read from Redis (config keys stay); a key removed there is revoked here."""
         # One new table, swapped in whole: a request never sees it half built. A config entry wins over a
         # Redis entry for the same key.
         self._tenants_by_digest = {**keys, **self._config_keys}
-        self._redis_key_count = len(keys)
 
     def tenant(self, headers: Mapping[str, str]) -> str:
         token = bearer_token(headers)
