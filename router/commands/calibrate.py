@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         f"escalation rate {choice.escalation_rate:.3f}, difficult recall {choice.difficult_recall:.3f}, "
         f"high-stakes recall {choice.stakes_recall:.3f}"
     )
-    overridden = {} if settings is None else settings.policy.model_dump(exclude_none=True)
+    thresholds = {"difficulty", "stakes", "stakes_min_difficulty"}
+    overridden = {} if settings is None else settings.policy.model_dump(include=thresholds, exclude_none=True)
     if overridden:  # the service takes these over the version's: the rates above are not what it will do
         print(
             f"warning: the config's policy sets {overridden}; the service uses those, not the thresholds "
