@@ -336,15 +336,18 @@ async def test_one_timeout_does_not_pause_the_cache_but_a_run_of_them_does(
     own_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_module, "DOWN_RETRY_S", 60.0)
-    settings = make_settings(tmp_path, cache={"timeout_ms": 30})
+    # 100 ms, well under the 500 ms pause: on a loaded machine 30 ms was at times too short for an unpaused call.
+    settings = make_settings(tmp_path, cache={"timeout_ms": 100})
     pauser = make_redis_client(own_redis.url, 5.0)
     async with response_cache(own_redis.url, settings, timeout_s=5.0) as cache:
         session = await begin(cache, ask())
         await session.store(ANSWER)
+        assert cache.counts["redis-timeout"] == 0, "the answer was not stored: nothing below can hit"
         await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
         assert (await begin(cache, ask())).detail == "redis-timeout"
         await pauser.execute_command("CLIENT", "UNPAUSE")
-        assert (await begin(cache, ask())).status == "hit"  # one slow answer: Redis is still used
+        after = await begin(cache, ask())
+        assert after.status == "hit", (after.status, after.detail, dict(cache.counts))  # Redis is still used
 
         await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
         details = [(await begin(cache, ask())).detail for _ in range(cache_module.FAILURES_BEFORE_PAUSE)]
