@@ -48,7 +48,7 @@ def _chat_openapi() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
 
 
-def parse_override(value: str | None, allowed: Collection[str] = ("cheap", "mixture")) -> RouteOverride:
+def parse_override(value: str | None, allowed: Collection[str]) -> RouteOverride:
     """The route a client asks for with `x-moa-route`; forcing one the operator did not allow
     (`policy.client_overrides`) is a 403."""
     if value is None or value == "":
@@ -162,7 +162,7 @@ async def chat_completions(request: Request) -> Response:
         raise
     finally:
         if not streaming:
-            # Recorded before any await: a cancelled request (client gone) is cancelled again at each.
+            # Recorded before any await: a cancelled request (the service stopping) is cancelled again at each.
             ex.finish()
             if session is not None:
                 await release(session)
