@@ -336,20 +336,22 @@ async def test_one_timeout_does_not_pause_the_cache_but_a_run_of_them_does(
     own_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_module, "DOWN_RETRY_S", 60.0)
-    # 100 ms, well under the 500 ms pause: on a loaded machine 30 ms was at times too short for an unpaused call.
-    settings = make_settings(tmp_path, cache={"timeout_ms": 100})
+    # 250 ms, well under the 1.5 s pauses (three timed-out lookups fit in one); the answer is stored first with a
+    # lenient timeout: on a loaded CI machine the tight one let the store itself time out (seen at 100 ms).
+    settings = make_settings(tmp_path, cache={"timeout_ms": 250})
+    lenient = settings.model_copy(update={"cache": settings.cache.model_copy(update={"timeout_ms": 5000.0})})
+    async with response_cache(own_redis.url, lenient, timeout_s=5.0) as seeding:
+        await (await begin(seeding, ask())).store(ANSWER)
+        assert seeding.counts["redis-timeout"] == 0, "the answer was not stored: nothing below can hit"
     pauser = make_redis_client(own_redis.url, 5.0)
     async with response_cache(own_redis.url, settings, timeout_s=5.0) as cache:
-        session = await begin(cache, ask())
-        await session.store(ANSWER)
-        assert cache.counts["redis-timeout"] == 0, "the answer was not stored: nothing below can hit"
-        await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
+        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")
         assert (await begin(cache, ask())).detail == "redis-timeout"
         await pauser.execute_command("CLIENT", "UNPAUSE")
         after = await begin(cache, ask())
         assert after.status == "hit", (after.status, after.detail, dict(cache.counts))  # Redis is still used
 
-        await pauser.execute_command("CLIENT", "PAUSE", "500", "ALL")
+        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")
         details = [(await begin(cache, ask())).detail for _ in range(cache_module.FAILURES_BEFORE_PAUSE)]
         assert details == ["redis-timeout"] * cache_module.FAILURES_BEFORE_PAUSE
         await pauser.execute_command("CLIENT", "UNPAUSE")
